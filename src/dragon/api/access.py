@@ -1,0 +1,130 @@
+"""Who may call what. Every route of the app must appear in ACCESS, or the app refuses to start.
+
+ACCESS is the single source of truth: one app-wide dependency enforces it on every API route,
+so a new route cannot ship without a decision about who may call it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import Request
+from starlette.routing import BaseRoute, Route
+
+from dragon.domain.entities import Principal
+from dragon.domain.enums import Role
+from dragon.domain.errors import Forbidden, Unauthenticated
+from dragon.services.container import Services
+from dragon.services.context import Caller
+
+PUBLIC: Final = "public"
+Access = Role | str
+
+ACCESS: dict[tuple[str, str], Access] = {
+    # Public allowlist: probes and documentation.
+    ("GET", "/livez"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/health"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    # Identity.
+    ("GET", "/api/v1/me"): Role.VIEWER,
+    # Incidents.
+    ("GET", "/api/v1/incidents"): Role.VIEWER,
+    ("POST", "/api/v1/incidents"): Role.DEVELOPER,
+    ("GET", "/api/v1/incidents/{incident_id}"): Role.VIEWER,
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): Role.DEVELOPER,
+    ("POST", "/api/v1/incidents/{incident_id}/resolve"): Role.DEVELOPER,
+    # Decisions and approvals.
+    ("GET", "/api/v1/decisions"): Role.VIEWER,
+    ("POST", "/api/v1/decisions"): Role.DEVELOPER,
+    ("GET", "/api/v1/decisions/{decision_id}"): Role.VIEWER,
+    ("POST", "/api/v1/decisions/{decision_id}/approve"): Role.APPROVER,
+    ("POST", "/api/v1/decisions/{decision_id}/reject"): Role.APPROVER,
+    ("POST", "/api/decisions"): Role.DEVELOPER,
+    ("POST", "/api/approvals"): Role.APPROVER,
+    # Policy.
+    ("GET", "/api/v1/policy"): Role.VIEWER,
+    ("PUT", "/api/v1/policy"): Role.ADMIN,
+    ("GET", "/api/v1/policy/versions"): Role.VIEWER,
+    # Audit.
+    ("GET", "/api/v1/audit"): Role.ADMIN,
+    ("GET", "/api/v1/audit/verify"): Role.ADMIN,
+    # API keys.
+    ("GET", "/api/v1/keys"): Role.ADMIN,
+    ("POST", "/api/v1/keys"): Role.ADMIN,
+    ("DELETE", "/api/v1/keys/{key_id}"): Role.ADMIN,
+}
+
+
+def route_keys(routes: list[BaseRoute]) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods:
+            keys.update((m, route.path) for m in route.methods if m != "HEAD")
+    return keys
+
+
+def check_table_covers(routes: list[BaseRoute]) -> None:
+    missing = sorted(route_keys(routes) - ACCESS.keys())
+    if missing:
+        raise RuntimeError(f"routes missing from the access table: {missing}")
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "use `Authorization: Bearer <API key or JWT>`", code="credentials_invalid"
+            )
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def enforce_access(request: Request) -> None:
+    """The app-wide dependency: authenticate, check the role, and leave a Caller behind."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    required = ACCESS.get((request.method, path or ""))
+    if required is None:
+        # Unreachable while check_table_covers ran at start-up; refuse rather than allow.
+        raise Forbidden("this route has no access rule", code="route_unlisted")
+    if required == PUBLIC:
+        return
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("this route needs credentials", code="authentication_required")
+    services: Services = request.app.state.services
+    principal = await services.auth.authenticate(token)
+    role = Role(required)
+    if not principal.role.includes(role):
+        raise Forbidden(
+            f"this route needs the {role} role; you have {principal.role}",
+            code="role_insufficient",
+            required=role.value,
+        )
+    request.state.caller = Caller(
+        principal=principal,
+        correlation_id=getattr(request.state, "correlation_id", None),
+        client_address=request.client.host if request.client else None,
+    )
+
+
+def caller(request: Request) -> Caller:
+    found: Caller | None = getattr(request.state, "caller", None)
+    if found is None:
+        raise Unauthenticated("this route needs credentials", code="authentication_required")
+    return found
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def principal_of(request: Request) -> Principal:
+    return caller(request).principal

@@ -1,0 +1,153 @@
+"""Decisions and verdicts, and the original system's /api/decisions and /api/approvals."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from dragon.api.access import caller, services
+from dragon.api.routes.incidents import Cursor, Limit
+from dragon.api.schemas import (
+    DecisionCreate,
+    DecisionOut,
+    DecisionPage,
+    LegacyApproval,
+    LegacyDecisionCreate,
+    VerdictIn,
+)
+from dragon.domain.enums import DecisionStatus, Verdict
+from dragon.domain.errors import ValidationFailed
+from dragon.domain.ports import DecisionQuery, Page
+from dragon.domain.risk import RiskFactor
+from dragon.services.container import Services
+from dragon.services.context import Caller
+from dragon.services.decisions import Proposal
+
+router = APIRouter(tags=["decisions"])
+
+
+def _proposal(body: DecisionCreate, title: str) -> Proposal:
+    return Proposal(
+        action=body.action,
+        title=title,
+        incident_id=body.incident_id,
+        params=body.params,
+        rationale=body.rationale,
+        impact=body.impact,
+        risk_factors=tuple(
+            RiskFactor(name=f.name, weight=f.weight, detail=f.detail) for f in body.risk.factors
+        ),
+        confidence=body.confidence,
+        repo=body.repo,
+        branch=body.branch,
+        environment=body.environment,
+        source=body.source,
+    )
+
+
+async def _propose(
+    svc: Services, who: Caller, proposal: Proposal, response: Response
+) -> DecisionOut:
+    decision = await svc.decisions.propose(who, proposal)
+    response.headers["Location"] = f"/api/v1/decisions/{decision.id}"
+    return DecisionOut.of(decision, [])
+
+
+@router.post("/api/v1/decisions", status_code=201, response_model=DecisionOut)
+async def propose_decision(
+    body: DecisionCreate,
+    response: Response,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> DecisionOut:
+    """Propose an action. The active policy decides at once: auto-approved, pending approval
+    (with how many approvals from which roles), or denied."""
+    return await _propose(svc, who, _proposal(body, body.title), response)
+
+
+@router.get("/api/v1/decisions", response_model=DecisionPage)
+async def list_decisions(
+    svc: Annotated[Services, Depends(services)],
+    status: DecisionStatus | None = None,
+    incident_id: Annotated[str | None, Query(max_length=40)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> DecisionPage:
+    items, next_cursor = await svc.decisions.find(
+        DecisionQuery(
+            status=status,
+            incident_id=incident_id,
+            action=action,
+            page=Page(limit=limit, after=cursor),
+        )
+    )
+    return DecisionPage(items=[DecisionOut.of(d) for d in items], next_cursor=next_cursor)
+
+
+@router.get("/api/v1/decisions/{decision_id}", response_model=DecisionOut)
+async def get_decision(
+    decision_id: str, svc: Annotated[Services, Depends(services)]
+) -> DecisionOut:
+    view = await svc.decisions.get(decision_id)
+    return DecisionOut.of(view.decision, view.approvals)
+
+
+async def _verdict(
+    svc: Services, who: Caller, decision_id: str, verdict: Verdict, justification: str
+) -> DecisionOut:
+    view = await svc.decisions.give_verdict(
+        who, decision_id, verdict=verdict, justification=justification
+    )
+    return DecisionOut.of(view.decision, view.approvals)
+
+
+@router.post("/api/v1/decisions/{decision_id}/approve", response_model=DecisionOut)
+async def approve_decision(
+    decision_id: str,
+    body: VerdictIn,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> DecisionOut:
+    return await _verdict(svc, who, decision_id, Verdict.APPROVE, body.justification)
+
+
+@router.post("/api/v1/decisions/{decision_id}/reject", response_model=DecisionOut)
+async def reject_decision(
+    decision_id: str,
+    body: VerdictIn,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> DecisionOut:
+    return await _verdict(svc, who, decision_id, Verdict.REJECT, body.justification)
+
+
+@router.post("/api/decisions", status_code=201, response_model=DecisionOut, tags=["compatibility"])
+async def legacy_propose_decision(
+    body: LegacyDecisionCreate,
+    response: Response,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> DecisionOut:
+    """Alias of `POST /api/v1/decisions` for the original system's clients; `title` optional."""
+    return await _propose(svc, who, _proposal(body, body.title or body.action), response)
+
+
+@router.post("/api/approvals", response_model=DecisionOut, tags=["compatibility"])
+async def legacy_approval(
+    body: LegacyApproval,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> DecisionOut:
+    """Alias of approve/reject for the original system's clients. The approver is the
+    authenticated principal; a body `approver` is ignored."""
+    if body.incident_id is not None:
+        view = await svc.decisions.get(body.decision_id)
+        if view.decision.incident_id != body.incident_id:
+            raise ValidationFailed(
+                f"decision {body.decision_id} does not belong to incident {body.incident_id}",
+                code="decision_incident_mismatch",
+            )
+    verdict = Verdict.APPROVE if body.approved else Verdict.REJECT
+    return await _verdict(svc, who, body.decision_id, verdict, body.justification)

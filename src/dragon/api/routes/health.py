@@ -1,0 +1,52 @@
+"""Probes: /livez (the process answers), /readyz (the store is usable), /health (old alias)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from dragon.api.access import services
+from dragon.api.problems import correlation_id_of, problem
+from dragon.services.container import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/livez")
+async def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Response:
+    if not getattr(request.app.state, "ready", False):
+        checks = {"startup": "initialisation has not finished"}
+    else:
+        checks = await svc.health.check()
+    failing = {name: state for name, state in checks.items() if state != "ok"}
+    if failing:
+        return problem(
+            503,
+            "not_ready",
+            "failing checks: " + ", ".join(f"{k} ({v})" for k, v in failing.items()),
+            correlation_id=correlation_id_of(request),
+            headers={"Retry-After": "5"},
+            checks=checks,
+        )
+    return {"status": "ok", "checks": checks}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(
+    request: Request, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any] | Response:
+    return await _readiness(request, svc)
+
+
+@router.get("/health", response_model=None, tags=["compatibility"])
+async def health(
+    request: Request, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any] | Response:
+    """The original system's health check; the same answer as /readyz."""
+    return await _readiness(request, svc)

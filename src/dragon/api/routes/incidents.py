@@ -1,0 +1,80 @@
+"""Incidents: open, list, read, acknowledge, resolve."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+
+from dragon.api.access import caller, services
+from dragon.api.schemas import IncidentCreate, IncidentOut, IncidentPage, IncidentResolve
+from dragon.domain.enums import IncidentStatus, Severity
+from dragon.domain.ports import IncidentQuery, Page
+from dragon.services.container import Services
+from dragon.services.context import Caller
+from dragon.services.incidents import NewIncident
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+Cursor = Annotated[str | None, Query(pattern=r"^[a-z]{3}_[0-9a-f]{28}$", description="next_cursor")]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@router.post("", status_code=201, response_model=IncidentOut)
+async def open_incident(
+    body: IncidentCreate,
+    response: Response,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> IncidentOut:
+    incident = await svc.incidents.open(who, NewIncident(**body.model_dump()))
+    response.headers["Location"] = f"/api/v1/incidents/{incident.id}"
+    return IncidentOut.of(incident)
+
+
+@router.get("", response_model=IncidentPage)
+async def list_incidents(
+    svc: Annotated[Services, Depends(services)],
+    status: IncidentStatus | None = None,
+    severity: Severity | None = None,
+    source: Annotated[str | None, Query(max_length=32)] = None,
+    repo: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in title or description")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> IncidentPage:
+    items, next_cursor = await svc.incidents.find(
+        IncidentQuery(
+            status=status,
+            severity=severity,
+            source=source,
+            repo=repo,
+            text=q or None,
+            page=Page(limit=limit, after=cursor),
+        )
+    )
+    return IncidentPage(items=[IncidentOut.of(i) for i in items], next_cursor=next_cursor)
+
+
+@router.get("/{incident_id}", response_model=IncidentOut)
+async def get_incident(incident_id: str, svc: Annotated[Services, Depends(services)]) -> IncidentOut:
+    return IncidentOut.of(await svc.incidents.get(incident_id))
+
+
+@router.post("/{incident_id}/acknowledge", response_model=IncidentOut)
+async def acknowledge_incident(
+    incident_id: str,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+) -> IncidentOut:
+    return IncidentOut.of(await svc.incidents.acknowledge(who, incident_id))
+
+
+@router.post("/{incident_id}/resolve", response_model=IncidentOut)
+async def resolve_incident(
+    incident_id: str,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Annotated[Services, Depends(services)],
+    body: Annotated[IncidentResolve | None, Body()] = None,
+) -> IncidentOut:
+    note = body.note if body else ""
+    return IncidentOut.of(await svc.incidents.resolve(who, incident_id, note=note))

@@ -1,0 +1,369 @@
+"""Request and response bodies. Requests forbid unknown fields; responses are explicit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from dragon.domain.entities import ApiKey, Approval, AuditEvent, Decision, Incident, Principal
+from dragon.domain.enums import (
+    DecisionStatus,
+    IncidentStatus,
+    PrincipalKind,
+    RiskLevel,
+    Role,
+    Severity,
+)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Repo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){1,4}$")]
+
+
+def _git_ref(value: str) -> str:
+    if ".." in value or value.endswith("/") or "//" in value:
+        raise ValueError("not a valid git branch name")
+    return value
+
+
+Branch = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_+-][A-Za-z0-9._/+-]{0,254}$"),
+    AfterValidator(_git_ref),
+]
+Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
+Justification = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IncidentCreate(Request):
+    title: Title
+    severity: Severity = Severity.SEV3
+    source: Name = "api"
+    description: Text = ""
+    repo: Repo | None = None
+    branch: Branch | None = None
+    commit_sha: Sha | None = None
+    environment: Name | None = None
+    url: Url | None = None
+    labels: dict[Name, Annotated[str, StringConstraints(max_length=256)]] = Field(
+        default_factory=dict, max_length=50
+    )
+
+
+class IncidentResolve(Request):
+    note: Text = ""
+
+
+class RiskFactorIn(Request):
+    name: Name
+    weight: int = Field(ge=-100, le=100)
+    detail: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class RiskIn(Request):
+    factors: list[RiskFactorIn] = Field(default_factory=list, max_length=20)
+
+
+class DecisionCreate(Request):
+    action: Name
+    title: Title
+    incident_id: Name | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    rationale: Text = ""
+    impact: Text = ""
+    risk: RiskIn = Field(default_factory=RiskIn)
+    confidence: float | None = Field(None, ge=0, le=1)
+    repo: Repo | None = None
+    branch: Branch | None = None
+    environment: Name | None = None
+    source: Name | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _small_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 50:
+            raise ValueError("at most 50 parameters")
+        return value
+
+
+class LegacyDecisionCreate(DecisionCreate):
+    """The original `POST /api/decisions`: the same fields, with the title optional."""
+
+    title: Title | None = None  # type: ignore[assignment]
+
+
+class VerdictIn(Request):
+    justification: Justification
+
+
+class LegacyApproval(Request):
+    """The original `POST /api/approvals`. `approver` is accepted for old clients and ignored:
+    the approver is always the authenticated principal."""
+
+    decision_id: Name
+    approved: bool
+    justification: Justification
+    incident_id: Name | None = None
+    approver: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class KeyCreate(Request):
+    name: Name
+    role: Role
+    email: Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+
+
+class PolicySource(Request):
+    source: Annotated[str, StringConstraints(min_length=1, max_length=256 * 1024)]
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class IncidentOut(Response):
+    id: str
+    title: str
+    description: str
+    severity: Severity
+    status: IncidentStatus
+    source: str
+    repo: str | None
+    branch: str | None
+    commit_sha: str | None
+    environment: str | None
+    url: str | None
+    fingerprint: str | None
+    labels: dict[str, str]
+    signal_count: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    first_seen_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentOut:
+        return cls.model_validate(incident)
+
+
+class IncidentPage(Response):
+    items: list[IncidentOut]
+    next_cursor: str | None
+
+
+class RiskFactorOut(Response):
+    name: str
+    weight: int
+    detail: str
+
+
+class RiskOut(Response):
+    score: int
+    level: RiskLevel
+    factors: list[RiskFactorOut]
+
+
+class ProposerOut(Response):
+    id: str
+    name: str
+    kind: PrincipalKind
+
+
+class PolicyRef(Response):
+    version: str | None
+    rule: str | None
+    reason: str
+    approvals_required: int
+    approver_roles: list[str]
+
+
+class ApprovalOut(Response):
+    id: str
+    principal_id: str
+    principal_name: str
+    verdict: str
+    justification: str
+    via: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, approval: Approval) -> ApprovalOut:
+        return cls.model_validate(approval)
+
+
+class DecisionOut(Response):
+    id: str
+    incident_id: str | None
+    title: str
+    action: str
+    params: dict[str, Any]
+    rationale: str
+    impact: str
+    risk: RiskOut
+    confidence: float | None
+    proposer: ProposerOut
+    provenance: dict[str, Any]
+    repo: str | None
+    branch: str | None
+    environment: str | None
+    source: str | None
+    status: DecisionStatus
+    policy: PolicyRef
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None
+    approvals: list[ApprovalOut] | None = None
+
+    @classmethod
+    def of(cls, d: Decision, approvals: list[Approval] | None = None) -> DecisionOut:
+        return cls(
+            id=d.id,
+            incident_id=d.incident_id,
+            title=d.title,
+            action=d.action,
+            params=d.params,
+            rationale=d.rationale,
+            impact=d.impact,
+            risk=RiskOut(
+                score=d.risk_score,
+                level=d.risk_level,
+                factors=[RiskFactorOut.model_validate(f) for f in d.risk_factors],
+            ),
+            confidence=d.confidence,
+            proposer=ProposerOut(id=d.proposer_id, name=d.proposer_name, kind=d.proposer_kind),
+            provenance=d.provenance,
+            repo=d.repo,
+            branch=d.branch,
+            environment=d.environment,
+            source=d.source,
+            status=d.status,
+            policy=PolicyRef(
+                version=d.policy_version,
+                rule=d.policy_rule,
+                reason=d.policy_reason,
+                approvals_required=d.approvals_required,
+                approver_roles=d.approver_roles,
+            ),
+            expires_at=d.expires_at,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+            decided_at=d.decided_at,
+            approvals=None if approvals is None else [ApprovalOut.of(a) for a in approvals],
+        )
+
+
+class DecisionPage(Response):
+    items: list[DecisionOut]
+    next_cursor: str | None
+
+
+class AuditEventOut(Response):
+    seq: int
+    occurred_at: datetime
+    actor_id: str
+    actor_name: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict[str, Any]
+    correlation_id: str | None
+    client_address: str | None
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        return cls.model_validate(event)
+
+
+class AuditPage(Response):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class ChainOut(Response):
+    status: str
+    checked: int
+    first_broken_seq: int | None
+    reason: str | None
+
+
+class PrincipalOut(Response):
+    id: str
+    name: str
+    role: Role
+    kind: PrincipalKind
+    email: str | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> PrincipalOut:
+        return cls.model_validate(principal)
+
+
+class KeyOut(Response):
+    id: str
+    name: str
+    prefix: str
+    role: Role | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey, principal: Principal | None) -> KeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            prefix=key.prefix,
+            role=principal.role if principal else None,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class IssuedKeyOut(KeyOut):
+    key: str = Field(description="the secret; shown only in this response")
+
+
+class PolicyRuleOut(Response):
+    id: str
+    effect: str
+    description: str
+    approvals: int
+    roles: list[str]
+
+
+class PolicyOut(Response):
+    version: str
+    name: str
+    source: str
+    rules: list[PolicyRuleOut]
+    activated_at: datetime | None
+    activated_by: str | None
+
+
+class PolicyVersionOut(Response):
+    id: str
+    version: str
+    name: str
+    active: bool
+    created_at: datetime
+    created_by: str

@@ -1,0 +1,210 @@
+"""The `dragon` command: serve, migrate, manage keys, check policies, verify the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import orjson
+import typer
+import uvicorn
+from fastapi import FastAPI
+from rich.console import Console
+from rich.table import Table
+
+from dragon.app import build_services, create_app
+from dragon.domain.clock import system_clock
+from dragon.domain.enums import Role
+from dragon.domain.errors import DragonError, PolicyInvalid
+from dragon.domain.policy import parse_policy
+from dragon.logs import configure_logging
+from dragon.services.container import Services
+from dragon.services.context import Caller, SYSTEM
+from dragon.settings import Profile, Settings
+from dragon.store.database import connect
+from dragon.store.migrate import upgrade
+
+T = TypeVar("T")
+cli = typer.Typer(
+    help="Dragon, the governed DevOps incident orchestrator.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals can hold secrets
+)
+keys_cli = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+policy_cli = typer.Typer(help="Work with policy documents.", no_args_is_help=True)
+audit_cli = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(policy_cli, name="policy")
+cli.add_typer(audit_cli, name="audit")
+out = Console()
+err = Console(stderr=True)
+CLI_CALLER = Caller(principal=SYSTEM, correlation_id="cli")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    return settings
+
+
+def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+    settings = _settings()
+
+    async def run() -> T:
+        database = connect(settings.database_url, pool_size=2)
+        try:
+            return await work(build_services(settings, database, clock=system_clock))
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DragonError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def app_factory() -> FastAPI:
+    """Used by uvicorn (also with --reload): settings from the environment."""
+    return create_app(_settings())
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address [DRAGON_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="bind port [DRAGON_PORT]")] = None,
+    reload: Annotated[bool, typer.Option(help="restart on code changes (development)")] = False,
+) -> None:
+    """Run the API, console and embedded worker."""
+    if host:
+        os.environ["DRAGON_HOST"] = host
+    if port:
+        os.environ["DRAGON_PORT"] = str(port)
+    settings = _settings()
+    problems = settings.secret_problems()
+    if problems and settings.profile is Profile.PROD:
+        err.print("[red]Dragon refuses to start in the prod profile:[/red]")
+        for problem in problems:
+            err.print(f"  - {problem}")
+        raise typer.Exit(2)
+    uvicorn.run(
+        "dragon.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        reload=reload,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    asyncio.run(upgrade(settings.database_url))
+    out.print("database is at the latest schema")
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="principal name, e.g. alice")],
+    role: Annotated[Role, typer.Option(help="viewer, developer, approver or admin")],
+    email: Annotated[str | None, typer.Option(help="used to match chat users")] = None,
+) -> None:
+    """Create an API key; the secret is printed once."""
+    issued = _with_services(lambda s: s.auth.create_key(CLI_CALLER, name=name, role=role, email=email))
+    out.print(f"created key {issued.key.id} for {name} ({role.value}); store it now:")
+    print(issued.secret)  # noqa: T201 - plain, so scripts can capture it
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    rows = _with_services(lambda s: s.auth.list_keys())
+    table = Table("id", "name", "role", "prefix", "created", "last used", "revoked")
+    for key, principal in rows:
+        table.add_row(
+            key.id,
+            key.name,
+            principal.role.value if principal else "?",
+            key.prefix,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "-",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "-",
+        )
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id from `keys list`")]) -> None:
+    """Revoke an API key at once."""
+    _with_services(lambda s: s.auth.revoke_key(CLI_CALLER, key_id))
+    out.print(f"revoked {key_id}")
+
+
+@policy_cli.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Validate a policy file; every problem is reported with its line number."""
+    try:
+        policy = parse_policy(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        err.print(f"{file}: not UTF-8 text")
+        raise typer.Exit(1) from None
+    except PolicyInvalid as exc:
+        for problem in exc.problems:
+            where = f"{file}:{problem.line}" if problem.line else str(file)
+            err.print(f"{where}: {problem.path + ': ' if problem.path else ''}{problem.message}")
+        err.print(f"[red]{len(exc.problems)} problem(s)[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"{file}: ok — policy {policy.name!r}, {len(policy.rules)} rules, {policy.version}")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exits 1 if it is broken."""
+    report = _with_services(lambda s: s.audit.verify())
+    if report.ok:
+        out.print(f"ok: {report.checked} events, chain intact")
+        return
+    err.print(
+        f"[red]broken[/red] at seq {report.first_broken_seq}: {report.reason} "
+        f"({report.checked} events verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+@audit_cli.command("export")
+def audit_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file; default stdout")] = None,
+) -> None:
+    """Write every audit event as JSON lines, oldest first."""
+
+    async def export(services: Services) -> int:
+        count = 0
+        sink = output.open("wb") if output else sys.stdout.buffer
+        try:
+            async for event in services.audit.export():
+                row = {k: getattr(event, k) for k in (
+                    "seq", "occurred_at", "actor_id", "actor_name", "action", "target_type",
+                    "target_id", "details", "correlation_id", "client_address", "prev_hash", "hash",
+                )}
+                sink.write(orjson.dumps(row) + b"\n")
+                count += 1
+        finally:
+            if output:
+                sink.close()
+        return count
+
+    count = _with_services(export)
+    err.print(f"exported {count} events")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,140 @@
+"""Dragon's entities as plain dataclasses; the store maps them to tables without changing them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dragon.domain.enums import (
+    ApprovalChannel,
+    DecisionStatus,
+    IncidentStatus,
+    PrincipalKind,
+    RiskLevel,
+    Role,
+    Severity,
+    Verdict,
+)
+
+
+@dataclass(kw_only=True, eq=False)
+class Principal:
+    id: str
+    name: str
+    role: Role
+    kind: PrincipalKind = PrincipalKind.USER
+    email: str | None = None
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class ApiKey:
+    id: str
+    principal_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Incident:
+    id: str
+    title: str
+    severity: Severity
+    status: IncidentStatus = IncidentStatus.OPEN
+    source: str
+    description: str = ""
+    repo: str | None = None
+    branch: str | None = None
+    commit_sha: str | None = None
+    environment: str | None = None
+    url: str | None = None
+    fingerprint: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    signal_count: int = 1
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    first_seen_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Decision:
+    id: str
+    incident_id: str | None
+    title: str
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+    rationale: str = ""
+    impact: str = ""
+    risk_score: int
+    risk_level: RiskLevel
+    risk_factors: list[dict[str, Any]] = field(default_factory=list)
+    confidence: float | None = None
+    proposer_id: str
+    proposer_name: str
+    proposer_kind: PrincipalKind
+    provenance: dict[str, Any] = field(default_factory=dict)
+    repo: str | None = None
+    branch: str | None = None
+    environment: str | None = None
+    source: str | None = None
+    status: DecisionStatus = DecisionStatus.PROPOSED
+    policy_version: str | None = None
+    policy_rule: str | None = None
+    policy_reason: str = ""
+    approvals_required: int = 0
+    approver_roles: list[str] = field(default_factory=list)
+    expires_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Approval:
+    id: str
+    decision_id: str
+    principal_id: str
+    principal_name: str
+    verdict: Verdict
+    justification: str
+    via: ApprovalChannel
+    created_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class PolicyVersion:
+    id: str
+    version: str
+    name: str
+    source: str
+    active: bool
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(kw_only=True, eq=False)
+class AuditEvent:
+    seq: int
+    occurred_at: datetime
+    actor_id: str
+    actor_name: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+    client_address: str | None = None
+    prev_hash: str
+    hash: str

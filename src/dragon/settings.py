@@ -1,0 +1,96 @@
+"""Dragon's settings: environment variables prefixed DRAGON_, or a .env file.
+
+Built once by app.py or cli.py and passed down; nothing reads the environment at import time.
+Every field is listed, with its default, in README.md's settings table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEAK_SECRET_VALUES = frozenset(
+    {
+        "secret",
+        "changeme",
+        "change-me",
+        "commander-token",
+        "password",
+        "admin",
+        "dragon",
+        "test",
+        "token",
+        "default",
+        "example",
+    }
+)
+MIN_SECRET_BYTES = 32
+
+
+class Profile(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DRAGON_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    profile: Profile = Field(Profile.DEV, description="dev warns about weak secrets; prod refuses")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///var/dragon.db", description="SQLAlchemy async URL of the store"
+    )
+    db_pool_size: int = Field(10, ge=1, le=200, description="connections per process")
+    db_echo: bool = Field(False, description="log every SQL statement (development only)")
+    host: str = Field("127.0.0.1", description="address `dragon serve` binds")
+    port: int = Field(8000, ge=1, le=65535, description="port `dragon serve` binds")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="lowest level logged"
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="json lines for machines, console for people"
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request body the API accepts"
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="signs console sessions and CSRF tokens; required in prod"
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "EdDSA"] = (
+        Field("HS256", description="the only algorithm accepted on bearer JWTs")
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS* shared secret or the PEM public key; unset disables JWT auth"
+    )
+    jwt_issuer: str = Field("dragon", description="required `iss` claim")
+    jwt_audience: str = Field("dragon-api", description="required `aud` claim")
+    expiry_sweep_seconds: float = Field(
+        15.0, gt=0, description="how often pending decisions past their deadline are expired"
+    )
+    bootstrap_admin: bool = Field(
+        True, description="create and print an admin API key on the first start of an empty store"
+    )
+
+    def secret_problems(self) -> list[str]:
+        """Every weak or missing secret, each with how to fix it."""
+        problems: list[str] = []
+        required = {"secret_key": self.secret_key}
+        optional = {"jwt_secret": self.jwt_secret} if self.jwt_algorithm.startswith("HS") else {}
+        for name, value in {**required, **optional}.items():
+            env = f"DRAGON_{name.upper()}"
+            fix = f"set {env} to at least {MIN_SECRET_BYTES} random bytes, for example the " \
+                  "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            if value is None:
+                if name in required:
+                    problems.append(f"{env} is not set; {fix}")
+                continue
+            raw = value.get_secret_value()
+            if raw.strip().lower() in WEAK_SECRET_VALUES:
+                problems.append(f"{env} is a well-known value; {fix}")
+            elif len(raw.encode()) < MIN_SECRET_BYTES:
+                problems.append(f"{env} is shorter than {MIN_SECRET_BYTES} bytes; {fix}")
+        return problems

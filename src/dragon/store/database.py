@@ -1,0 +1,80 @@
+"""Engines and sessions for SQLite (embedded) and PostgreSQL (production).
+
+SQLite allows one writer at a time, so write transactions start with BEGIN IMMEDIATE on a
+dedicated single-connection engine: writers queue in the pool instead of failing with
+"database is locked", and readers keep their own connections (WAL lets them run alongside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+
+@dataclass
+class Database:
+    url: str
+    writer: AsyncEngine
+    reader: AsyncEngine
+
+    @property
+    def dialect(self) -> str:
+        return self.writer.dialect.name
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+    def sessions(self, *, write: bool) -> async_sessionmaker[Any]:
+        return async_sessionmaker(
+            self.writer if write else self.reader, expire_on_commit=False, autoflush=False
+        )
+
+
+def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN is ours to issue.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def connect(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        ensure_sqlite_directory(url)
+        writer = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=30)
+        reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0)
+        _prepare_sqlite(writer, immediate=True)
+        _prepare_sqlite(reader, immediate=False)
+        return Database(url=url, writer=writer, reader=reader)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+    )
+    return Database(url=url, writer=engine, reader=engine)

@@ -1,0 +1,30 @@
+"""Readiness of the store: reachable, and migrated to the revision this code expects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from dragon.store.database import Database
+from dragon.store.migrate import current_revision, head_revision
+
+
+class SqlStoreHealth:
+    def __init__(self, database: Database, *, timeout: float = 2.0) -> None:
+        self._database = database
+        self._timeout = timeout
+        self._head = head_revision()
+
+    async def check(self) -> dict[str, str]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._database.reader.connect() as connection:
+                    await connection.execute(sa.text("SELECT 1"))
+                current = await current_revision(self._database.reader)
+        except TimeoutError:
+            return {"database": "timed out", "migrations": "unknown"}
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", named below
+            return {"database": f"unreachable ({type(exc).__name__})", "migrations": "unknown"}
+        migrations = "ok" if current == self._head else f"at {current}, code expects {self._head}"
+        return {"database": "ok", "migrations": migrations}

@@ -1,0 +1,241 @@
+"""Repositories implementing the domain's ports over one AsyncSession.
+
+They add and flush; none of them commits. The unit of work owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dragon.domain.audit import GENESIS_HASH, event_hash
+from dragon.domain.entities import (
+    ApiKey,
+    Approval,
+    AuditEvent,
+    Decision,
+    Incident,
+    PolicyVersion,
+    Principal,
+)
+from dragon.domain.enums import DecisionStatus
+from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
+from dragon.store.tables import audit_head
+
+T = TypeVar("T")
+_HEAD_ID = 1
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def _page(
+    session: AsyncSession, stmt: sa.Select[tuple[T]], id_column: Any, page: Page
+) -> tuple[list[T], str | None]:
+    """Newest first by time-ordered id; fetch one extra row to know if there is a next page."""
+    if page.after:
+        stmt = stmt.where(id_column < page.after)
+    rows = list((await session.scalars(stmt.order_by(id_column.desc()).limit(page.limit + 1))))
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        return rows, getattr(rows[-1], "id")  # noqa: B009 - T is any mapped entity with an id
+    return rows, None
+
+
+class _Repository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _add(self, entity: object) -> None:
+        self.session.add(entity)
+        await self.session.flush()
+
+
+class SqlIncidentRepository(_Repository):
+    async def add(self, incident: Incident) -> None:
+        await self._add(incident)
+
+    async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
+        return await self.session.get(Incident, incident_id, with_for_update=for_update)
+
+    async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
+        entity: Any = Incident
+        stmt = sa.select(Incident)
+        if query.status:
+            stmt = stmt.where(entity.status == query.status)
+        if query.severity:
+            stmt = stmt.where(entity.severity == query.severity)
+        if query.source:
+            stmt = stmt.where(entity.source == query.source)
+        if query.repo:
+            stmt = stmt.where(entity.repo == query.repo)
+        if query.text:
+            pattern = _like(query.text)
+            stmt = stmt.where(
+                sa.or_(
+                    sa.func.lower(entity.title).like(pattern, escape="\\"),
+                    sa.func.lower(entity.description).like(pattern, escape="\\"),
+                )
+            )
+        return await _page(self.session, stmt, entity.id, query.page)
+
+
+class SqlDecisionRepository(_Repository):
+    async def add(self, decision: Decision) -> None:
+        await self._add(decision)
+
+    async def get(self, decision_id: str, *, for_update: bool = False) -> Decision | None:
+        return await self.session.get(Decision, decision_id, with_for_update=for_update)
+
+    async def find(self, query: DecisionQuery) -> tuple[list[Decision], str | None]:
+        entity: Any = Decision
+        stmt = sa.select(Decision)
+        if query.status:
+            stmt = stmt.where(entity.status == query.status)
+        if query.incident_id:
+            stmt = stmt.where(entity.incident_id == query.incident_id)
+        if query.action:
+            stmt = stmt.where(entity.action == query.action)
+        return await _page(self.session, stmt, entity.id, query.page)
+
+    async def overdue(self, *, now: datetime, limit: int) -> list[Decision]:
+        entity: Any = Decision
+        stmt = (
+            sa.select(Decision)
+            .where(entity.status == DecisionStatus.PENDING_APPROVAL, entity.expires_at <= now)
+            .order_by(entity.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self.session.scalars(stmt))
+
+
+class SqlApprovalRepository(_Repository):
+    async def add(self, approval: Approval) -> None:
+        await self._add(approval)
+
+    async def for_decision(self, decision_id: str) -> list[Approval]:
+        entity: Any = Approval
+        stmt = sa.select(Approval).where(entity.decision_id == decision_id).order_by(entity.id)
+        return list(await self.session.scalars(stmt))
+
+
+class SqlPrincipalRepository(_Repository):
+    async def add(self, principal: Principal) -> None:
+        await self._add(principal)
+
+    async def get(self, principal_id: str) -> Principal | None:
+        return await self.session.get(Principal, principal_id)
+
+    async def by_name(self, name: str) -> Principal | None:
+        entity: Any = Principal
+        return await self.session.scalar(sa.select(Principal).where(entity.name == name))
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(sa.select(sa.func.count()).select_from(Principal)) or 0)
+
+
+class SqlApiKeyRepository(_Repository):
+    async def add(self, key: ApiKey) -> None:
+        await self._add(key)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return await self.session.get(ApiKey, key_id)
+
+    async def by_hash(self, key_hash: str) -> ApiKey | None:
+        entity: Any = ApiKey
+        return await self.session.scalar(sa.select(ApiKey).where(entity.key_hash == key_hash))
+
+    async def all(self) -> list[ApiKey]:
+        entity: Any = ApiKey
+        return list(await self.session.scalars(sa.select(ApiKey).order_by(entity.id)))
+
+
+class SqlPolicyRepository(_Repository):
+    async def active(self) -> PolicyVersion | None:
+        entity: Any = PolicyVersion
+        stmt = sa.select(PolicyVersion).where(entity.active.is_(True)).order_by(entity.id.desc())
+        return await self.session.scalar(stmt.limit(1))
+
+    async def add(self, policy: PolicyVersion) -> None:
+        await self._add(policy)
+
+    async def deactivate_all(self) -> None:
+        entity: Any = PolicyVersion
+        await self.session.execute(
+            sa.update(PolicyVersion).where(entity.active.is_(True)).values(active=False)
+        )
+
+    async def history(self, *, limit: int) -> list[PolicyVersion]:
+        entity: Any = PolicyVersion
+        stmt = sa.select(PolicyVersion).order_by(entity.id.desc()).limit(limit)
+        return list(await self.session.scalars(stmt))
+
+
+class SqlAuditRepository(_Repository):
+    async def head(self) -> tuple[int, str]:
+        row = (await self.session.execute(sa.select(audit_head.c.seq, audit_head.c.hash))).first()
+        return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+
+    async def append(self, event: NewAuditEvent) -> AuditEvent:
+        locked = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+        row = (await self.session.execute(locked.with_for_update())).first()
+        seq, prev_hash = (int(row.seq) + 1, str(row.hash)) if row else (1, GENESIS_HASH)
+        fields: dict[str, Any] = {
+            "occurred_at": event.occurred_at,
+            "actor_id": event.actor_id,
+            "actor_name": event.actor_name,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "details": event.details,
+            "correlation_id": event.correlation_id,
+            "client_address": event.client_address,
+        }
+        digest = event_hash(seq=seq, prev_hash=prev_hash, **fields)
+        stored = AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, **fields)
+        self.session.add(stored)
+        if row:
+            await self.session.execute(
+                sa.update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest)
+            )
+        else:
+            await self.session.execute(
+                sa.insert(audit_head).values(id=_HEAD_ID, seq=seq, hash=digest)
+            )
+        await self.session.flush()
+        return stored
+
+    async def find(self, query: AuditQuery) -> list[AuditEvent]:
+        entity: Any = AuditEvent
+        stmt = sa.select(AuditEvent)
+        for column, value in (
+            (entity.action, query.action),
+            (entity.actor_id, query.actor_id),
+            (entity.target_type, query.target_type),
+            (entity.target_id, query.target_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if query.since:
+            stmt = stmt.where(entity.occurred_at >= query.since)
+        if query.until:
+            stmt = stmt.where(entity.occurred_at < query.until)
+        if query.after_seq is not None:
+            stmt = stmt.where(entity.seq < query.after_seq)
+        stmt = stmt.order_by(entity.seq.desc()).limit(query.limit)
+        return list(await self.session.scalars(stmt))
+
+    async def stream(self) -> AsyncIterator[AuditEvent]:
+        entity: Any = AuditEvent
+        result = await self.session.stream_scalars(
+            sa.select(AuditEvent).order_by(entity.seq).execution_options(yield_per=500)
+        )
+        async for event in result:
+            yield event

@@ -1,0 +1,204 @@
+"""The schema, and the imperative mapping of the domain's dataclasses onto it.
+
+Domain classes stay free of SQLAlchemy; this module is the only place that knows both.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import registry
+
+from dragon.domain.entities import (
+    ApiKey,
+    Approval,
+    AuditEvent,
+    Decision,
+    Incident,
+    PolicyVersion,
+    Principal,
+)
+from dragon.domain.enums import (
+    ApprovalChannel,
+    DecisionStatus,
+    IncidentStatus,
+    PrincipalKind,
+    RiskLevel,
+    Role,
+    Severity,
+    Verdict,
+)
+from dragon.store.coltypes import EnumText, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+mapper = registry(metadata=metadata)
+
+ID = sa.String(40)
+
+principals = sa.Table(
+    "principals",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("email", sa.String(320)),
+    sa.Column("role", EnumText(Role), nullable=False),
+    sa.Column("kind", EnumText(PrincipalKind), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("disabled_at", UTCDateTime()),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("principal_id", ID, sa.ForeignKey("principals.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_used_at", UTCDateTime()),
+    sa.Column("revoked_at", UTCDateTime()),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("severity", EnumText(Severity), nullable=False),
+    sa.Column("status", EnumText(IncidentStatus), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("repo", sa.String(200)),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("commit_sha", sa.String(64)),
+    sa.Column("environment", sa.String(64)),
+    sa.Column("url", sa.String(2048)),
+    sa.Column("fingerprint", sa.String(128)),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("signal_count", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("first_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("acknowledged_at", UTCDateTime()),
+    sa.Column("acknowledged_by", sa.String(128)),
+    sa.Column("resolved_at", UTCDateTime()),
+    sa.Column("resolved_by", sa.String(128)),
+    sa.Index("ix_incidents_status_id", "status", "id"),
+    sa.Index("ix_incidents_severity_id", "severity", "id"),
+    sa.Index("ix_incidents_source_id", "source", "id"),
+    sa.Index("ix_incidents_repo_id", "repo", "id"),
+    sa.Index("ix_incidents_fingerprint", "fingerprint"),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), index=True),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("impact", sa.Text, nullable=False),
+    sa.Column("risk_score", sa.Integer, nullable=False),
+    sa.Column("risk_level", EnumText(RiskLevel), nullable=False),
+    sa.Column("risk_factors", sa.JSON, nullable=False),
+    sa.Column("confidence", sa.Float),
+    sa.Column("proposer_id", sa.String(128), nullable=False),
+    sa.Column("proposer_name", sa.String(128), nullable=False),
+    sa.Column("proposer_kind", EnumText(PrincipalKind), nullable=False),
+    sa.Column("provenance", sa.JSON, nullable=False),
+    sa.Column("repo", sa.String(200)),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("environment", sa.String(64)),
+    sa.Column("source", sa.String(32)),
+    sa.Column("status", EnumText(DecisionStatus), nullable=False),
+    sa.Column("policy_version", sa.String(80)),
+    sa.Column("policy_rule", sa.String(64)),
+    sa.Column("policy_reason", sa.Text, nullable=False),
+    sa.Column("approvals_required", sa.Integer, nullable=False),
+    sa.Column("approver_roles", sa.JSON, nullable=False),
+    sa.Column("expires_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("decided_at", UTCDateTime()),
+    sa.Index("ix_decisions_status_id", "status", "id"),
+    sa.Index("ix_decisions_status_expires_at", "status", "expires_at"),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("decision_id", ID, sa.ForeignKey("decisions.id"), nullable=False),
+    sa.Column("principal_id", sa.String(128), nullable=False),
+    sa.Column("principal_name", sa.String(128), nullable=False),
+    sa.Column("verdict", EnumText(Verdict), nullable=False),
+    sa.Column("justification", sa.Text, nullable=False),
+    sa.Column("via", EnumText(ApprovalChannel), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # One verdict per principal per decision, enforced by the database as well as the rules.
+    sa.UniqueConstraint("decision_id", "principal_id", name="uq_approvals_decision_principal"),
+)
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("version", sa.String(80), nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    sa.Column("actor_id", sa.String(128), nullable=False),
+    sa.Column("actor_name", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False, index=True),
+    sa.Column("target_type", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.String(128), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("correlation_id", sa.String(128)),
+    sa.Column("client_address", sa.String(64)),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_events_target", "target_type", "target_id"),
+)
+
+# The chain's tip, one row. Appending locks it, which serialises appends across processes, and
+# keeping it apart from the events lets verification notice deleted newest events.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+for cls, table in (
+    (Principal, principals),
+    (ApiKey, api_keys),
+    (Incident, incidents),
+    (Decision, decisions),
+    (Approval, approvals),
+    (PolicyVersion, policy_versions),
+    (AuditEvent, audit_events),
+):
+    mapper.map_imperatively(cls, table)
