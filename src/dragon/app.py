@@ -73,7 +73,9 @@ def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     check_secrets(settings)
-    database = connect(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+    database = connect(
+        settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+    )
     services = build_services(settings, database, clock=clock)
 
     @contextlib.asynccontextmanager

@@ -23,7 +23,7 @@ from dragon.domain.errors import DragonError, PolicyInvalid
 from dragon.domain.policy import parse_policy
 from dragon.logs import configure_logging
 from dragon.services.container import Services
-from dragon.services.context import Caller, SYSTEM
+from dragon.services.context import SYSTEM, Caller
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
@@ -119,7 +119,9 @@ def keys_create(
     email: Annotated[str | None, typer.Option(help="used to match chat users")] = None,
 ) -> None:
     """Create an API key; the secret is printed once."""
-    issued = _with_services(lambda s: s.auth.create_key(CLI_CALLER, name=name, role=role, email=email))
+    issued = _with_services(
+        lambda s: s.auth.create_key(CLI_CALLER, name=name, role=role, email=email)
+    )
     out.print(f"created key {issued.key.id} for {name} ({role.value}); store it now:")
     print(issued.secret)  # noqa: T201 - plain, so scripts can capture it
 
@@ -182,7 +184,9 @@ def audit_verify() -> None:
 
 @audit_cli.command("export")
 def audit_export(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file; default stdout")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file; default stdout")
+    ] = None,
 ) -> None:
     """Write every audit event as JSON lines, oldest first."""
 
@@ -191,10 +195,23 @@ def audit_export(
         sink = output.open("wb") if output else sys.stdout.buffer
         try:
             async for event in services.audit.export():
-                row = {k: getattr(event, k) for k in (
-                    "seq", "occurred_at", "actor_id", "actor_name", "action", "target_type",
-                    "target_id", "details", "correlation_id", "client_address", "prev_hash", "hash",
-                )}
+                row = {
+                    k: getattr(event, k)
+                    for k in (
+                        "seq",
+                        "occurred_at",
+                        "actor_id",
+                        "actor_name",
+                        "action",
+                        "target_type",
+                        "target_id",
+                        "details",
+                        "correlation_id",
+                        "client_address",
+                        "prev_hash",
+                        "hash",
+                    )
+                }
                 sink.write(orjson.dumps(row) + b"\n")
                 count += 1
         finally:

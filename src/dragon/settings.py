@@ -60,9 +60,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="signs console sessions and CSRF tokens; required in prod"
     )
-    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "EdDSA"] = (
-        Field("HS256", description="the only algorithm accepted on bearer JWTs")
-    )
+    jwt_algorithm: Literal[
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "EdDSA"
+    ] = Field("HS256", description="the only algorithm accepted on bearer JWTs")
     jwt_secret: SecretStr | None = Field(
         None, description="HS* shared secret or the PEM public key; unset disables JWT auth"
     )
@@ -82,8 +82,10 @@ class Settings(BaseSettings):
         optional = {"jwt_secret": self.jwt_secret} if self.jwt_algorithm.startswith("HS") else {}
         for name, value in {**required, **optional}.items():
             env = f"DRAGON_{name.upper()}"
-            fix = f"set {env} to at least {MIN_SECRET_BYTES} random bytes, for example the " \
-                  "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            fix = (
+                f"set {env} to at least {MIN_SECRET_BYTES} random bytes, for example the "
+                "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
             if value is None:
                 if name in required:
                     problems.append(f"{env} is not set; {fix}")

@@ -718,7 +718,9 @@ any_facts = st.builds(
     risk_score=st.integers(),
     risk_level=st.sampled_from(list(RiskLevel)),
     repo=optional_text,
-    branch=st.none() | st.sampled_from(PROTECTED_BRANCHES) | st.text(max_size=20),
+    branch=st.none()
+    | st.sampled_from([*PROTECTED_BRANCHES, "production", "develop", "release"])
+    | st.text(max_size=20),
     environment=st.none() | st.sampled_from(["production", "Prod", "staging"]) | optional_text,
     source=optional_text,
 )

@@ -49,7 +49,9 @@ def problem(
     if errors is not None:
         body["errors"] = errors
     body.update({k: v for k, v in extra.items() if k not in body})
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers
+    )
 
 
 def correlation_id_of(request: Request) -> str | None:

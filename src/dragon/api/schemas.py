@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from dragon.domain.entities import ApiKey, Approval, AuditEvent, Decision, Incident, Principal
 from dragon.domain.enums import (
@@ -36,7 +43,9 @@ Branch = Annotated[
 ]
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
-Justification = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
+Justification = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)
+]
 
 
 class Request(BaseModel):
@@ -118,7 +127,9 @@ class LegacyApproval(Request):
 class KeyCreate(Request):
     name: Name
     role: Role
-    email: Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    email: (
+        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+    ) = None
 
 
 class PolicySource(Request):

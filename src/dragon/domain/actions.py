@@ -31,7 +31,9 @@ CATALOG: dict[str, ActionSpec] = {
         ActionSpec("escalate", "Escalate to the on-call responder", 0),
         ActionSpec("revert_commit", "Push a revert commit to the branch", 60, destructive=True),
         ActionSpec(
-            "rollback_deployment", "Roll an environment back to the previous release", 55,
+            "rollback_deployment",
+            "Roll an environment back to the previous release",
+            55,
             destructive=True,
         ),
     )

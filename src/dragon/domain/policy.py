@@ -291,7 +291,8 @@ def _read_rule(
         ),
         reason=reader.optional(fields, "reason", path=path, default="", read=reader.text),
     )
-    # Stand-ins above keep the reading going; a rule with a problem must never be used.
+    # The stand-ins for a missing id or effect only keep the reading going: the problem is
+    # already reported, so parse_policy raises before this rule could be used.
     return None if rule_id is None or effect is None else rule
 
 

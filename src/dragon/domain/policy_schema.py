@@ -80,6 +80,8 @@ def describe(node: yaml.Node | None) -> str:
         return "a list"
     if node.tag == "tag:yaml.org,2002:null":
         return "nothing"
+    if node.value == "":
+        return "empty text"
     return f"{_KINDS.get(node.tag, f'a value tagged {node.tag}')} ({node.value})"
 
 

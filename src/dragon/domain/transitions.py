@@ -9,35 +9,45 @@ from __future__ import annotations
 from datetime import datetime
 
 from dragon.domain.entities import Decision, Incident
-from dragon.domain.enums import DecisionStatus as DS
-from dragon.domain.enums import IncidentStatus as IS
+from dragon.domain.enums import DecisionStatus, IncidentStatus
 from dragon.domain.errors import InvalidTransition
 
-INCIDENT_TRANSITIONS: dict[IS, frozenset[IS]] = {
-    IS.OPEN: frozenset({IS.ACKNOWLEDGED, IS.RESOLVED}),
-    IS.ACKNOWLEDGED: frozenset({IS.RESOLVED}),
-    IS.RESOLVED: frozenset(),
+INCIDENT_TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
+    IncidentStatus.OPEN: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED}),
+    IncidentStatus.ACKNOWLEDGED: frozenset({IncidentStatus.RESOLVED}),
+    IncidentStatus.RESOLVED: frozenset(),
 }
 
-DECISION_TRANSITIONS: dict[DS, frozenset[DS]] = {
-    DS.PROPOSED: frozenset({DS.PENDING_APPROVAL, DS.AUTO_APPROVED, DS.DENIED}),
-    DS.PENDING_APPROVAL: frozenset({DS.APPROVED, DS.DENIED, DS.EXPIRED, DS.CANCELLED}),
-    DS.AUTO_APPROVED: frozenset({DS.EXECUTING, DS.CANCELLED}),
-    DS.APPROVED: frozenset({DS.EXECUTING, DS.CANCELLED}),
-    DS.EXECUTING: frozenset({DS.SUCCEEDED, DS.FAILED}),
-    DS.DENIED: frozenset(),
-    DS.EXPIRED: frozenset(),
-    DS.CANCELLED: frozenset(),
-    DS.SUCCEEDED: frozenset(),
-    DS.FAILED: frozenset(),
+DECISION_TRANSITIONS: dict[DecisionStatus, frozenset[DecisionStatus]] = {
+    DecisionStatus.PROPOSED: frozenset(
+        {DecisionStatus.PENDING_APPROVAL, DecisionStatus.AUTO_APPROVED, DecisionStatus.DENIED}
+    ),
+    DecisionStatus.PENDING_APPROVAL: frozenset(
+        {
+            DecisionStatus.APPROVED,
+            DecisionStatus.DENIED,
+            DecisionStatus.EXPIRED,
+            DecisionStatus.CANCELLED,
+        }
+    ),
+    DecisionStatus.AUTO_APPROVED: frozenset({DecisionStatus.EXECUTING, DecisionStatus.CANCELLED}),
+    DecisionStatus.APPROVED: frozenset({DecisionStatus.EXECUTING, DecisionStatus.CANCELLED}),
+    DecisionStatus.EXECUTING: frozenset({DecisionStatus.SUCCEEDED, DecisionStatus.FAILED}),
+    DecisionStatus.DENIED: frozenset(),
+    DecisionStatus.EXPIRED: frozenset(),
+    DecisionStatus.CANCELLED: frozenset(),
+    DecisionStatus.SUCCEEDED: frozenset(),
+    DecisionStatus.FAILED: frozenset(),
 }
 
 # Only these states allow the decision's action to run (guarantee 3 in ARCHITECTURE.md).
-RUNNABLE = frozenset({DS.AUTO_APPROVED, DS.APPROVED})
+RUNNABLE = frozenset({DecisionStatus.AUTO_APPROVED, DecisionStatus.APPROVED})
 TERMINAL = frozenset(s for s, targets in DECISION_TRANSITIONS.items() if not targets)
 
 
-def transition_incident(incident: Incident, to: IS, *, actor_id: str, now: datetime) -> IS:
+def transition_incident(
+    incident: Incident, to: IncidentStatus, *, actor_id: str, now: datetime
+) -> IncidentStatus:
     """Move an incident to `to`; returns the state it left."""
     before = incident.status
     if to not in INCIDENT_TRANSITIONS[before]:
@@ -49,14 +59,14 @@ def transition_incident(incident: Incident, to: IS, *, actor_id: str, now: datet
         )
     incident.status = to
     incident.updated_at = now
-    if to is IS.ACKNOWLEDGED:
+    if to is IncidentStatus.ACKNOWLEDGED:
         incident.acknowledged_at, incident.acknowledged_by = now, actor_id
-    elif to is IS.RESOLVED:
+    elif to is IncidentStatus.RESOLVED:
         incident.resolved_at, incident.resolved_by = now, actor_id
     return before
 
 
-def transition_decision(decision: Decision, to: DS, *, now: datetime) -> DS:
+def transition_decision(decision: Decision, to: DecisionStatus, *, now: datetime) -> DecisionStatus:
     """Move a decision to `to`; returns the state it left."""
     before = decision.status
     if to not in DECISION_TRANSITIONS[before]:

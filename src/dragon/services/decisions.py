@@ -91,7 +91,7 @@ class DecisionService:
                     branch=branch,
                     environment=environment,
                     source=source,
-                )
+                ),
             )
             decision = Decision(
                 id=new_id("dec", now),
@@ -128,7 +128,6 @@ class DecisionService:
             if verdict.expires_in is not None:
                 decision.expires_at = now + verdict.expires_in
             await uow.decisions.add(decision)
-            audit = {"target_type": "decision", "target_id": decision.id, "now": now}
             await record(
                 uow,
                 caller,
@@ -139,7 +138,9 @@ class DecisionService:
                     "risk_score": decision.risk_score,
                     "risk_level": decision.risk_level.value,
                 },
-                **audit,
+                target_type="decision",
+                target_id=decision.id,
+                now=now,
             )
             await record(
                 uow,
@@ -152,7 +153,9 @@ class DecisionService:
                     "approver_roles": decision.approver_roles,
                     "expires_at": decision.expires_at.isoformat() if decision.expires_at else None,
                 },
-                **audit,
+                target_type="decision",
+                target_id=decision.id,
+                now=now,
             )
             await uow.commit()
         return decision
@@ -184,6 +187,7 @@ class DecisionService:
                 await uow.commit()
                 raise Conflict(f"decision {decision.id} has expired", code="decision_expired")
             existing = await uow.approvals.for_decision(decision_id)
+            refusal: Forbidden | None = None
             try:
                 outcome = judge_verdict(
                     decision=decision,
@@ -195,7 +199,6 @@ class DecisionService:
             except Forbidden as refused:
                 refusal = refused
             else:
-                refusal = None
                 approval = Approval(
                     id=new_id("apv", now),
                     decision_id=decision.id,
@@ -210,7 +213,9 @@ class DecisionService:
                 await record(
                     uow,
                     caller,
-                    action="approval.approved" if verdict is Verdict.APPROVE else "approval.rejected",
+                    action="approval.approved"
+                    if verdict is Verdict.APPROVE
+                    else "approval.rejected",
                     target_type="decision",
                     target_id=decision.id,
                     now=now,
@@ -243,7 +248,12 @@ class DecisionService:
         return DecisionView(decision, existing)
 
     async def _record_refusal(
-        self, caller: Caller, decision_id: str, refusal: Forbidden, *, via: ApprovalChannel,
+        self,
+        caller: Caller,
+        decision_id: str,
+        refusal: Forbidden,
+        *,
+        via: ApprovalChannel,
         now: datetime,
     ) -> None:
         async with self._uow() as uow:
@@ -267,7 +277,9 @@ class DecisionService:
             target_type="decision",
             target_id=decision.id,
             now=now,
-            details={"expires_at": decision.expires_at.isoformat() if decision.expires_at else None},
+            details={
+                "expires_at": decision.expires_at.isoformat() if decision.expires_at else None
+            },
         )
 
     async def expire_overdue(self, *, batch: int = 100) -> int:

@@ -55,9 +55,8 @@ def _upgrade(connection: Connection) -> None:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as connection:
-        exists = await connection.run_sync(
-            lambda c: sa.inspect(c).has_table("alembic_version")
-        )
+        exists = await connection.run_sync(lambda c: sa.inspect(c).has_table("alembic_version"))
         if not exists:
             return None
-        return await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        revision = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        return None if revision is None else str(revision)

@@ -36,12 +36,12 @@ def _like(text: str) -> str:
 
 
 async def _page(
-    session: AsyncSession, stmt: sa.Select[tuple[T]], id_column: Any, page: Page
+    session: AsyncSession, stmt: sa.Select[T], id_column: Any, page: Page
 ) -> tuple[list[T], str | None]:
     """Newest first by time-ordered id; fetch one extra row to know if there is a next page."""
     if page.after:
         stmt = stmt.where(id_column < page.after)
-    rows = list((await session.scalars(stmt.order_by(id_column.desc()).limit(page.limit + 1))))
+    rows = list(await session.scalars(stmt.order_by(id_column.desc()).limit(page.limit + 1)))
     if len(rows) > page.limit:
         rows = rows[: page.limit]
         return rows, getattr(rows[-1], "id")  # noqa: B009 - T is any mapped entity with an id
@@ -138,7 +138,9 @@ class SqlPrincipalRepository(_Repository):
         return await self.session.scalar(sa.select(Principal).where(entity.name == name))
 
     async def count(self) -> int:
-        return int(await self.session.scalar(sa.select(sa.func.count()).select_from(Principal)) or 0)
+        return int(
+            await self.session.scalar(sa.select(sa.func.count()).select_from(Principal)) or 0
+        )
 
 
 class SqlApiKeyRepository(_Repository):
@@ -203,7 +205,9 @@ class SqlAuditRepository(_Repository):
         self.session.add(stored)
         if row:
             await self.session.execute(
-                sa.update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest)
+                sa.update(audit_head)
+                .where(audit_head.c.id == _HEAD_ID)
+                .values(seq=seq, hash=digest)
             )
         else:
             await self.session.execute(

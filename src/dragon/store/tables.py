@@ -166,8 +166,12 @@ policy_versions = sa.Table(
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=False),
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     sa.Column("occurred_at", UTCDateTime(), nullable=False),
     sa.Column("actor_id", sa.String(128), nullable=False),
     sa.Column("actor_name", sa.String(128), nullable=False),

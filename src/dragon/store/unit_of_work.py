@@ -8,6 +8,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dragon.domain.errors import Conflict, Unavailable
+from dragon.domain.ports import (
+    ApiKeyRepository,
+    ApprovalRepository,
+    AuditRepository,
+    DecisionRepository,
+    IncidentRepository,
+    PolicyRepository,
+    PrincipalRepository,
+)
 from dragon.store.database import Database
 from dragon.store.repositories import (
     SqlApiKeyRepository,
@@ -23,13 +32,13 @@ from dragon.store.repositories import (
 class SqlUnitOfWork:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.incidents = SqlIncidentRepository(session)
-        self.decisions = SqlDecisionRepository(session)
-        self.approvals = SqlApprovalRepository(session)
-        self.principals = SqlPrincipalRepository(session)
-        self.api_keys = SqlApiKeyRepository(session)
-        self.policies = SqlPolicyRepository(session)
-        self.audit = SqlAuditRepository(session)
+        self.incidents: IncidentRepository = SqlIncidentRepository(session)
+        self.decisions: DecisionRepository = SqlDecisionRepository(session)
+        self.approvals: ApprovalRepository = SqlApprovalRepository(session)
+        self.principals: PrincipalRepository = SqlPrincipalRepository(session)
+        self.api_keys: ApiKeyRepository = SqlApiKeyRepository(session)
+        self.policies: PolicyRepository = SqlPolicyRepository(session)
+        self.audit: AuditRepository = SqlAuditRepository(session)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -38,7 +38,9 @@ async def list_incidents(
     severity: Severity | None = None,
     source: Annotated[str | None, Query(max_length=32)] = None,
     repo: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in title or description")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in title or description")
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> IncidentPage:
@@ -56,7 +58,9 @@ async def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentOut)
-async def get_incident(incident_id: str, svc: Annotated[Services, Depends(services)]) -> IncidentOut:
+async def get_incident(
+    incident_id: str, svc: Annotated[Services, Depends(services)]
+) -> IncidentOut:
     return IncidentOut.of(await svc.incidents.get(incident_id))
 
 

@@ -51,7 +51,9 @@ def _out(policy: Policy, activated_at: Any, activated_by: str | None) -> PolicyO
 @router.get("", response_model=PolicyOut)
 async def get_policy(svc: Annotated[Services, Depends(services)]) -> PolicyOut:
     policy, stored = await svc.policies.current()
-    return _out(policy, stored.created_at if stored else None, stored.created_by if stored else None)
+    return _out(
+        policy, stored.created_at if stored else None, stored.created_by if stored else None
+    )
 
 
 async def _source_of(request: Request) -> str:
@@ -64,17 +66,22 @@ async def _source_of(request: Request) -> str:
             raise ValidationFailed("the body is not valid JSON", code="json_invalid") from None
         except ValidationError as exc:
             raise ValidationFailed(
-                "a JSON body must be {\"source\": \"<policy YAML>\"}", code="validation_failed",
-                errors=[{"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
-                        for e in exc.errors()],
+                'a JSON body must be {"source": "<policy YAML>"}',
+                code="validation_failed",
+                errors=[
+                    {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
+                    for e in exc.errors()
+                ],
             ) from None
     if content_type in _YAML_TYPES:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValidationFailed("the policy is not UTF-8 text", code="encoding_invalid") from None
+            raise ValidationFailed(
+                "the policy is not UTF-8 text", code="encoding_invalid"
+            ) from None
     raise ValidationFailed(
-        "send the policy as application/yaml, or as application/json {\"source\": ...}",
+        'send the policy as application/yaml, or as application/json {"source": ...}',
         code="content_type_unsupported",
     )
 

@@ -1,0 +1,43 @@
+# Dragon's two everyday commands: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
+DRAGON_TEST_POSTGRES_URL ?=
+
+.PHONY: install run test lint unit-test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/dragon migrate
+	$(BIN)/dragon serve
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit-test: install
+	env -u DRAGON_DATABASE_URL $(BIN)/pytest
+
+test: lint
+	@echo "== test suite on SQLite =="
+	env -u DRAGON_DATABASE_URL $(BIN)/pytest
+	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \
+		echo "== test suite on PostgreSQL =="; \
+		DRAGON_DATABASE_URL="$(DRAGON_TEST_POSTGRES_URL)" $(BIN)/pytest; \
+	else \
+		echo "== PostgreSQL run skipped: set DRAGON_TEST_POSTGRES_URL to include it =="; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

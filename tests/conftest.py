@@ -1,0 +1,145 @@
+"""Shared fixtures: a real, migrated database per test (SQLite by default, PostgreSQL when
+DRAGON_DATABASE_URL names one), a controllable clock, the app, and keys for each role."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from dragon.app import create_app
+from dragon.domain.enums import Role
+from dragon.services.container import Services
+from dragon.services.context import SYSTEM_CALLER
+from dragon.settings import Settings
+from dragon.store.migrate import upgrade
+from dragon.store.tables import metadata
+
+_URL = os.environ.get("DRAGON_DATABASE_URL", "")
+# The suite runs on PostgreSQL when DRAGON_DATABASE_URL names one; otherwise on fresh SQLite files.
+POSTGRES_URL = _URL if _URL.startswith("postgresql") else ""
+
+
+class FakeClock:
+    """The one clock, held still; tests move it with `advance`."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Migrate once per session: a template SQLite file, or the PostgreSQL test database."""
+    if POSTGRES_URL:
+        engine = create_async_engine(POSTGRES_URL)
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+            await connection.execute(sa.text("CREATE SCHEMA public"))
+        await engine.dispose()
+        await upgrade(POSTGRES_URL)
+        return POSTGRES_URL
+    path = tmp_path_factory.mktemp("template") / "dragon.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade(url)
+    return str(path)
+
+
+@pytest.fixture
+async def database_url(migrated_template: str, tmp_path: Path) -> str:
+    """A fresh, migrated, empty database for one test."""
+    if POSTGRES_URL:
+        engine = create_async_engine(POSTGRES_URL)
+        tables = ", ".join(t.name for t in metadata.sorted_tables)
+        async with engine.begin() as connection:
+            await connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+        return POSTGRES_URL
+    path = tmp_path / "dragon.db"
+    await asyncio.to_thread(shutil.copyfile, migrated_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        bootstrap_admin=False,
+        expiry_sweep_seconds=3600,
+        log_format="console",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, clock=clock)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+def services(app: FastAPI) -> Services:
+    found: Services = app.state.services
+    return found
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+        yield http
+
+
+@dataclass(frozen=True)
+class Keys:
+    """One API key per role, plus a second developer and two more approvers for quorum tests."""
+
+    viewer: str
+    developer: str
+    developer2: str
+    approver: str
+    approver2: str
+    approver3: str
+    admin: str
+
+    def of(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {getattr(self, name)}"}
+
+
+@pytest.fixture
+async def keys(services: Services) -> Keys:
+    made: dict[str, str] = {}
+    for name, role in (
+        ("viewer", Role.VIEWER),
+        ("developer", Role.DEVELOPER),
+        ("developer2", Role.DEVELOPER),
+        ("approver", Role.APPROVER),
+        ("approver2", Role.APPROVER),
+        ("approver3", Role.APPROVER),
+        ("admin", Role.ADMIN),
+    ):
+        issued = await services.auth.create_key(SYSTEM_CALLER, name=name, role=role)
+        made[name] = issued.secret
+    return Keys(**made)
