@@ -16,6 +16,7 @@ from dragon.api.middleware import RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
 from dragon.api.routes import audit, decisions, health, incidents, keys, policy
 from dragon.domain.clock import Clock, system_clock
+from dragon.domain.errors import DragonError
 from dragon.services.auth import IssuedKey, JwtSettings
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM_CALLER
@@ -78,25 +79,57 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     )
     services = build_services(settings, database, clock=clock)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def initialise() -> bool:
+        """First-start work that needs a migrated store; False (and logged) until it has one."""
+        checks = await services.health.check()
+        if any(state != "ok" for state in checks.values()):
+            log.error("store_not_ready", checks=checks, hint="run `dragon migrate`")
+            return False
         if settings.bootstrap_admin:
             issued = await services.auth.bootstrap_admin()
             if issued:
                 announce_admin_key(issued, settings)
         await services.policies.ensure_stored(SYSTEM_CALLER)
-        sweeper = asyncio.create_task(
-            run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
-        )
+        return True
+
+    async def initialise_safely() -> bool:
+        try:
+            return await initialise()
+        except DragonError as exc:
+            log.error("initialisation_failed", code=exc.code, error=exc.message)
+            return False
+
+    def mark_ready(app: FastAPI) -> None:
         app.state.ready = True
-        log.info("dragon_started", database=database.dialect, profile=settings.profile.value)
+        log.info("dragon_ready", database=database.dialect, profile=settings.profile.value)
+
+    async def retry_initialisation(app: FastAPI) -> None:
+        delay = 1.0
+        while not await initialise_safely():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        mark_ready(app)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = [
+            asyncio.create_task(
+                run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
+            )
+        ]
+        # A healthy start is ready before the first request. Otherwise probes are served at
+        # once, /readyz answers 503 naming the failing check, and initialisation retries.
+        if await initialise_safely():
+            mark_ready(app)
+        else:
+            background.append(asyncio.create_task(retry_initialisation(app)))
         try:
             yield
         finally:
             app.state.ready = False
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await database.dispose()
 
     app = FastAPI(

@@ -27,7 +27,7 @@ from dragon.domain.policy import (
     parse_policy,
 )
 
-PROTECTED_BRANCHES = ["main", "master", "trunk", "release/1.4", "releases/2024-06", "hotfix/login"]
+PROTECTED_BRANCHES = ["main", "master", "trunk", "production", "release/1.4", "releases/2024-06", "hotfix/login"]
 
 
 # A low-risk, non-destructive decision with no repo, branch, environment or source.
@@ -747,7 +747,7 @@ def test_default_policy_denies_every_destructive_action_on_a_protected_branch(
     verdict = evaluate(default_policy(), decision)
 
     branch = decision.branch or ""
-    on_protected = branch in {"main", "master", "trunk"} or branch.startswith(
+    on_protected = branch in {"main", "master", "trunk", "production"} or branch.startswith(
         ("release/", "releases/", "hotfix/")
     )
     assert (verdict.effect is Effect.DENY) == (decision.destructive and on_protected)

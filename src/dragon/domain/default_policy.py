@@ -18,7 +18,7 @@ rules:
     description: Destructive actions are never run directly on a protected branch.
     match:
       destructive: true
-      branch: [main, master, trunk, "release/*", "releases/*", "hotfix/*"]
+      branch: [main, master, trunk, production, "release/*", "releases/*", "hotfix/*"]
     effect: deny
     reason: Destructive actions on protected branches are denied; open a pull request instead.
 

@@ -26,5 +26,10 @@ class SqlStoreHealth:
             return {"database": "timed out", "migrations": "unknown"}
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", named below
             return {"database": f"unreachable ({type(exc).__name__})", "migrations": "unknown"}
-        migrations = "ok" if current == self._head else f"at {current}, code expects {self._head}"
+        if current == self._head:
+            migrations = "ok"
+        elif current is None:
+            migrations = "schema missing; run `dragon migrate`"
+        else:
+            migrations = f"schema at {current}, code expects {self._head}; run `dragon migrate`"
         return {"database": "ok", "migrations": migrations}

@@ -20,10 +20,9 @@ async def livez() -> dict[str, str]:
 
 
 async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Response:
+    checks = await svc.health.check()
     if not getattr(request.app.state, "ready", False):
-        checks = {"startup": "initialisation has not finished"}
-    else:
-        checks = await svc.health.check()
+        checks["startup"] = "initialisation has not finished"
     failing = {name: state for name, state in checks.items() if state != "ok"}
     if failing:
         return problem(
