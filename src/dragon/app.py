@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import Depends, FastAPI
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
-from dragon.api.middleware import RequestContextMiddleware
+from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
 from dragon.api.routes import audit, decisions, health, incidents, keys, policy
 from dragon.domain.clock import Clock, system_clock
@@ -153,6 +152,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         app.include_router(router)
     check_table_covers(app.routes)
     install_error_handlers(app)
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -6,9 +6,12 @@ so a new route cannot ship without a decision about who may call it.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final
 
 from fastapi import Request
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from dragon.domain.entities import Principal
@@ -59,18 +62,30 @@ ACCESS: dict[tuple[str, str], Access] = {
 }
 
 
-def route_keys(routes: list[BaseRoute]) -> set[tuple[str, str]]:
+def route_keys(routes: Sequence[BaseRoute]) -> set[tuple[str, str]]:
+    """Every (method, path) served. `app.routes` holds one wrapper per included router rather
+    than the router's routes (FastAPI 0.137+), so walk the flattened route contexts. The path
+    is the route's own, which is what `enforce_access` finds in the request scope."""
     keys: set[tuple[str, str]] = set()
-    for route in routes:
+    for context in iter_route_contexts(routes):
+        route = context.original_route
         if isinstance(route, Route) and route.methods:
             keys.update((m, route.path) for m in route.methods if m != "HEAD")
     return keys
 
 
-def check_table_covers(routes: list[BaseRoute]) -> None:
+def check_table_covers(routes: Sequence[BaseRoute]) -> None:
     missing = sorted(route_keys(routes) - ACCESS.keys())
     if missing:
         raise RuntimeError(f"routes missing from the access table: {missing}")
+    unguarded = sorted(
+        context.original_route.path
+        for context in iter_route_contexts(routes)
+        if isinstance(context.original_route, APIRoute)
+        and not isinstance(context.original_route, GuardedRoute)
+    )
+    if unguarded:
+        raise RuntimeError(f"routers must use route_class=GuardedRoute: {unguarded}")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -86,7 +101,10 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def enforce_access(request: Request) -> None:
-    """The app-wide dependency: authenticate, check the role, and leave a Caller behind."""
+    """Authenticate, check the role, and leave a Caller behind. GuardedRoute runs it before the
+    body is read; it is also the app-wide dependency, which then finds the work done."""
+    if getattr(request.state, "access_checked", False):
+        return
     route = request.scope.get("route")
     path = getattr(route, "path", None)
     required = ACCESS.get((request.method, path or ""))
@@ -94,6 +112,7 @@ async def enforce_access(request: Request) -> None:
         # Unreachable while check_table_covers ran at start-up; refuse rather than allow.
         raise Forbidden("this route has no access rule", code="route_unlisted")
     if required == PUBLIC:
+        request.state.access_checked = True
         return
     token = bearer_token(request)
     if token is None:
@@ -112,6 +131,21 @@ async def enforce_access(request: Request) -> None:
         correlation_id=getattr(request.state, "correlation_id", None),
         client_address=request.client.host if request.client else None,
     )
+    request.state.access_checked = True
+
+
+class GuardedRoute(APIRoute):
+    """Checks access before FastAPI reads and parses the body, so a caller without the right
+    credentials learns nothing from how its body would have been judged."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            await enforce_access(request)
+            return await handler(request)
+
+        return guarded
 
 
 def caller(request: Request) -> Caller:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: correlation ids, security headers and the access log."""
+"""Pure ASGI middleware: correlation ids, security headers, the access log and the body limit."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import time
 import uuid
 
 import structlog
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dragon.api.problems import problem
+
 CORRELATION_HEADER = "x-correlation-id"
-_SAFE_CORRELATION = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# fullmatch, not `$`: `$` also matches before a trailing newline, which would let "id\n" through.
+_SAFE_CORRELATION = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -31,7 +35,7 @@ access_log = structlog.get_logger("dragon.access")
 
 def accepted_correlation_id(value: str | None) -> str:
     """Keep a caller's id when it is short and safe to log; otherwise make a new one."""
-    if value and _SAFE_CORRELATION.match(value):
+    if value and _SAFE_CORRELATION.fullmatch(value):
         return value
     return uuid.uuid4().hex
 
@@ -76,3 +80,62 @@ class RequestContextMiddleware:
                     status=status_holder.get("status", 500),
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while the app reads a streamed body that passes the limit; the app's handler for
+    HTTP exceptions turns it into the `body_too_large` problem."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the {limit}-byte limit")
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over `max_body_bytes` with a problem+json 413: at once when
+    Content-Length announces the size, and as soon as a streamed body passes it otherwise."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            # Read outside the app's exception handlers (a middleware, say): answer here.
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "body_too_large",
+            BodyTooLarge(self.max_body_bytes).detail,
+            correlation_id=scope.get("state", {}).get("correlation_id"),
+        )
+        await response(scope, receive, send)

@@ -26,6 +26,9 @@ STATUS_BY_KIND = {
     ErrorKind.UNAVAILABLE: 503,
 }
 _HTTP_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}
+_RESERVED = frozenset(
+    {"type", "title", "status", "detail", "code", "correlation_id", "errors", "headers"}
+)
 
 
 def problem(
@@ -85,13 +88,19 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": "5"} if status == 503 else None
         if status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
+        details = dict(exc.details)
+        errors = details.pop("errors", None)
+        # A detail named like an envelope member (`status`, say) must not replace it, nor turn
+        # the answer into a 500 by colliding with problem()'s own parameters.
+        extra = {k: v for k, v in details.items() if k not in _RESERVED}
         return problem(
             status,
             exc.code,
             exc.message,
             correlation_id=correlation_id_of(request),
+            errors=errors,
             headers=headers,
-            **exc.details,
+            **extra,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -50,7 +50,7 @@ def judge_verdict(
         raise Conflict(
             f"decision {decision.id} is {decision.status}; only pending decisions take verdicts",
             code="decision_not_pending",
-            status=decision.status.value,
+            current=decision.status.value,
         )
     if is_expired(decision, now):
         raise Conflict(

@@ -1,6 +1,8 @@
-"""Identifiers: a readable prefix, then the creation time in milliseconds, then randomness.
+"""Identifiers: a readable prefix, the creation time in milliseconds, then 64 more bits.
 
-Time-ordered ids let listings page newest-first on the primary key alone.
+Time-ordered ids let listings page newest-first on the primary key alone. Within one process
+ids are also strictly increasing: an id made in the same millisecond as the previous one (or
+under a clock that stands still, as in tests) continues from it, so creation order is kept.
 """
 
 from __future__ import annotations
@@ -8,7 +10,18 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+_TAIL_BITS = 64
+_last: tuple[int, int] = (0, 0)
+
 
 def new_id(prefix: str, now: datetime) -> str:
+    global _last  # noqa: PLW0603 - one counter per process is the point
     millis = int(now.timestamp() * 1000)
-    return f"{prefix}_{millis:012x}{secrets.token_hex(8)}"
+    last_millis, last_tail = _last
+    if millis <= last_millis and last_tail + 1 < 2**_TAIL_BITS:
+        millis, tail = last_millis, last_tail + 1 + secrets.randbelow(2**16)
+    else:
+        tail = secrets.randbits(_TAIL_BITS - 1)  # leaves room to count up within a millisecond
+    tail = min(tail, 2**_TAIL_BITS - 1)
+    _last = (millis, tail)
+    return f"{prefix}_{millis:012x}{tail:016x}"

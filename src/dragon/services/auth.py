@@ -107,13 +107,18 @@ class AuthService:
                 algorithms=[self._jwt.algorithm],  # pinned: `none` and confusion attacks fail
                 audience=self._jwt.audience,
                 issuer=self._jwt.issuer,
-                leeway=self._jwt.leeway_seconds,
-                options={"require": ["exp", "iss", "aud", "sub"]},
+                # PyJWT would compare exp, nbf and iat with its own clock; _check_token_times
+                # compares them with the one injected clock instead.
+                options={
+                    "require": ["exp", "iss", "aud", "sub"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired", code="token_expired") from None
         except jwt.PyJWTError:
             raise _bad_credentials("the token is not valid") from None
+        self._check_token_times(claims)
         try:
             role = Role(str(claims.get("role", "")))
         except ValueError:
@@ -127,6 +132,25 @@ class AuthService:
             kind=PrincipalKind.USER,
             created_at=self._clock(),
         )
+
+    def _check_token_times(self, claims: dict[str, Any]) -> None:
+        now = self._clock().timestamp()
+        leeway = self._jwt.leeway_seconds
+        times: dict[str, float] = {}
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if value is None:
+                continue
+            # bool is an int in Python; `exp: true` is a malformed token, not second 1.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _bad_credentials(f"the token's {name} claim is not a number")
+            times[name] = float(value)
+        if now > times["exp"] + leeway:
+            raise Unauthenticated("the token has expired", code="token_expired")
+        if times.get("nbf", now) > now + leeway:
+            raise _bad_credentials("the token is not valid yet")
+        if times.get("iat", now) > now + leeway:
+            raise _bad_credentials("the token was issued in the future")
 
     async def create_key(
         self, caller: Caller, *, name: str, role: Role, email: str | None = None

@@ -6,13 +6,15 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
 
-from dragon.api.access import services
+from dragon.api.access import GuardedRoute, services
+from dragon.api.responses import json_response
 from dragon.api.schemas import AuditEventOut, AuditPage, ChainOut
 from dragon.domain.ports import AuditQuery
 from dragon.services.container import Services
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=GuardedRoute)
 
 
 @router.get("", response_model=AuditPage)
@@ -26,7 +28,7 @@ async def list_audit_events(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[int | None, Query(ge=1, description="next_cursor: events before seq")] = None,
-) -> AuditPage:
+) -> Response:
     events = await svc.audit.find(
         AuditQuery(
             action=action,
@@ -40,7 +42,9 @@ async def list_audit_events(
         )
     )
     next_cursor = str(events[-1].seq) if len(events) == limit and events[-1].seq > 1 else None
-    return AuditPage(items=[AuditEventOut.of(e) for e in events], next_cursor=next_cursor)
+    return json_response(
+        AuditPage(items=[AuditEventOut.of(e) for e in events], next_cursor=next_cursor)
+    )
 
 
 @router.get("/verify", response_model=ChainOut)

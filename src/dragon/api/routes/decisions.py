@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from dragon.api.access import caller, services
+from dragon.api.access import GuardedRoute, caller, services
+from dragon.api.responses import json_response
 from dragon.api.routes.incidents import Cursor, Limit
 from dragon.api.schemas import (
     DecisionCreate,
@@ -24,7 +25,7 @@ from dragon.services.container import Services
 from dragon.services.context import Caller
 from dragon.services.decisions import Proposal
 
-router = APIRouter(tags=["decisions"])
+router = APIRouter(tags=["decisions"], route_class=GuardedRoute)
 
 
 def _proposal(body: DecisionCreate, title: str) -> Proposal:
@@ -46,24 +47,24 @@ def _proposal(body: DecisionCreate, title: str) -> Proposal:
     )
 
 
-async def _propose(
-    svc: Services, who: Caller, proposal: Proposal, response: Response
-) -> DecisionOut:
+async def _propose(svc: Services, who: Caller, proposal: Proposal) -> Response:
     decision = await svc.decisions.propose(who, proposal)
-    response.headers["Location"] = f"/api/v1/decisions/{decision.id}"
-    return DecisionOut.of(decision, [])
+    return json_response(
+        DecisionOut.of(decision, []),
+        status_code=201,
+        headers={"Location": f"/api/v1/decisions/{decision.id}"},
+    )
 
 
 @router.post("/api/v1/decisions", status_code=201, response_model=DecisionOut)
 async def propose_decision(
     body: DecisionCreate,
-    response: Response,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> DecisionOut:
+) -> Response:
     """Propose an action. The active policy decides at once: auto-approved, pending approval
     (with how many approvals from which roles), or denied."""
-    return await _propose(svc, who, _proposal(body, body.title), response)
+    return await _propose(svc, who, _proposal(body, body.title))
 
 
 @router.get("/api/v1/decisions", response_model=DecisionPage)
@@ -74,7 +75,7 @@ async def list_decisions(
     action: Annotated[str | None, Query(max_length=64)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> DecisionPage:
+) -> Response:
     items, next_cursor = await svc.decisions.find(
         DecisionQuery(
             status=status,
@@ -83,24 +84,24 @@ async def list_decisions(
             page=Page(limit=limit, after=cursor),
         )
     )
-    return DecisionPage(items=[DecisionOut.of(d) for d in items], next_cursor=next_cursor)
+    return json_response(
+        DecisionPage(items=[DecisionOut.of(d) for d in items], next_cursor=next_cursor)
+    )
 
 
 @router.get("/api/v1/decisions/{decision_id}", response_model=DecisionOut)
-async def get_decision(
-    decision_id: str, svc: Annotated[Services, Depends(services)]
-) -> DecisionOut:
+async def get_decision(decision_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
     view = await svc.decisions.get(decision_id)
-    return DecisionOut.of(view.decision, view.approvals)
+    return json_response(DecisionOut.of(view.decision, view.approvals))
 
 
 async def _verdict(
     svc: Services, who: Caller, decision_id: str, verdict: Verdict, justification: str
-) -> DecisionOut:
+) -> Response:
     view = await svc.decisions.give_verdict(
         who, decision_id, verdict=verdict, justification=justification
     )
-    return DecisionOut.of(view.decision, view.approvals)
+    return json_response(DecisionOut.of(view.decision, view.approvals))
 
 
 @router.post("/api/v1/decisions/{decision_id}/approve", response_model=DecisionOut)
@@ -109,7 +110,7 @@ async def approve_decision(
     body: VerdictIn,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> DecisionOut:
+) -> Response:
     return await _verdict(svc, who, decision_id, Verdict.APPROVE, body.justification)
 
 
@@ -119,19 +120,18 @@ async def reject_decision(
     body: VerdictIn,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> DecisionOut:
+) -> Response:
     return await _verdict(svc, who, decision_id, Verdict.REJECT, body.justification)
 
 
 @router.post("/api/decisions", status_code=201, response_model=DecisionOut, tags=["compatibility"])
 async def legacy_propose_decision(
     body: LegacyDecisionCreate,
-    response: Response,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> DecisionOut:
+) -> Response:
     """Alias of `POST /api/v1/decisions` for the original system's clients; `title` optional."""
-    return await _propose(svc, who, _proposal(body, body.title or body.action), response)
+    return await _propose(svc, who, _proposal(body, body.title or body.action))
 
 
 @router.post("/api/approvals", response_model=DecisionOut, tags=["compatibility"])
@@ -139,7 +139,7 @@ async def legacy_approval(
     body: LegacyApproval,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> DecisionOut:
+) -> Response:
     """Alias of approve/reject for the original system's clients. The approver is the
     authenticated principal; a body `approver` is ignored."""
     if body.incident_id is not None:

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from dragon.api.access import services
+from dragon.api.access import GuardedRoute, services
 from dragon.api.problems import correlation_id_of, problem
 from dragon.services.container import Services
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 
 @router.get("/livez")

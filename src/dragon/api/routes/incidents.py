@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from dragon.api.access import caller, services
+from dragon.api.access import GuardedRoute, caller, services
+from dragon.api.responses import json_response
 from dragon.api.schemas import IncidentCreate, IncidentOut, IncidentPage, IncidentResolve
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.ports import IncidentQuery, Page
@@ -14,7 +15,7 @@ from dragon.services.container import Services
 from dragon.services.context import Caller
 from dragon.services.incidents import NewIncident
 
-router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], route_class=GuardedRoute)
 Cursor = Annotated[str | None, Query(pattern=r"^[a-z]{3}_[0-9a-f]{28}$", description="next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
@@ -22,13 +23,15 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 @router.post("", status_code=201, response_model=IncidentOut)
 async def open_incident(
     body: IncidentCreate,
-    response: Response,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> IncidentOut:
+) -> Response:
     incident = await svc.incidents.open(who, NewIncident(**body.model_dump()))
-    response.headers["Location"] = f"/api/v1/incidents/{incident.id}"
-    return IncidentOut.of(incident)
+    return json_response(
+        IncidentOut.of(incident),
+        status_code=201,
+        headers={"Location": f"/api/v1/incidents/{incident.id}"},
+    )
 
 
 @router.get("", response_model=IncidentPage)
@@ -43,7 +46,7 @@ async def list_incidents(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> IncidentPage:
+) -> Response:
     items, next_cursor = await svc.incidents.find(
         IncidentQuery(
             status=status,
@@ -54,14 +57,14 @@ async def list_incidents(
             page=Page(limit=limit, after=cursor),
         )
     )
-    return IncidentPage(items=[IncidentOut.of(i) for i in items], next_cursor=next_cursor)
+    return json_response(
+        IncidentPage(items=[IncidentOut.of(i) for i in items], next_cursor=next_cursor)
+    )
 
 
 @router.get("/{incident_id}", response_model=IncidentOut)
-async def get_incident(
-    incident_id: str, svc: Annotated[Services, Depends(services)]
-) -> IncidentOut:
-    return IncidentOut.of(await svc.incidents.get(incident_id))
+async def get_incident(incident_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    return json_response(IncidentOut.of(await svc.incidents.get(incident_id)))
 
 
 @router.post("/{incident_id}/acknowledge", response_model=IncidentOut)
@@ -69,8 +72,8 @@ async def acknowledge_incident(
     incident_id: str,
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
-) -> IncidentOut:
-    return IncidentOut.of(await svc.incidents.acknowledge(who, incident_id))
+) -> Response:
+    return json_response(IncidentOut.of(await svc.incidents.acknowledge(who, incident_id)))
 
 
 @router.post("/{incident_id}/resolve", response_model=IncidentOut)
@@ -79,6 +82,6 @@ async def resolve_incident(
     who: Annotated[Caller, Depends(caller)],
     svc: Annotated[Services, Depends(services)],
     body: Annotated[IncidentResolve | None, Body()] = None,
-) -> IncidentOut:
+) -> Response:
     note = body.note if body else ""
-    return IncidentOut.of(await svc.incidents.resolve(who, incident_id, note=note))
+    return json_response(IncidentOut.of(await svc.incidents.resolve(who, incident_id, note=note)))

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from dragon.api.access import caller, principal_of, services
+from dragon.api.access import GuardedRoute, caller, principal_of, services
 from dragon.api.schemas import IssuedKeyOut, KeyCreate, KeyOut, PrincipalOut
 from dragon.domain.entities import Principal
 from dragon.services.container import Services
 from dragon.services.context import Caller
 
-router = APIRouter(prefix="/api/v1", tags=["identity"])
+router = APIRouter(prefix="/api/v1", tags=["identity"], route_class=GuardedRoute)
 
 
 @router.get("/me", response_model=PrincipalOut)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from dragon.api.access import caller, services
+from dragon.api.access import GuardedRoute, caller, services
 from dragon.api.schemas import PolicyOut, PolicyRuleOut, PolicySource, PolicyVersionOut
 from dragon.domain.errors import ValidationFailed
 from dragon.domain.policy import Policy
 from dragon.services.container import Services
 from dragon.services.context import Caller
 
-router = APIRouter(prefix="/api/v1/policy", tags=["policy"])
+router = APIRouter(prefix="/api/v1/policy", tags=["policy"], route_class=GuardedRoute)
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 _PUT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -61,17 +61,12 @@ async def _source_of(request: Request) -> str:
     raw = await request.body()
     if content_type == "application/json":
         try:
-            return PolicySource.model_validate(orjson.loads(raw)).source
-        except orjson.JSONDecodeError:
-            raise ValidationFailed("the body is not valid JSON", code="json_invalid") from None
+            return PolicySource.model_validate_json(raw).source
         except ValidationError as exc:
-            raise ValidationFailed(
-                'a JSON body must be {"source": "<policy YAML>"}',
-                code="validation_failed",
-                errors=[
-                    {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
-                    for e in exc.errors()
-                ],
+            # Answered like a JSON body on any other route: 400 json_invalid when it is not
+            # JSON, else 422 validation_failed with errors[] naming each field.
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from None
     if content_type in _YAML_TYPES:
         try:
