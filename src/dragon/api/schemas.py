@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import (
     AfterValidator,
@@ -139,8 +139,19 @@ class PolicySource(Request):
 # ---- responses -------------------------------------------------------------------------------
 
 
+R = TypeVar("R", bound="Response")
+
+
 class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def trusted(cls: type[R], source: object, **overrides: Any) -> R:
+        """Build from an entity loaded from Dragon's own store, without validating it again:
+        the store's column types already guarantee the field types, and listings build many."""
+        values = {name: getattr(source, name) for name in cls.model_fields if name not in overrides}
+        # pydantic's plugin types model_construct as the declaring class, not the subclass.
+        return cast(R, cls.model_construct(**values, **overrides))
 
 
 class IncidentOut(Response):
@@ -170,7 +181,7 @@ class IncidentOut(Response):
 
     @classmethod
     def of(cls, incident: Incident) -> IncidentOut:
-        return cls.model_validate(incident)
+        return cls.trusted(incident)
 
 
 class IncidentPage(Response):
@@ -215,7 +226,7 @@ class ApprovalOut(Response):
 
     @classmethod
     def of(cls, approval: Approval) -> ApprovalOut:
-        return cls.model_validate(approval)
+        return cls.trusted(approval)
 
 
 class DecisionOut(Response):
@@ -244,38 +255,23 @@ class DecisionOut(Response):
 
     @classmethod
     def of(cls, d: Decision, approvals: list[Approval] | None = None) -> DecisionOut:
-        return cls(
-            id=d.id,
-            incident_id=d.incident_id,
-            title=d.title,
-            action=d.action,
-            params=d.params,
-            rationale=d.rationale,
-            impact=d.impact,
-            risk=RiskOut(
+        return cls.trusted(
+            d,
+            risk=RiskOut.model_construct(
                 score=d.risk_score,
                 level=d.risk_level,
-                factors=[RiskFactorOut.model_validate(f) for f in d.risk_factors],
+                factors=[RiskFactorOut.model_construct(**f) for f in d.risk_factors],
             ),
-            confidence=d.confidence,
-            proposer=ProposerOut(id=d.proposer_id, name=d.proposer_name, kind=d.proposer_kind),
-            provenance=d.provenance,
-            repo=d.repo,
-            branch=d.branch,
-            environment=d.environment,
-            source=d.source,
-            status=d.status,
-            policy=PolicyRef(
+            proposer=ProposerOut.model_construct(
+                id=d.proposer_id, name=d.proposer_name, kind=d.proposer_kind
+            ),
+            policy=PolicyRef.model_construct(
                 version=d.policy_version,
                 rule=d.policy_rule,
                 reason=d.policy_reason,
                 approvals_required=d.approvals_required,
                 approver_roles=d.approver_roles,
             ),
-            expires_at=d.expires_at,
-            created_at=d.created_at,
-            updated_at=d.updated_at,
-            decided_at=d.decided_at,
             approvals=None if approvals is None else [ApprovalOut.of(a) for a in approvals],
         )
 
@@ -301,7 +297,7 @@ class AuditEventOut(Response):
 
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventOut:
-        return cls.model_validate(event)
+        return cls.trusted(event)
 
 
 class AuditPage(Response):
