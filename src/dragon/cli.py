@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dragon.app import build_services, create_app
@@ -40,8 +41,11 @@ audit_cli = typer.Typer(help="Read and verify the audit log.", no_args_is_help=T
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(policy_cli, name="policy")
 cli.add_typer(audit_cli, name="audit")
-out = Console()
-err = Console(stderr=True)
+# Output is read by scripts and editors as much as by people: lines are never wrapped (a
+# `FILE:LINE:` must stay whole), and anything that came from input or the store is escaped, so
+# text such as "[/x]" in a name or a policy prints as itself instead of being taken for markup.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 CLI_CALLER = Caller(principal=SYSTEM, correlation_id="cli")
 
 
@@ -64,7 +68,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except DragonError as exc:
-        err.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        err.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}")
         raise typer.Exit(1) from None
 
 
@@ -122,7 +126,7 @@ def keys_create(
     issued = _with_services(
         lambda s: s.auth.create_key(CLI_CALLER, name=name, role=role, email=email)
     )
-    out.print(f"created key {issued.key.id} for {name} ({role.value}); store it now:")
+    out.print(f"created key {issued.key.id} for {escape(name)} ({role.value}); store it now:")
     print(issued.secret)  # noqa: T201 - plain, so scripts can capture it
 
 
@@ -134,7 +138,7 @@ def keys_list() -> None:
     for key, principal in rows:
         table.add_row(
             key.id,
-            key.name,
+            escape(key.name),
             principal.role.value if principal else "?",
             key.prefix,
             f"{key.created_at:%Y-%m-%d %H:%M}",
@@ -148,7 +152,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id from `keys list`")]) -> None:
     """Revoke an API key at once."""
     _with_services(lambda s: s.auth.revoke_key(CLI_CALLER, key_id))
-    out.print(f"revoked {key_id}")
+    out.print(f"revoked {escape(key_id)}")
 
 
 @policy_cli.command("check")
@@ -157,15 +161,18 @@ def policy_check(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     try:
         policy = parse_policy(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        err.print(f"{file}: not UTF-8 text")
+        err.print(f"{escape(str(file))}: not UTF-8 text")
         raise typer.Exit(1) from None
     except PolicyInvalid as exc:
         for problem in exc.problems:
             where = f"{file}:{problem.line}" if problem.line else str(file)
-            err.print(f"{where}: {problem.path + ': ' if problem.path else ''}{problem.message}")
+            at = f"{problem.path}: " if problem.path else ""
+            err.print(escape(f"{where}: {at}{problem.message}"))
         err.print(f"[red]{len(exc.problems)} problem(s)[/red]")
         raise typer.Exit(1) from None
-    out.print(f"{file}: ok — policy {policy.name!r}, {len(policy.rules)} rules, {policy.version}")
+    out.print(
+        escape(f"{file}: ok — policy {policy.name!r}, {len(policy.rules)} rules, {policy.version}")
+    )
 
 
 @audit_cli.command("verify")

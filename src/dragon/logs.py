@@ -19,17 +19,30 @@ _SECRET_VALUES = re.compile(
     r"(drg_[A-Za-z0-9_\-]{16,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}|"
     r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*)"
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line and paragraph separators: anything a reader of the
+# output might take for the end of a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# structlog's own bookkeeping for records from the standard library; it never reaches the output.
+_STRUCTLOG_META = frozenset({"_record", "_from_structlog"})
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub(" ", _SECRET_VALUES.sub(REDACTED, text))
 
 
 def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return _CONTROL.sub(" ", _SECRET_VALUES.sub(REDACTED, value))
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, dict):
-        return {k: REDACTED if _SECRET_KEYS.search(str(k)) else _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+        return {
+            _clean(str(k)): REDACTED if _SECRET_KEYS.search(str(k)) else _scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
-    return value
+    # Anything else is rendered as its text, so that text is what gets cleaned: an exception
+    # or object whose str() carries a token would otherwise reach the output untouched.
+    return _clean(value if isinstance(value, str) else str(value))
 
 
 def redact_secrets(
@@ -37,10 +50,10 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Drop values of secret-looking fields and mask key- or token-shaped strings anywhere."""
     for key in list(event_dict):
-        if _SECRET_KEYS.search(key):
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _scrub(event_dict[key])
+        if key in _STRUCTLOG_META:
+            continue
+        value = event_dict.pop(key)
+        event_dict[_clean(key)] = REDACTED if _SECRET_KEYS.search(key) else _scrub(value)
     return event_dict
 
 
@@ -48,7 +61,11 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False,
+            # Rich tracebacks print local variables, which can hold secrets.
+            exception_formatter=structlog.dev.plain_traceback,
+        )
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

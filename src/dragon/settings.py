@@ -90,8 +90,9 @@ class Settings(BaseSettings):
                 if name in required:
                     problems.append(f"{env} is not set; {fix}")
                 continue
-            raw = value.get_secret_value()
-            if raw.strip().lower() in WEAK_SECRET_VALUES:
+            # Surrounding whitespace adds no secrecy, so it counts neither way.
+            raw = value.get_secret_value().strip()
+            if raw.lower() in WEAK_SECRET_VALUES:
                 problems.append(f"{env} is a well-known value; {fix}")
             elif len(raw.encode()) < MIN_SECRET_BYTES:
                 problems.append(f"{env} is shorter than {MIN_SECRET_BYTES} bytes; {fix}")

@@ -19,4 +19,5 @@ def test_ids_of_later_times_sort_after_earlier_ones() -> None:
     first = new_id("inc", start)
     later = new_id("inc", start + timedelta(seconds=1))
     assert first < later
-    assert later.startswith("inc_") and len(later) == len("inc_") + 28
+    assert later.startswith("inc_")
+    assert len(later) == len("inc_") + 28

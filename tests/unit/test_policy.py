@@ -27,7 +27,15 @@ from dragon.domain.policy import (
     parse_policy,
 )
 
-PROTECTED_BRANCHES = ["main", "master", "trunk", "production", "release/1.4", "releases/2024-06", "hotfix/login"]
+PROTECTED_BRANCHES = [
+    "main",
+    "master",
+    "trunk",
+    "production",
+    "release/1.4",
+    "releases/2024-06",
+    "hotfix/login",
+]
 
 
 # A low-risk, non-destructive decision with no repo, branch, environment or source.

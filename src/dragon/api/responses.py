@@ -19,4 +19,3 @@ def json_response(
         media_type="application/json",
         headers=headers,
     )
-

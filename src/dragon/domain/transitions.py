@@ -78,6 +78,8 @@ def transition_decision(decision: Decision, to: DecisionStatus, *, now: datetime
         )
     decision.status = to
     decision.updated_at = now
-    if to in TERMINAL or to in RUNNABLE:
+    # Decided means approved, auto-approved, denied, expired or cancelled unapproved; running
+    # and finishing afterwards must not move the moment the decision was taken.
+    if decision.decided_at is None and (to in TERMINAL or to in RUNNABLE):
         decision.decided_at = now
     return before

@@ -3,6 +3,10 @@
 SQLite allows one writer at a time, so write transactions start with BEGIN IMMEDIATE on a
 dedicated single-connection engine: writers queue in the pool instead of failing with
 "database is locked", and readers keep their own connections (WAL lets them run alongside).
+
+Every read transaction sees one snapshot of the store: SQLite's WAL gives each reader one, and
+on PostgreSQL readers run at REPEATABLE READ (under READ COMMITTED each statement would see
+whatever committed just before it, so the audit chain's tip and its events could disagree).
 """
 
 from __future__ import annotations
@@ -28,13 +32,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
 
     def sessions(self, *, write: bool) -> async_sessionmaker[Any]:
         return async_sessionmaker(
             self.writer if write else self.reader, expire_on_commit=False, autoflush=False
         )
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
@@ -48,6 +56,9 @@ def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+        # SQLite's own lower() folds ASCII only, so searching "Ärger" would not even find
+        # "Ärger"; Python's folding matches what PostgreSQL does under a UTF-8 locale.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -77,4 +88,7 @@ def connect(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
         pool_pre_ping=True,
         pool_timeout=5,
     )
-    return Database(url=url, writer=engine, reader=engine)
+    # The same pool: a connection's isolation level is set as it is checked out for reading and
+    # restored when it goes back.
+    reader = engine.execution_options(isolation_level="REPEATABLE READ")
+    return Database(url=url, writer=engine, reader=reader)

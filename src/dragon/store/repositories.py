@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dragon.domain.audit import GENESIS_HASH, event_hash
@@ -185,10 +186,30 @@ class SqlAuditRepository(_Repository):
         row = (await self.session.execute(sa.select(audit_head.c.seq, audit_head.c.hash))).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
 
+    async def _lock_head(self) -> tuple[int, str]:
+        locked = (
+            sa.select(audit_head.c.seq, audit_head.c.hash)
+            .where(audit_head.c.id == _HEAD_ID)
+            .with_for_update()
+        )
+        row = (await self.session.execute(locked)).first()
+        if row is None:
+            # The first append creates the head. Appends racing to be first must not fail on
+            # the primary key: the losers' inserts wait for the winner's and do nothing, and
+            # the lock taken next reads the winner's head.
+            dialect = self.session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            await self.session.execute(
+                insert(audit_head)
+                .values(id=_HEAD_ID, seq=0, hash=GENESIS_HASH)
+                .on_conflict_do_nothing(index_elements=[audit_head.c.id])
+            )
+            row = (await self.session.execute(locked)).one()
+        return int(row.seq), str(row.hash)
+
     async def append(self, event: NewAuditEvent) -> AuditEvent:
-        locked = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-        row = (await self.session.execute(locked.with_for_update())).first()
-        seq, prev_hash = (int(row.seq) + 1, str(row.hash)) if row else (1, GENESIS_HASH)
+        head_seq, prev_hash = await self._lock_head()
+        seq = head_seq + 1
         fields: dict[str, Any] = {
             "occurred_at": event.occurred_at,
             "actor_id": event.actor_id,
@@ -203,16 +224,9 @@ class SqlAuditRepository(_Repository):
         digest = event_hash(seq=seq, prev_hash=prev_hash, **fields)
         stored = AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, **fields)
         self.session.add(stored)
-        if row:
-            await self.session.execute(
-                sa.update(audit_head)
-                .where(audit_head.c.id == _HEAD_ID)
-                .values(seq=seq, hash=digest)
-            )
-        else:
-            await self.session.execute(
-                sa.insert(audit_head).values(id=_HEAD_ID, seq=seq, hash=digest)
-            )
+        await self.session.execute(
+            sa.update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest)
+        )
         await self.session.flush()
         return stored
 
