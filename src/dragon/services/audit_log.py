@@ -21,9 +21,9 @@ async def record(
     target_id: str,
     now: datetime,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> None:
     """Append one event inside the caller's transaction, so it commits with the change."""
-    return await uow.audit.append(
+    await uow.audit.append(
         NewAuditEvent(
             occurred_at=now,
             actor_id=caller.principal.id,

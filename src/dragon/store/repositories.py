@@ -5,6 +5,7 @@ They add and flush; none of them commits. The unit of work owns the transaction.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from dragon.domain.entities import (
 )
 from dragon.domain.enums import DecisionStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
-from dragon.store.tables import audit_head
+from dragon.store.tables import audit_events, audit_head
 
 T = TypeVar("T")
 _HEAD_ID = 1
@@ -207,28 +208,35 @@ class SqlAuditRepository(_Repository):
             row = (await self.session.execute(locked)).one()
         return int(row.seq), str(row.hash)
 
-    async def append(self, event: NewAuditEvent) -> AuditEvent:
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._pending: list[NewAuditEvent] = []
+
+    async def append(self, event: NewAuditEvent) -> None:
+        """Queue an event; `write_pending` chains and stores the queue just before commit."""
+        self._pending.append(event)
+
+    async def write_pending(self) -> None:
+        """Chain and store the queued events: one head lock, one insert, one head update.
+
+        Taking the head lock at the end of the transaction keeps it held only for the commit,
+        so concurrent transactions serialise on the chain for as short a time as possible."""
+        if not self._pending:
+            return
         head_seq, prev_hash = await self._lock_head()
-        seq = head_seq + 1
-        fields: dict[str, Any] = {
-            "occurred_at": event.occurred_at,
-            "actor_id": event.actor_id,
-            "actor_name": event.actor_name,
-            "action": event.action,
-            "target_type": event.target_type,
-            "target_id": event.target_id,
-            "details": event.details,
-            "correlation_id": event.correlation_id,
-            "client_address": event.client_address,
-        }
-        digest = event_hash(seq=seq, prev_hash=prev_hash, **fields)
-        stored = AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, **fields)
-        self.session.add(stored)
+        rows: list[dict[str, Any]] = []
+        for seq, event in enumerate(self._pending, start=head_seq + 1):
+            fields = dataclasses.asdict(event)
+            digest = event_hash(seq=seq, prev_hash=prev_hash, **fields)
+            rows.append({"seq": seq, "prev_hash": prev_hash, "hash": digest, **fields})
+            prev_hash = digest
+        await self.session.execute(sa.insert(audit_events), rows)
         await self.session.execute(
-            sa.update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest)
+            sa.update(audit_head)
+            .where(audit_head.c.id == _HEAD_ID)
+            .values(seq=rows[-1]["seq"], hash=prev_hash)
         )
-        await self.session.flush()
-        return stored
+        self._pending.clear()
 
     async def find(self, query: AuditQuery) -> list[AuditEvent]:
         entity: Any = AuditEvent

@@ -38,9 +38,11 @@ class SqlUnitOfWork:
         self.principals: PrincipalRepository = SqlPrincipalRepository(session)
         self.api_keys: ApiKeyRepository = SqlApiKeyRepository(session)
         self.policies: PolicyRepository = SqlPolicyRepository(session)
-        self.audit: AuditRepository = SqlAuditRepository(session)
+        self._audit = SqlAuditRepository(session)
+        self.audit: AuditRepository = self._audit
 
     async def commit(self) -> None:
+        await self._audit.write_pending()
         await self.session.commit()
 
     async def __aenter__(self) -> SqlUnitOfWork:
