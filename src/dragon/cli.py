@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,6 +78,10 @@ def app_factory() -> FastAPI:
     return create_app(_settings())
 
 
+def _exit_after_graceful_shutdown(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address [DRAGON_HOST]")] = None,
@@ -95,6 +100,9 @@ def serve(
         for problem in problems:
             err.print(f"  - {problem}")
         raise typer.Exit(2)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
+    # that was there before it; this one turns a finished graceful shutdown into exit 0.
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     uvicorn.run(
         "dragon.cli:app_factory",
         factory=True,

@@ -179,7 +179,7 @@ def test_bad_environment_value_is_rejected_when_settings_are_built(
 def test_dragon_serve_in_prod_with_a_weak_secret_exits_2_and_says_how_to_fix_it(
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
+    result = subprocess.run(
         [str(DRAGON_SCRIPT), "serve"],
         env=clean_environment(
             DRAGON_PROFILE="prod",
@@ -212,7 +212,7 @@ def test_importing_the_app_and_cli_reads_no_settings(tmp_path: Path) -> None:
         "    print('settings refused:', type(exc).__name__)\n"
     )
 
-    result = subprocess.run(  # noqa: S603 - the running interpreter, fixed arguments
+    result = subprocess.run(
         [sys.executable, "-c", code],
         env=clean_environment(DRAGON_PORT="not-a-port"),
         cwd=tmp_path,
