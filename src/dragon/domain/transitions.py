@@ -7,6 +7,8 @@ through these functions, so there is no side door around the rules.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from dragon.domain.entities import Decision, Incident
 from dragon.domain.enums import DecisionStatus, IncidentStatus
@@ -45,18 +47,30 @@ RUNNABLE = frozenset({DecisionStatus.AUTO_APPROVED, DecisionStatus.APPROVED})
 TERMINAL = frozenset(s for s, targets in DECISION_TRANSITIONS.items() if not targets)
 
 
+def _refuse_unless_allowed(
+    *, kind: str, entity_id: str, before: StrEnum, to: StrEnum, allowed: frozenset[Any]
+) -> None:
+    if to not in allowed:
+        raise InvalidTransition(
+            f"{kind} {entity_id} is {before}; it cannot become {to}",
+            code=f"{kind}_transition_invalid",
+            current=before.value,
+            requested=to.value,
+        )
+
+
 def transition_incident(
     incident: Incident, to: IncidentStatus, *, actor_id: str, now: datetime
 ) -> IncidentStatus:
     """Move an incident to `to`; returns the state it left."""
     before = incident.status
-    if to not in INCIDENT_TRANSITIONS[before]:
-        raise InvalidTransition(
-            f"incident {incident.id} is {before}; it cannot become {to}",
-            code="incident_transition_invalid",
-            current=before.value,
-            requested=to.value,
-        )
+    _refuse_unless_allowed(
+        kind="incident",
+        entity_id=incident.id,
+        before=before,
+        to=to,
+        allowed=INCIDENT_TRANSITIONS[before],
+    )
     incident.status = to
     incident.updated_at = now
     if to is IncidentStatus.ACKNOWLEDGED:
@@ -69,13 +83,13 @@ def transition_incident(
 def transition_decision(decision: Decision, to: DecisionStatus, *, now: datetime) -> DecisionStatus:
     """Move a decision to `to`; returns the state it left."""
     before = decision.status
-    if to not in DECISION_TRANSITIONS[before]:
-        raise InvalidTransition(
-            f"decision {decision.id} is {before}; it cannot become {to}",
-            code="decision_transition_invalid",
-            current=before.value,
-            requested=to.value,
-        )
+    _refuse_unless_allowed(
+        kind="decision",
+        entity_id=decision.id,
+        before=before,
+        to=to,
+        allowed=DECISION_TRANSITIONS[before],
+    )
     decision.status = to
     decision.updated_at = now
     # Decided means approved, auto-approved, denied, expired or cancelled unapproved; running
