@@ -31,6 +31,14 @@ _URL = os.environ.get("DRAGON_DATABASE_URL", "")
 POSTGRES_URL = _URL if _URL.startswith("postgresql") else ""
 
 
+WEBHOOK_SECRETS = {
+    "github": "github-webhook-secret-for-tests-0123456789",
+    "gitlab": "gitlab-webhook-token-for-tests-0123456789",
+    "jenkins": "jenkins-webhook-secret-for-tests-0123456789",
+    "alertmanager": "alertmanager-token-for-tests-0123456789",
+}
+
+
 class FakeClock:
     """The one clock, held still; tests move it with `advance`."""
 
@@ -89,6 +97,12 @@ def settings(database_url: str) -> Settings:
         bootstrap_admin=False,
         expiry_sweep_seconds=3600,
         log_format="console",
+        github_webhook_secret=WEBHOOK_SECRETS["github"],
+        gitlab_webhook_token=WEBHOOK_SECRETS["gitlab"],
+        jenkins_webhook_secret=WEBHOOK_SECRETS["jenkins"],
+        alertmanager_token=WEBHOOK_SECRETS["alertmanager"],
+        # Tests drive processing with services.processor.run_due(), so nothing races them.
+        worker_enabled=False,
     )
 
 

@@ -13,16 +13,32 @@ from fastapi import Depends, FastAPI
 from dragon.api.access import check_table_covers, enforce_access
 from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
-from dragon.api.routes import audit, decisions, health, incidents, keys, policy
+from dragon.api.routes import (
+    audit,
+    decisions,
+    deliveries,
+    health,
+    incidents,
+    keys,
+    policy,
+    webhooks,
+)
+from dragon.api.routes import (
+    events as event_routes,
+)
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError
+from dragon.domain.ports import WebhookAdapter
+from dragon.domain.signals import NormalizeOptions
+from dragon.integrations import alertmanager, events, github, gitlab, jenkins
 from dragon.services.auth import IssuedKey, JwtSettings
-from dragon.services.container import Services
+from dragon.services.container import InboxSettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.settings import Profile, Settings
+from dragon.settings import Profile, Settings, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 
 log = structlog.get_logger("dragon")
@@ -40,6 +56,36 @@ def check_secrets(settings: Settings) -> None:
         raise ConfigurationError(problems)
     for problem in problems:
         log.warning("weak_secret", problem=problem, profile=settings.profile.value)
+    for name, value in (
+        ("DRAGON_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret),
+        ("DRAGON_GITLAB_WEBHOOK_TOKEN", settings.gitlab_webhook_token),
+        ("DRAGON_JENKINS_WEBHOOK_SECRET", settings.jenkins_webhook_secret),
+        ("DRAGON_ALERTMANAGER_TOKEN", settings.alertmanager_token),
+    ):
+        if value is None:
+            log.warning("webhook_receiver_disabled", setting=name, hint="set it to receive")
+
+
+def inbox_settings(settings: Settings) -> InboxSettings:
+    adapters: dict[str, WebhookAdapter] = {
+        github.SOURCE: github,
+        gitlab.SOURCE: gitlab,
+        jenkins.SOURCE: jenkins,
+        alertmanager.SOURCE: alertmanager,
+    }
+    grouping = tuple(g.strip() for g in settings.alert_grouping_labels.split(",") if g.strip())
+    return InboxSettings(
+        adapters=adapters,
+        secrets={
+            github.SOURCE: secret_list(settings.github_webhook_secret),
+            gitlab.SOURCE: secret_list(settings.gitlab_webhook_token),
+            jenkins.SOURCE: secret_list(settings.jenkins_webhook_secret),
+            alertmanager.SOURCE: secret_list(settings.alertmanager_token),
+        },
+        event_normalizer=events.normalize_event,
+        options=NormalizeOptions(alert_grouping_labels=grouping),
+        max_attempts=settings.delivery_max_attempts,
+    )
 
 
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
@@ -48,6 +94,7 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
         SqlUnitOfWorkFactory(database),
         health=SqlStoreHealth(database),
         clock=clock,
+        inbox=inbox_settings(settings),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
             key=jwt_key,
@@ -71,57 +118,69 @@ def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
     )
 
 
-def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
-    check_secrets(settings)
-    database = connect(
-        settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
-    )
-    services = build_services(settings, database, clock=clock)
+class Lifecycle:
+    """Start-up and shut-down of one process: first-start work, background tasks, readiness."""
 
-    async def initialise() -> bool:
+    def __init__(self, settings: Settings, services: Services, database: Database) -> None:
+        self.settings = settings
+        self.services = services
+        self.database = database
+
+    async def initialise(self) -> bool:
         """First-start work that needs a migrated store; False (and logged) until it has one."""
-        checks = await services.health.check()
-        if any(state != "ok" for state in checks.values()):
-            log.error("store_not_ready", checks=checks, hint="run `dragon migrate`")
-            return False
-        if settings.bootstrap_admin:
-            issued = await services.auth.bootstrap_admin()
-            if issued:
-                announce_admin_key(issued, settings)
-        await services.policies.ensure_stored(SYSTEM_CALLER)
-        return True
-
-    async def initialise_safely() -> bool:
         try:
-            return await initialise()
+            checks = await self.services.health.check()
+            if any(state != "ok" for state in checks.values()):
+                log.error("store_not_ready", checks=checks, hint="run `dragon migrate`")
+                return False
+            if self.settings.bootstrap_admin:
+                issued = await self.services.auth.bootstrap_admin()
+                if issued:
+                    announce_admin_key(issued, self.settings)
+            await self.services.policies.ensure_stored(SYSTEM_CALLER)
         except DragonError as exc:
             log.error("initialisation_failed", code=exc.code, error=exc.message)
             return False
+        return True
 
-    def mark_ready(app: FastAPI) -> None:
+    def mark_ready(self, app: FastAPI) -> None:
         app.state.ready = True
-        log.info("dragon_ready", database=database.dialect, profile=settings.profile.value)
+        log.info(
+            "dragon_ready", database=self.database.dialect, profile=self.settings.profile.value
+        )
 
-    async def retry_initialisation(app: FastAPI) -> None:
+    async def retry_initialisation(self, app: FastAPI) -> None:
         delay = 1.0
-        while not await initialise_safely():
+        while not await self.initialise():
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
-        mark_ready(app)
+        self.mark_ready(app)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        background = [
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        tasks = [
             asyncio.create_task(
-                run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
+                run_expiry_sweeps(self.services, every_seconds=self.settings.expiry_sweep_seconds)
             )
         ]
+        if self.settings.worker_enabled:
+            tasks.append(
+                asyncio.create_task(
+                    run_delivery_worker(
+                        self.services, poll_seconds=self.settings.worker_poll_seconds
+                    )
+                )
+            )
+        return tasks
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        background = self.background_tasks()
         # A healthy start is ready before the first request. Otherwise probes are served at
         # once, /readyz answers 503 naming the failing check, and initialisation retries.
-        if await initialise_safely():
-            mark_ready(app)
+        if await self.initialise():
+            self.mark_ready(app)
         else:
-            background.append(asyncio.create_task(retry_initialisation(app)))
+            background.append(asyncio.create_task(self.retry_initialisation(app)))
         try:
             yield
         finally:
@@ -129,13 +188,21 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await database.dispose()
+            await self.database.dispose()
 
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
+    check_secrets(settings)
+    database = connect(
+        settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+    )
+    services = build_services(settings, database, clock=clock)
+    lifecycle = Lifecycle(settings, services, database)
     app = FastAPI(
         title="Dragon",
         summary="Governed DevOps incident orchestrator",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=lifecycle.lifespan,
         dependencies=[Depends(enforce_access)],
     )
     app.state.services = services
@@ -148,10 +215,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         decisions.router,
         policy.router,
         audit.router,
+        webhooks.router,
+        event_routes.router,
+        deliveries.router,
     ):
         app.include_router(router)
     check_table_covers(app.routes)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        webhook_max_body_bytes=settings.webhook_max_body_bytes,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -71,6 +71,34 @@ class Settings(BaseSettings):
     expiry_sweep_seconds: float = Field(
         15.0, gt=0, description="how often pending decisions past their deadline are expired"
     )
+    github_webhook_secret: SecretStr | None = Field(
+        None, description="GitHub webhook secret; two comma-separated values during rotation"
+    )
+    gitlab_webhook_token: SecretStr | None = Field(
+        None, description="GitLab webhook token (X-Gitlab-Token); comma-separated for rotation"
+    )
+    jenkins_webhook_secret: SecretStr | None = Field(
+        None, description="Jenkins HMAC secret or bearer token; comma-separated for rotation"
+    )
+    alertmanager_token: SecretStr | None = Field(
+        None, description="bearer token Alertmanager sends (http_config.authorization)"
+    )
+    webhook_max_body_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="largest webhook body accepted (413 above it)"
+    )
+    alert_grouping_labels: str = Field(
+        "alertname,service,namespace",
+        description="labels that group alerts into one incident, comma-separated",
+    )
+    delivery_max_attempts: int = Field(
+        5, ge=1, le=50, description="processing attempts before a delivery goes to dead-letter"
+    )
+    worker_poll_seconds: float = Field(
+        1.0, gt=0, description="how often the embedded worker looks for due deliveries"
+    )
+    worker_enabled: bool = Field(
+        True, description="run the delivery worker inside the server process (embedded mode)"
+    )
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
@@ -79,7 +107,14 @@ class Settings(BaseSettings):
         """Every weak or missing secret, each with how to fix it."""
         problems: list[str] = []
         required = {"secret_key": self.secret_key}
-        optional = {"jwt_secret": self.jwt_secret} if self.jwt_algorithm.startswith("HS") else {}
+        optional: dict[str, SecretStr | None] = {
+            "github_webhook_secret": self.github_webhook_secret,
+            "gitlab_webhook_token": self.gitlab_webhook_token,
+            "jenkins_webhook_secret": self.jenkins_webhook_secret,
+            "alertmanager_token": self.alertmanager_token,
+        }
+        if self.jwt_algorithm.startswith("HS"):
+            optional["jwt_secret"] = self.jwt_secret
         for name, value in {**required, **optional}.items():
             env = f"DRAGON_{name.upper()}"
             fix = (
@@ -90,10 +125,17 @@ class Settings(BaseSettings):
                 if name in required:
                     problems.append(f"{env} is not set; {fix}")
                 continue
-            # Surrounding whitespace adds no secrecy, so it counts neither way.
-            raw = value.get_secret_value().strip()
-            if raw.lower() in WEAK_SECRET_VALUES:
-                problems.append(f"{env} is a well-known value; {fix}")
-            elif len(raw.encode()) < MIN_SECRET_BYTES:
-                problems.append(f"{env} is shorter than {MIN_SECRET_BYTES} bytes; {fix}")
+            # Each of a rotation's values must be strong; surrounding whitespace adds no secrecy.
+            for raw in secret_list(value) or ("",):
+                if raw.lower() in WEAK_SECRET_VALUES:
+                    problems.append(f"{env} is a well-known value; {fix}")
+                elif len(raw.encode()) < MIN_SECRET_BYTES:
+                    problems.append(f"{env} is shorter than {MIN_SECRET_BYTES} bytes; {fix}")
         return problems
+
+
+def secret_list(value: SecretStr | None) -> tuple[str, ...]:
+    """A comma-separated secret setting as its values (two during a rotation)."""
+    if value is None:
+        return ()
+    return tuple(part.strip() for part in value.get_secret_value().split(",") if part.strip())

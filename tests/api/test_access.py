@@ -33,6 +33,7 @@ Route = tuple[str, str]
 
 DUMMY_IDS = {
     "incident_id": "inc_" + "0" * 28,
+    "delivery_id": "dlv_" + "0" * 28,
     "decision_id": "dec_" + "0" * 28,
     "key_id": "key_" + "0" * 28,
 }
@@ -66,6 +67,16 @@ BARS: dict[Route, Access] = {
     ("GET", "/api/v1/keys"): Role.ADMIN,
     ("POST", "/api/v1/keys"): Role.ADMIN,
     ("DELETE", "/api/v1/keys/{key_id}"): Role.ADMIN,
+    ("POST", "/webhooks/github"): PUBLIC,
+    ("POST", "/webhooks/gitlab"): PUBLIC,
+    ("POST", "/webhooks/jenkins"): PUBLIC,
+    ("POST", "/webhooks/alertmanager"): PUBLIC,
+    ("POST", "/api/v1/events"): Role.DEVELOPER,
+    ("POST", "/api/ci/event"): Role.DEVELOPER,
+    ("POST", "/api/observability/alert"): Role.DEVELOPER,
+    ("GET", "/api/v1/deliveries"): Role.ADMIN,
+    ("GET", "/api/v1/deliveries/{delivery_id}"): Role.ADMIN,
+    ("POST", "/api/v1/deliveries/{delivery_id}/retry"): Role.ADMIN,
 }
 ROUTES: list[Route] = sorted(BARS)
 PROTECTED = [route for route in ROUTES if BARS[route] != PUBLIC]
@@ -238,10 +249,25 @@ def test_protected_route_refuses_the_role_just_below_its_bar_with_403(
     assert (outcome.status, outcome.code) == (403, "role_insufficient")
 
 
-@pytest.mark.parametrize("route", PUBLIC_ROUTES, ids=route_id)
+# Webhook receivers need no Dragon credentials, but each checks its sender's own signature or
+# token: unsigned, they are refused by that check, never by Dragon's authentication.
+SENDER_AUTHENTICATED = [route for route in PUBLIC_ROUTES if route[1].startswith("/webhooks/")]
+OPEN_ROUTES = [route for route in PUBLIC_ROUTES if route not in SENDER_AUTHENTICATED]
+
+
+@pytest.mark.parametrize("route", OPEN_ROUTES, ids=route_id)
 def test_public_route_answers_without_credentials(observed: Observations, route: Route) -> None:
     outcome = observed.of(route, "none")
     assert outcome.status == 200, outcome
+
+
+@pytest.mark.parametrize("route", SENDER_AUTHENTICATED, ids=route_id)
+def test_unsigned_webhook_is_refused_by_its_sender_check(
+    observed: Observations, route: Route
+) -> None:
+    outcome = observed.of(route, "none")
+    assert outcome.status == 401, outcome
+    assert outcome.code in {"signature_invalid", "token_invalid", "webhook_secret_missing"}
 
 
 MATRIX = [(route, role) for route in ROUTES for role in ROLES]
@@ -257,6 +283,10 @@ def test_rbac_matrix_refuses_below_the_bar_and_admits_at_or_above_it(
     required = BARS[route]
     if required != PUBLIC and not role.includes(Role(required)):
         assert (outcome.status, outcome.code) == (403, "role_insufficient")
+    elif route in SENDER_AUTHENTICATED:
+        # A Dragon key is no webhook signature: the sender check still decides.
+        assert outcome.status == 401, outcome
+        assert outcome.code != "authentication_required", outcome
     else:
         assert outcome.status not in (401, 403), outcome
         assert outcome.status < 500, outcome

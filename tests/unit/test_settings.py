@@ -132,9 +132,10 @@ def test_prod_refuses_to_start_and_lists_every_problem() -> None:
 
 
 def test_dev_only_warns_about_each_weak_secret() -> None:
-    with structlog.testing.capture_logs() as logged:
+    with structlog.testing.capture_logs() as captured:
         check_secrets(settings(profile="dev", secret_key="changeme", jwt_secret="short"))
 
+    logged = [e for e in captured if e["event"] == "weak_secret"]
     assert [(e["event"], e["log_level"], e["profile"]) for e in logged] == [
         ("weak_secret", "warning", "dev"),
         ("weak_secret", "warning", "dev"),
@@ -143,11 +144,39 @@ def test_dev_only_warns_about_each_weak_secret() -> None:
     assert logged[1]["problem"].startswith("DRAGON_JWT_SECRET is shorter than 32 bytes")
 
 
-def test_prod_with_strong_secrets_starts_quietly() -> None:
+def test_prod_with_strong_secrets_warns_only_about_receivers_left_without_one() -> None:
     with structlog.testing.capture_logs() as logged:
-        check_secrets(settings(profile=Profile.PROD, secret_key=STRONG, jwt_secret=STRONG))
+        check_secrets(
+            settings(
+                profile=Profile.PROD,
+                secret_key=STRONG,
+                jwt_secret=STRONG,
+                github_webhook_secret=STRONG,
+            )
+        )
 
-    assert logged == []
+    assert [(e["event"], e["setting"]) for e in logged] == [
+        ("webhook_receiver_disabled", "DRAGON_GITLAB_WEBHOOK_TOKEN"),
+        ("webhook_receiver_disabled", "DRAGON_JENKINS_WEBHOOK_SECRET"),
+        ("webhook_receiver_disabled", "DRAGON_ALERTMANAGER_TOKEN"),
+    ]
+
+
+def test_prod_refuses_a_weak_value_in_a_webhook_secret_rotation() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        check_secrets(
+            settings(
+                profile=Profile.PROD,
+                secret_key=STRONG,
+                jwt_secret=STRONG,
+                github_webhook_secret=f"{STRONG},changeme",
+            )
+        )
+    assert refused.value.problems == [
+        "DRAGON_GITHUB_WEBHOOK_SECRET is a well-known value; set DRAGON_GITHUB_WEBHOOK_SECRET to "
+        "at least 32 random bytes, for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+    ]
 
 
 def test_settings_come_from_dragon_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,19 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    # Webhooks: public, each authenticated by its sender's signature or token.
+    ("POST", "/webhooks/github"): PUBLIC,
+    ("POST", "/webhooks/gitlab"): PUBLIC,
+    ("POST", "/webhooks/jenkins"): PUBLIC,
+    ("POST", "/webhooks/alertmanager"): PUBLIC,
+    # Events from any tool, and the original system's routes for them.
+    ("POST", "/api/v1/events"): Role.DEVELOPER,
+    ("POST", "/api/ci/event"): Role.DEVELOPER,
+    ("POST", "/api/observability/alert"): Role.DEVELOPER,
+    # The inbox.
+    ("GET", "/api/v1/deliveries"): Role.ADMIN,
+    ("GET", "/api/v1/deliveries/{delivery_id}"): Role.ADMIN,
+    ("POST", "/api/v1/deliveries/{delivery_id}/retry"): Role.ADMIN,
     # Identity.
     ("GET", "/api/v1/me"): Role.VIEWER,
     # Incidents.

@@ -91,20 +91,26 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_body_bytes` with a problem+json 413: at once when
-    Content-Length announces the size, and as soon as a streamed body passes it otherwise."""
+    """Refuses request bodies over the limit with a problem+json 413: at once when
+    Content-Length announces the size, and as soon as a streamed body passes it otherwise.
+    Webhooks (paths under /webhooks/) have a limit of their own, vendors' payloads being larger."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, webhook_max_body_bytes: int) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.api_limit = max_body_bytes
+        self.webhook_limit = webhook_max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.webhook_limit if scope["path"].startswith("/webhooks/") else self.api_limit
+        await self._limited(scope, receive, send, limit)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         received = 0
         started = False
@@ -114,8 +120,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -129,13 +135,13 @@ class BodyLimitMiddleware:
             # Read outside the app's exception handlers (a middleware, say): answer here.
             if started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem(
             413,
             "body_too_large",
-            BodyTooLarge(self.max_body_bytes).detail,
+            BodyTooLarge(limit).detail,
             correlation_id=scope.get("state", {}).get("correlation_id"),
         )
         await response(scope, receive, send)

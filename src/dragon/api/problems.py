@@ -18,6 +18,7 @@ PROBLEM_TYPE = "application/problem+json"
 log = structlog.get_logger("dragon.api")
 
 STATUS_BY_KIND = {
+    ErrorKind.MALFORMED: 400,
     ErrorKind.INVALID: 422,
     ErrorKind.UNAUTHENTICATED: 401,
     ErrorKind.FORBIDDEN: 403,

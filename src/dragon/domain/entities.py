@@ -9,6 +9,7 @@ from typing import Any
 from dragon.domain.enums import (
     ApprovalChannel,
     DecisionStatus,
+    DeliveryStatus,
     IncidentStatus,
     PrincipalKind,
     RiskLevel,
@@ -138,3 +139,54 @@ class AuditEvent:
     client_address: str | None = None
     prev_hash: str
     hash: str
+
+
+@dataclass(kw_only=True, eq=False)
+class Delivery:
+    """One inbound webhook or API call exactly as received, and how processing went."""
+
+    id: str
+    source: str
+    delivery_key: str
+    event_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    received_at: datetime
+    processed_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, eq=False)
+class Signal:
+    id: str
+    delivery_id: str
+    source: str
+    kind: str
+    signal_key: str
+    fingerprint: str
+    title: str
+    severity: Severity
+    occurred_at: datetime
+    repo: str | None = None
+    branch: str | None = None
+    commit_sha: str | None = None
+    pipeline: str | None = None
+    job: str | None = None
+    url: str | None = None
+    environment: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    log_excerpt: str = ""
+    incident_id: str | None = None
+    created_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class IncidentLink:
+    incident_id: str
+    linked_id: str
+    reason: str
+    created_at: datetime

@@ -80,3 +80,10 @@ class SignalSource(StrEnum):
     JENKINS = "jenkins"
     ALERTMANAGER = "alertmanager"
     API = "api"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    DEAD = "dead"

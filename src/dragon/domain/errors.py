@@ -1,6 +1,7 @@
 """Every failure Dragon reports has a type, a stable code and a message.
 
     DragonError                 code, message, details; `kind` says how callers should treat it
+    ├── Malformed               input cannot even be read, e.g. broken JSON (kind: malformed)
     ├── ValidationFailed        input is well-formed but wrong (kind: invalid)
     ├── Unauthenticated         no or bad credentials (kind: unauthenticated)
     ├── Forbidden               known principal, not allowed (kind: forbidden)
@@ -21,6 +22,7 @@ from typing import Any
 
 
 class ErrorKind(StrEnum):
+    MALFORMED = "malformed"
     INVALID = "invalid"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
@@ -38,6 +40,11 @@ class DragonError(Exception):
         self.message = message
         self.code = code or self.default_code
         self.details = details
+
+
+class Malformed(DragonError):
+    kind = ErrorKind.MALFORMED
+    default_code = "malformed"
 
 
 class ValidationFailed(DragonError):

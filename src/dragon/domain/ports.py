@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -13,11 +13,15 @@ from dragon.domain.entities import (
     Approval,
     AuditEvent,
     Decision,
+    Delivery,
     Incident,
+    IncidentLink,
     PolicyVersion,
     Principal,
+    Signal,
 )
-from dragon.domain.enums import DecisionStatus, IncidentStatus, Severity
+from dragon.domain.enums import DecisionStatus, DeliveryStatus, IncidentStatus, Severity
+from dragon.domain.signals import Normalized, NormalizeOptions
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,66 @@ class AuditRepository(Protocol):
     async def head(self) -> tuple[int, str]: ...
 
 
+@dataclass(frozen=True)
+class DeliveryQuery:
+    status: DeliveryStatus | None = None
+    source: str | None = None
+    page: Page = Page()
+
+
+class DeliveryRepository(Protocol):
+    async def add_if_new(self, delivery: Delivery) -> Delivery | None:
+        """Store `delivery` unless (source, delivery_key) exists; returns the existing one if so."""
+        ...
+
+    async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None: ...
+    async def due(self, *, now: datetime, limit: int) -> list[str]:
+        """Ids of pending deliveries whose next attempt is due, oldest first."""
+        ...
+
+    async def claim(self, delivery_id: str) -> Delivery | None:
+        """Lock a pending delivery for processing; None if it is gone, settled or locked."""
+        ...
+
+    async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]: ...
+    async def count_by_status(self) -> dict[str, int]: ...
+
+
+class SignalRepository(Protocol):
+    async def add_if_new(self, signal: Signal) -> bool: ...
+    async def attach(self, signal_id: str, incident_id: str) -> None: ...
+    async def for_incident(self, incident_id: str, *, limit: int) -> list[Signal]: ...
+
+
+class CorrelationRepository(Protocol):
+    async def lock_fingerprint(self, fingerprint: str) -> None:
+        """Serialise correlation per fingerprint across workers until the transaction ends."""
+        ...
+
+    async def open_incident(self, fingerprint: str) -> Incident | None: ...
+    async def last_resolved(self, fingerprint: str) -> Incident | None: ...
+    async def incidents_with_commit(self, commit_sha: str, *, exclude: str) -> list[Incident]: ...
+    async def link(self, link: IncidentLink) -> None: ...
+    async def links_of(self, incident_id: str) -> list[IncidentLink]: ...
+
+
+class WebhookAdapter(Protocol):
+    """One vendor's webhook: who may send it, how it is deduplicated, what it means.
+    Each module in dragon.integrations implements it; app.py hands them to the services."""
+
+    SOURCE: str
+
+    def authenticate(
+        self, *, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
+    ) -> None: ...
+
+    def delivery_key(self, *, headers: Mapping[str, str], payload: Any, body: bytes) -> str: ...
+
+    def normalize(
+        self, *, headers: Mapping[str, str], payload: Any, options: NormalizeOptions
+    ) -> Normalized: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Repositories flush; only `commit` makes their writes durable."""
 
@@ -130,6 +194,9 @@ class UnitOfWork(Protocol):
     api_keys: ApiKeyRepository
     policies: PolicyRepository
     audit: AuditRepository
+    deliveries: DeliveryRepository
+    signals: SignalRepository
+    correlation: CorrelationRepository
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> UnitOfWork: ...

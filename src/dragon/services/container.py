@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from dragon.domain.clock import Clock
-from dragon.domain.ports import StoreHealth, UnitOfWorkFactory
+from dragon.domain.ports import StoreHealth, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
+from dragon.services.ingest import IngestService
 from dragon.services.policies import PolicyService
+from dragon.services.processing import DeliveryProcessor
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    """What ingestion needs from the wiring: the vendor adapters and their secrets."""
+
+    adapters: Mapping[str, WebhookAdapter]
+    secrets: Mapping[str, Sequence[str]]
+    event_normalizer: Callable[..., Normalized]
+    options: NormalizeOptions = field(default_factory=NormalizeOptions)
+    max_attempts: int = 5
 
 
 @dataclass(frozen=True)
@@ -21,13 +36,36 @@ class Services:
     policies: PolicyService
     audit: AuditLog
     health: StoreHealth
+    ingest: IngestService
+    processor: DeliveryProcessor
 
     @classmethod
     def build(
-        cls, uow: UnitOfWorkFactory, *, health: StoreHealth, clock: Clock, jwt: JwtSettings
+        cls,
+        uow: UnitOfWorkFactory,
+        *,
+        health: StoreHealth,
+        clock: Clock,
+        jwt: JwtSettings,
+        inbox: InboxSettings,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
         return cls(
+            ingest=IngestService(
+                uow,
+                adapters=inbox.adapters,
+                secrets=inbox.secrets,
+                options=inbox.options,
+                clock=clock,
+            ),
+            processor=DeliveryProcessor(
+                uow,
+                adapters=inbox.adapters,
+                event_normalizer=inbox.event_normalizer,
+                options=inbox.options,
+                clock=clock,
+                max_attempts=inbox.max_attempts,
+            ),
             auth=AuthService(uow, clock=clock, jwt_settings=jwt),
             incidents=IncidentService(uow, clock=clock),
             decisions=DecisionService(uow, policies=policies, clock=clock),

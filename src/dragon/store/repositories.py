@@ -37,7 +37,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def _page(
+async def keyset_page(
     session: AsyncSession, stmt: sa.Select[T], id_column: Any, page: Page
 ) -> tuple[list[T], str | None]:
     """Newest first by time-ordered id; fetch one extra row to know if there is a next page."""
@@ -50,7 +50,7 @@ async def _page(
     return rows, None
 
 
-class _Repository:
+class SessionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -59,7 +59,7 @@ class _Repository:
         await self.session.flush()
 
 
-class SqlIncidentRepository(_Repository):
+class SqlIncidentRepository(SessionRepository):
     async def add(self, incident: Incident) -> None:
         await self._add(incident)
 
@@ -85,10 +85,10 @@ class SqlIncidentRepository(_Repository):
                     sa.func.lower(entity.description).like(pattern, escape="\\"),
                 )
             )
-        return await _page(self.session, stmt, entity.id, query.page)
+        return await keyset_page(self.session, stmt, entity.id, query.page)
 
 
-class SqlDecisionRepository(_Repository):
+class SqlDecisionRepository(SessionRepository):
     async def add(self, decision: Decision) -> None:
         await self._add(decision)
 
@@ -104,7 +104,7 @@ class SqlDecisionRepository(_Repository):
             stmt = stmt.where(entity.incident_id == query.incident_id)
         if query.action:
             stmt = stmt.where(entity.action == query.action)
-        return await _page(self.session, stmt, entity.id, query.page)
+        return await keyset_page(self.session, stmt, entity.id, query.page)
 
     async def overdue(self, *, now: datetime, limit: int) -> list[Decision]:
         entity: Any = Decision
@@ -118,7 +118,7 @@ class SqlDecisionRepository(_Repository):
         return list(await self.session.scalars(stmt))
 
 
-class SqlApprovalRepository(_Repository):
+class SqlApprovalRepository(SessionRepository):
     async def add(self, approval: Approval) -> None:
         await self._add(approval)
 
@@ -128,7 +128,7 @@ class SqlApprovalRepository(_Repository):
         return list(await self.session.scalars(stmt))
 
 
-class SqlPrincipalRepository(_Repository):
+class SqlPrincipalRepository(SessionRepository):
     async def add(self, principal: Principal) -> None:
         await self._add(principal)
 
@@ -145,7 +145,7 @@ class SqlPrincipalRepository(_Repository):
         )
 
 
-class SqlApiKeyRepository(_Repository):
+class SqlApiKeyRepository(SessionRepository):
     async def add(self, key: ApiKey) -> None:
         await self._add(key)
 
@@ -161,7 +161,7 @@ class SqlApiKeyRepository(_Repository):
         return list(await self.session.scalars(sa.select(ApiKey).order_by(entity.id)))
 
 
-class SqlPolicyRepository(_Repository):
+class SqlPolicyRepository(SessionRepository):
     async def active(self) -> PolicyVersion | None:
         entity: Any = PolicyVersion
         stmt = sa.select(PolicyVersion).where(entity.active.is_(True)).order_by(entity.id.desc())
@@ -182,7 +182,7 @@ class SqlPolicyRepository(_Repository):
         return list(await self.session.scalars(stmt))
 
 
-class SqlAuditRepository(_Repository):
+class SqlAuditRepository(SessionRepository):
     async def head(self) -> tuple[int, str]:
         row = (await self.session.execute(sa.select(audit_head.c.seq, audit_head.c.hash))).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)

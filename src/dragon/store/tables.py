@@ -13,13 +13,17 @@ from dragon.domain.entities import (
     Approval,
     AuditEvent,
     Decision,
+    Delivery,
     Incident,
+    IncidentLink,
     PolicyVersion,
     Principal,
+    Signal,
 )
 from dragon.domain.enums import (
     ApprovalChannel,
     DecisionStatus,
+    DeliveryStatus,
     IncidentStatus,
     PrincipalKind,
     RiskLevel,
@@ -196,6 +200,72 @@ audit_head = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("delivery_key", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("status", EnumText(DeliveryStatus), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("processed_at", UTCDateTime()),
+    sa.Column("result", sa.JSON, nullable=False),
+    # The inbox's exactly-once guarantee: a redelivery finds its original here.
+    sa.UniqueConstraint("source", "delivery_key", name="uq_deliveries_source_key"),
+    sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+signals = sa.Table(
+    "signals",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("delivery_id", ID, sa.ForeignKey("deliveries.id"), nullable=False, index=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("signal_key", sa.String(300), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("severity", EnumText(Severity), nullable=False),
+    sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    sa.Column("repo", sa.String(200)),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("commit_sha", sa.String(64)),
+    sa.Column("pipeline", sa.String(200)),
+    sa.Column("job", sa.String(200)),
+    sa.Column("url", sa.String(2048)),
+    sa.Column("environment", sa.String(64)),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("log_excerpt", sa.Text, nullable=False),
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), index=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("source", "signal_key", name="uq_signals_source_key"),
+)
+
+incident_links = sa.Table(
+    "incident_links",
+    metadata,
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), primary_key=True),
+    sa.Column("linked_id", ID, sa.ForeignKey("incidents.id"), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# At most one unresolved incident per fingerprint, enforced by the database itself.
+sa.Index(
+    "uq_incidents_open_fingerprint",
+    incidents.c.fingerprint,
+    unique=True,
+    sqlite_where=incidents.c.status != "resolved",
+    postgresql_where=incidents.c.status != "resolved",
+)
+sa.Index("ix_incidents_commit_sha", incidents.c.commit_sha)
+
 for cls, table in (
     (Principal, principals),
     (ApiKey, api_keys),
@@ -204,5 +274,8 @@ for cls, table in (
     (Approval, approvals),
     (PolicyVersion, policy_versions),
     (AuditEvent, audit_events),
+    (Delivery, deliveries),
+    (Signal, signals),
+    (IncidentLink, incident_links),
 ):
     mapper.map_imperatively(cls, table)

@@ -12,12 +12,20 @@ from dragon.domain.ports import (
     ApiKeyRepository,
     ApprovalRepository,
     AuditRepository,
+    CorrelationRepository,
     DecisionRepository,
+    DeliveryRepository,
     IncidentRepository,
     PolicyRepository,
     PrincipalRepository,
+    SignalRepository,
 )
 from dragon.store.database import Database
+from dragon.store.inbox import (
+    SqlCorrelationRepository,
+    SqlDeliveryRepository,
+    SqlSignalRepository,
+)
 from dragon.store.repositories import (
     SqlApiKeyRepository,
     SqlApprovalRepository,
@@ -40,6 +48,9 @@ class SqlUnitOfWork:
         self.policies: PolicyRepository = SqlPolicyRepository(session)
         self._audit = SqlAuditRepository(session)
         self.audit: AuditRepository = self._audit
+        self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
+        self.signals: SignalRepository = SqlSignalRepository(session)
+        self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()

@@ -1,0 +1,213 @@
+"""The front door: authenticate a delivery, store it durably and deduplicated, then answer.
+
+Nothing is acknowledged before it is committed. Processing happens later, in the worker
+(services.processing); a redelivery finds its original and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dragon.domain.clock import Clock
+from dragon.domain.entities import Delivery
+from dragon.domain.enums import DeliveryStatus
+from dragon.domain.errors import Conflict, Malformed, NotFound
+from dragon.domain.ids import new_id
+from dragon.domain.ports import DeliveryQuery, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.signals import NormalizeOptions
+from dragon.services.audit_log import record
+from dragon.services.context import Caller
+
+# Headers worth keeping with a delivery: enough to re-normalize it, nothing secret.
+_KEPT_HEADERS = (
+    "content-type",
+    "user-agent",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "x-gitlab-event",
+    "x-gitlab-event-uuid",
+    "x-gitlab-instance",
+)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    status: str  # accepted | duplicate | ignored
+    delivery_id: str
+    event_type: str
+    duplicate: bool = False
+    delivery_status: str = DeliveryStatus.PENDING.value
+    result: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"the body is not valid JSON: {exc}", code="json_invalid") from None
+
+
+class IngestService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        adapters: Mapping[str, WebhookAdapter],
+        secrets: Mapping[str, Sequence[str]],
+        options: NormalizeOptions,
+        clock: Clock,
+    ) -> None:
+        self._uow = uow
+        self._adapters = adapters
+        self._secrets = secrets
+        self._options = options
+        self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_accepted(self, listener: Callable[[], None]) -> None:
+        """Called after each newly stored pending delivery (the embedded worker wakes up)."""
+        self._listeners.append(listener)
+
+    def adapter(self, source: str) -> WebhookAdapter:
+        try:
+            return self._adapters[source]
+        except KeyError:
+            raise NotFound(f"no webhook receiver for {source!r}", code="source_unknown") from None
+
+    def authenticate(self, source: str, *, headers: Mapping[str, str], body: bytes) -> None:
+        self.adapter(source).authenticate(
+            headers=headers, body=body, secrets=self._secrets.get(source, ())
+        )
+
+    async def receive(self, source: str, *, headers: Mapping[str, str], body: bytes) -> Receipt:
+        """Store an authenticated webhook delivery. The caller authenticated it already."""
+        adapter = self.adapter(source)
+        payload = parse_json(body)
+        key = adapter.delivery_key(headers=headers, payload=payload, body=body)
+        meaning = adapter.normalize(headers=headers, payload=payload, options=self._options)
+        kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
+        return await self._store(
+            source=source,
+            key=key,
+            event_type=meaning.event_type,
+            headers=kept,
+            body=body,
+            ignored=meaning.ignored,
+        )
+
+    async def submit(self, caller: Caller, *, event: Mapping[str, Any], key: str | None) -> Receipt:
+        """Dragon's own normalized event (POST /api/v1/events); `key` deduplicates."""
+        body = orjson.dumps(dict(event))
+        return await self._store(
+            source="api",
+            key=key or new_id("evt", self._clock()),
+            event_type=str(event.get("kind", "event")),
+            headers={"x-dragon-principal": caller.principal.id},
+            body=body,
+            ignored=None,
+        )
+
+    async def _store(
+        self,
+        *,
+        source: str,
+        key: str,
+        event_type: str,
+        headers: dict[str, str],
+        body: bytes,
+        ignored: str | None,
+    ) -> Receipt:
+        now = self._clock()
+        delivery = Delivery(
+            id=new_id("dlv", now),
+            source=source,
+            delivery_key=key[:200],
+            event_type=event_type[:64],
+            body=body,
+            headers=headers,
+            status=DeliveryStatus.IGNORED if ignored else DeliveryStatus.PENDING,
+            next_attempt_at=now,
+            received_at=now,
+            processed_at=now if ignored else None,
+            result={"ignored": ignored} if ignored else {},
+        )
+        async with self._uow() as uow:
+            existing = await uow.deliveries.add_if_new(delivery)
+            await uow.commit()
+        if existing is not None:
+            return Receipt(
+                status="duplicate",
+                delivery_id=existing.id,
+                event_type=existing.event_type,
+                duplicate=True,
+                delivery_status=existing.status.value,
+                result=existing.result,
+            )
+        if ignored:
+            return Receipt(
+                status="ignored",
+                delivery_id=delivery.id,
+                event_type=delivery.event_type,
+                delivery_status=delivery.status.value,
+                reason=ignored,
+            )
+        for listener in self._listeners:
+            listener()
+        return Receipt(status="accepted", delivery_id=delivery.id, event_type=delivery.event_type)
+
+    async def get(self, delivery_id: str) -> Delivery:
+        async with self._uow(write=False) as uow:
+            delivery = await uow.deliveries.get(delivery_id)
+        if delivery is None:
+            raise NotFound(f"no delivery {delivery_id}", code="delivery_not_found")
+        return delivery
+
+    async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]:
+        async with self._uow(write=False) as uow:
+            return await uow.deliveries.find(query)
+
+    async def retry(self, caller: Caller, delivery_id: str) -> Delivery:
+        """Send a dead (or failed) delivery back to the worker, attempts reset; audited."""
+        now = self._clock()
+        async with self._uow() as uow:
+            delivery = await uow.deliveries.get(delivery_id, for_update=True)
+            if delivery is None:
+                raise NotFound(f"no delivery {delivery_id}", code="delivery_not_found")
+            if delivery.status is not DeliveryStatus.DEAD:
+                raise Conflict(
+                    f"delivery {delivery_id} is {delivery.status}; only dead ones are retried",
+                    code="delivery_not_dead",
+                )
+            delivery.status = DeliveryStatus.PENDING
+            delivery.attempts = 0
+            delivery.next_attempt_at = now
+            await record(
+                uow,
+                caller,
+                action="delivery.retried",
+                target_type="delivery",
+                target_id=delivery.id,
+                now=now,
+                details={"source": delivery.source, "last_error": delivery.last_error},
+            )
+            await uow.commit()
+        for listener in self._listeners:
+            listener()
+        return delivery
+
+
+async def wait_for(event: asyncio.Event, seconds: float) -> None:
+    """Sleep until `event` is set or `seconds` pass, then clear it."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
+    event.clear()

@@ -1,0 +1,150 @@
+"""The worker's use case: turn stored deliveries into signals and incidents, at least once,
+with idempotent effects (signals are unique per source and key), retries with backoff, and a
+dead-letter state after the last attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from dragon.domain.clock import Clock
+from dragon.domain.entities import Delivery, Signal
+from dragon.domain.enums import DeliveryStatus
+from dragon.domain.errors import DragonError
+from dragon.domain.ids import new_id
+from dragon.domain.ports import UnitOfWork, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.signals import Normalized, NormalizeOptions
+from dragon.services.correlation import correlate
+from dragon.services.ingest import parse_json
+
+log = structlog.get_logger("dragon.worker")
+_MAX_BACKOFF = timedelta(minutes=5)
+
+
+def backoff(attempts: int) -> timedelta:
+    """1 s, 2 s, 4 s ... capped at five minutes."""
+    return min(timedelta(seconds=2 ** max(0, attempts - 1)), _MAX_BACKOFF)
+
+
+class DeliveryProcessor:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        adapters: Mapping[str, WebhookAdapter],
+        event_normalizer: Any,
+        options: NormalizeOptions,
+        clock: Clock,
+        max_attempts: int = 5,
+    ) -> None:
+        self._uow = uow
+        self._adapters = adapters
+        self._normalize_event = event_normalizer
+        self._options = options
+        self._clock = clock
+        self._max_attempts = max_attempts
+
+    async def run_due(self, *, batch: int = 50) -> int:
+        """One pass over due deliveries; returns how many this worker took (settled or
+        rescheduled), so a caller can loop until nothing is left."""
+        async with self._uow(write=False) as uow:
+            due = await uow.deliveries.due(now=self._clock(), limit=batch)
+        taken = 0
+        for delivery_id in due:
+            taken += await self.process(delivery_id)
+        return taken
+
+    async def process(self, delivery_id: str) -> bool:
+        """Process one delivery; False if it was settled meanwhile or another worker has it."""
+        try:
+            async with self._uow() as uow:
+                delivery = await uow.deliveries.claim(delivery_id)
+                if delivery is None:
+                    return False
+                await self._apply(uow, delivery)
+                await uow.commit()
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried later
+            await self._record_failure(delivery_id, exc)
+        return True
+
+    def _meaning(self, delivery: Delivery) -> Normalized:
+        payload = parse_json(delivery.body)
+        if delivery.source == "api":
+            return self._normalize_event(  # type: ignore[no-any-return]
+                payload,
+                key=delivery.delivery_key,
+                options=self._options,
+                received_at=delivery.received_at,
+            )
+        adapter = self._adapters[delivery.source]
+        return adapter.normalize(headers=delivery.headers, payload=payload, options=self._options)
+
+    async def _apply(self, uow: UnitOfWork, delivery: Delivery) -> None:
+        now = self._clock()
+        meaning = self._meaning(delivery)
+        signal_ids: list[str] = []
+        incident_ids: list[str] = []
+        for draft in meaning.signals:
+            signal = Signal(
+                id=new_id("sig", now),
+                delivery_id=delivery.id,
+                source=draft.source,
+                kind=draft.kind.value,
+                signal_key=draft.signal_key[:300],
+                fingerprint=draft.fingerprint,
+                title=draft.title[:300],
+                severity=draft.severity,
+                occurred_at=draft.occurred_at,
+                repo=draft.repo,
+                branch=draft.branch,
+                commit_sha=draft.commit_sha,
+                pipeline=draft.pipeline,
+                job=draft.job,
+                url=draft.url,
+                environment=draft.environment,
+                labels=dict(draft.labels),
+                log_excerpt=draft.log_excerpt,
+                created_at=now,
+            )
+            if not await uow.signals.add_if_new(signal):
+                continue  # the same vendor event arrived before: its effects exist already
+            incident_id = await correlate(uow, draft, signal, now)
+            if incident_id:
+                await uow.signals.attach(signal.id, incident_id)
+                incident_ids.append(incident_id)
+            signal_ids.append(signal.id)
+        delivery.status = DeliveryStatus.IGNORED if meaning.ignored else DeliveryStatus.PROCESSED
+        delivery.event_type = meaning.event_type[:64]
+        delivery.processed_at = now
+        delivery.attempts += 1
+        delivery.last_error = None
+        delivery.result = {
+            "signal_ids": signal_ids,
+            "incident_ids": sorted(set(incident_ids)),
+            **({"ignored": meaning.ignored} if meaning.ignored else {}),
+        }
+
+    async def _record_failure(self, delivery_id: str, exc: Exception) -> None:
+        now = self._clock()
+        reason = exc.message if isinstance(exc, DragonError) else f"{type(exc).__name__}: {exc}"
+        async with self._uow() as uow:
+            delivery = await uow.deliveries.get(delivery_id, for_update=True)
+            if delivery is None or delivery.status is not DeliveryStatus.PENDING:
+                return
+            delivery.attempts += 1
+            delivery.last_error = reason[:2000]
+            if delivery.attempts >= self._max_attempts:
+                delivery.status = DeliveryStatus.DEAD
+            else:
+                delivery.next_attempt_at = now + backoff(delivery.attempts)
+            await uow.commit()
+        log.warning(
+            "delivery_failed",
+            delivery_id=delivery_id,
+            attempts=delivery.attempts,
+            dead=delivery.status is DeliveryStatus.DEAD,
+            error=reason[:500],
+        )

@@ -1,0 +1,167 @@
+"""Repositories for the inbox (deliveries), signals and incident correlation."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
+from dragon.domain.enums import DeliveryStatus, IncidentStatus
+from dragon.domain.ports import DeliveryQuery
+from dragon.store.repositories import SessionRepository, keyset_page
+from dragon.store.tables import deliveries, incident_links, signals
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class SqlDeliveryRepository(SessionRepository):
+    async def add_if_new(self, delivery: Delivery) -> Delivery | None:
+        values = {c.name: getattr(delivery, c.name) for c in deliveries.columns}
+        inserted = await self.session.execute(
+            _insert(self._dialect, deliveries)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["source", "delivery_key"])
+            .returning(deliveries.c.id)
+        )
+        if inserted.first() is not None:
+            return None
+        entity: Any = Delivery
+        return await self.session.scalar(
+            sa.select(Delivery).where(
+                entity.source == delivery.source, entity.delivery_key == delivery.delivery_key
+            )
+        )
+
+    @property
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
+        return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
+
+    async def due(self, *, now: datetime, limit: int) -> list[str]:
+        stmt = (
+            sa.select(deliveries.c.id)
+            .where(
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+                deliveries.c.next_attempt_at <= now,
+            )
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def claim(self, delivery_id: str) -> Delivery | None:
+        entity: Any = Delivery
+        stmt = (
+            sa.select(Delivery)
+            .where(entity.id == delivery_id, entity.status == DeliveryStatus.PENDING)
+            .with_for_update(skip_locked=True)
+        )
+        return await self.session.scalar(stmt)
+
+    async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]:
+        entity: Any = Delivery
+        stmt = sa.select(Delivery)
+        if query.status:
+            stmt = stmt.where(entity.status == query.status)
+        if query.source:
+            stmt = stmt.where(entity.source == query.source)
+        return await keyset_page(self.session, stmt, entity.id, query.page)
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.session.execute(
+            sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
+        )
+        return {str(status): int(count) for status, count in rows.all()}
+
+
+class SqlSignalRepository(SessionRepository):
+    async def add_if_new(self, signal: Signal) -> bool:
+        values = {c.name: getattr(signal, c.name) for c in signals.columns}
+        dialect = self.session.get_bind().dialect.name
+        inserted = await self.session.execute(
+            _insert(dialect, signals)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["source", "signal_key"])
+            .returning(signals.c.id)
+        )
+        return inserted.first() is not None
+
+    async def attach(self, signal_id: str, incident_id: str) -> None:
+        await self.session.execute(
+            sa.update(signals).where(signals.c.id == signal_id).values(incident_id=incident_id)
+        )
+
+    async def for_incident(self, incident_id: str, *, limit: int) -> list[Signal]:
+        entity: Any = Signal
+        stmt = (
+            sa.select(Signal)
+            .where(entity.incident_id == incident_id)
+            .order_by(entity.id.desc())
+            .limit(limit)
+        )
+        return list(await self.session.scalars(stmt))
+
+
+class SqlCorrelationRepository(SessionRepository):
+    async def lock_fingerprint(self, fingerprint: str) -> None:
+        # SQLite serialises writers already; PostgreSQL takes a transaction-scoped advisory lock.
+        if self.session.get_bind().dialect.name == "postgresql":
+            key = int.from_bytes(
+                hashlib.sha256(fingerprint.encode()).digest()[:8], "big", signed=True
+            )
+            await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+    async def open_incident(self, fingerprint: str) -> Incident | None:
+        entity: Any = Incident
+        stmt = (
+            sa.select(Incident)
+            .where(entity.fingerprint == fingerprint, entity.status != IncidentStatus.RESOLVED)
+            .with_for_update()
+        )
+        return await self.session.scalar(stmt)
+
+    async def last_resolved(self, fingerprint: str) -> Incident | None:
+        entity: Any = Incident
+        stmt = (
+            sa.select(Incident)
+            .where(entity.fingerprint == fingerprint, entity.status == IncidentStatus.RESOLVED)
+            .order_by(entity.id.desc())
+            .limit(1)
+        )
+        return await self.session.scalar(stmt)
+
+    async def incidents_with_commit(self, commit_sha: str, *, exclude: str) -> list[Incident]:
+        entity: Any = Incident
+        stmt = (
+            sa.select(Incident)
+            .where(entity.commit_sha == commit_sha, entity.id != exclude)
+            .order_by(entity.id.desc())
+            .limit(20)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def link(self, link: IncidentLink) -> None:
+        dialect = self.session.get_bind().dialect.name
+        await self.session.execute(
+            _insert(dialect, incident_links)
+            .values(
+                incident_id=link.incident_id,
+                linked_id=link.linked_id,
+                reason=link.reason,
+                created_at=link.created_at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def links_of(self, incident_id: str) -> list[IncidentLink]:
+        entity: Any = IncidentLink
+        stmt = sa.select(IncidentLink).where(entity.incident_id == incident_id)
+        return list(await self.session.scalars(stmt))
