@@ -37,6 +37,7 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Profile, Settings, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
+from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
@@ -95,6 +96,7 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
         health=SqlStoreHealth(database),
         clock=clock,
         inbox=inbox_settings(settings),
+        delivery_inbox=GroupCommitInbox(database),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
             key=jwt_key,
@@ -188,6 +190,7 @@ class Lifecycle:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self.services.ingest.close()
             await self.database.dispose()
 
 

@@ -149,6 +149,16 @@ class DeliveryRepository(Protocol):
     async def count_by_status(self) -> dict[str, int]: ...
 
 
+class DeliveryInbox(Protocol):
+    """Where accepted deliveries are committed before Dragon answers their sender."""
+
+    async def add(self, delivery: Delivery) -> Delivery | None:
+        """Commit `delivery` unless (source, delivery_key) exists; returns the existing one."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class SignalRepository(Protocol):
     async def add_if_new(self, signal: Signal) -> bool: ...
     async def attach(self, signal_id: str, incident_id: str) -> None: ...

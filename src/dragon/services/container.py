@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragon.domain.clock import Clock
-from dragon.domain.ports import StoreHealth, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
@@ -48,11 +48,13 @@ class Services:
         clock: Clock,
         jwt: JwtSettings,
         inbox: InboxSettings,
+        delivery_inbox: DeliveryInbox,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
         return cls(
             ingest=IngestService(
                 uow,
+                inbox=delivery_inbox,
                 adapters=inbox.adapters,
                 secrets=inbox.secrets,
                 options=inbox.options,

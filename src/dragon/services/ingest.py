@@ -18,7 +18,7 @@ from dragon.domain.entities import Delivery
 from dragon.domain.enums import DeliveryStatus
 from dragon.domain.errors import Conflict, Malformed, NotFound
 from dragon.domain.ids import new_id
-from dragon.domain.ports import DeliveryQuery, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.ports import DeliveryInbox, DeliveryQuery, UnitOfWorkFactory, WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
 from dragon.services.audit_log import record
 from dragon.services.context import Caller
@@ -59,12 +59,14 @@ class IngestService:
         self,
         uow: UnitOfWorkFactory,
         *,
+        inbox: DeliveryInbox,
         adapters: Mapping[str, WebhookAdapter],
         secrets: Mapping[str, Sequence[str]],
         options: NormalizeOptions,
         clock: Clock,
     ) -> None:
         self._uow = uow
+        self._inbox = inbox
         self._adapters = adapters
         self._secrets = secrets
         self._options = options
@@ -74,6 +76,9 @@ class IngestService:
     def on_accepted(self, listener: Callable[[], None]) -> None:
         """Called after each newly stored pending delivery (the embedded worker wakes up)."""
         self._listeners.append(listener)
+
+    async def close(self) -> None:
+        await self._inbox.close()
 
     def adapter(self, source: str) -> WebhookAdapter:
         try:
@@ -138,9 +143,7 @@ class IngestService:
             processed_at=now if ignored else None,
             result={"ignored": ignored} if ignored else {},
         )
-        async with self._uow() as uow:
-            existing = await uow.deliveries.add_if_new(delivery)
-            await uow.commit()
+        existing = await self._inbox.add(delivery)
         if existing is not None:
             return Receipt(
                 status="duplicate",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
 from dragon.domain.enums import DeliveryStatus, IncidentStatus
 from dragon.domain.ports import DeliveryQuery
+from dragon.store.database import Database
 from dragon.store.repositories import SessionRepository, keyset_page
 from dragon.store.tables import deliveries, incident_links, signals
 
@@ -165,3 +168,88 @@ class SqlCorrelationRepository(SessionRepository):
         entity: Any = IncidentLink
         stmt = sa.select(IncidentLink).where(entity.incident_id == incident_id)
         return list(await self.session.scalars(stmt))
+
+
+class GroupCommitInbox:
+    """Stores accepted deliveries with group commit.
+
+    Each accept waits for its delivery to be committed before Dragon answers (the inbox's
+    durability guarantee). Rather than one transaction each, concurrent accepts queue here and
+    one writer task stores a whole batch with one multi-row insert and one commit, then wakes
+    every waiter: under load, one disk sync serves many deliveries.
+    """
+
+    def __init__(self, database: Database, *, max_batch: int = 500) -> None:
+        self._sessions = database.sessions(write=True)
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[Delivery | None]]] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, delivery: Delivery) -> Delivery | None:
+        """Store `delivery` unless its (source, key) exists; returns the existing one if so.
+        Returns only once the outcome is committed."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        done: asyncio.Future[Delivery | None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((delivery, done))
+        return await done
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                outcomes = await self._store(batch)
+            except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
+                failure = exc
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(failure)
+                continue
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
+                if not done.done():
+                    done.set_result(outcome)
+
+    async def _store(
+        self, batch: list[tuple[Delivery, asyncio.Future[Delivery | None]]]
+    ) -> list[Delivery | None]:
+        async with self._sessions() as session:
+            dialect = session.get_bind().dialect.name
+            rows = [{c.name: getattr(d, c.name) for c in deliveries.columns} for d, _ in batch]
+            inserted = await session.execute(
+                _insert(dialect, deliveries)
+                .on_conflict_do_nothing(index_elements=["source", "delivery_key"])
+                .returning(deliveries.c.id),
+                rows,
+            )
+            new_ids = set(inserted.scalars().all())
+            outcomes: list[Delivery | None] = []
+            existing: dict[tuple[str, str], Delivery] = {}
+            missing = [d for d, _ in batch if d.id not in new_ids]
+            if missing:
+                entity: Any = Delivery
+                found = await session.scalars(
+                    sa.select(Delivery).where(
+                        sa.tuple_(entity.source, entity.delivery_key).in_(
+                            [(d.source, d.delivery_key) for d in missing]
+                        )
+                    )
+                )
+                existing = {(d.source, d.delivery_key): d for d in found}
+            await session.commit()
+        for delivery, _ in batch:
+            outcomes.append(
+                None
+                if delivery.id in new_ids
+                else existing[(delivery.source, delivery.delivery_key)]
+            )
+        return outcomes
