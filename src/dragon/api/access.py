@@ -161,17 +161,19 @@ class GuardedRoute(APIRoute):
         return guarded
 
 
-def caller(request: Request) -> Caller:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread
+# pool, a thread hop per request for what is only an attribute read.
+async def caller(request: Request) -> Caller:
     found: Caller | None = getattr(request.state, "caller", None)
     if found is None:
         raise Unauthenticated("this route needs credentials", code="authentication_required")
     return found
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
 
-def principal_of(request: Request) -> Principal:
-    return caller(request).principal
+async def principal_of(request: Request) -> Principal:
+    return (await caller(request)).principal
