@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
 DRAGON_TEST_POSTGRES_URL ?=
 
-.PHONY: install run test lint unit-test bench clean
+.PHONY: install run test lint unit-test bench bench-ingest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: lint
 	else \
 		echo "== PostgreSQL run skipped: set DRAGON_TEST_POSTGRES_URL to include it =="; \
 	fi
+
+bench-ingest: install
+	$(BIN)/python bench/bench_ingest.py
+
+bench: bench-ingest
+	$(BIN)/python bench/bench_core.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
