@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from dragon.domain.errors import Unavailable
 
 
 @dataclass
@@ -92,3 +96,15 @@ def connect(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
     # restored when it goes back.
     reader = engine.execution_options(isolation_level="REPEATABLE READ")
     return Database(url=url, writer=engine, reader=reader)
+
+
+def unavailable_cause(exc: BaseException | None) -> bool:
+    """Whether `exc` means the database cannot be reached (down, refusing, timing out, pool
+    exhausted) rather than a problem with the statement itself."""
+    if isinstance(exc, OperationalError | TimeoutError | OSError | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def unavailable() -> Unavailable:
+    return Unavailable("the database is unreachable; retry shortly", code="database_unavailable")

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
 from dragon.domain.enums import DeliveryStatus, IncidentStatus
 from dragon.domain.ports import DeliveryQuery
-from dragon.store.database import Database
+from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.repositories import SessionRepository, keyset_page
 from dragon.store.tables import deliveries, incident_links, signals
 
@@ -210,7 +210,7 @@ class GroupCommitInbox:
             try:
                 outcomes = await self._store(batch)
             except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
-                failure = exc
+                failure: Exception = unavailable() if unavailable_cause(exc) else exc
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(failure)

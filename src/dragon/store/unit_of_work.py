@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dragon.domain.errors import Conflict, Unavailable
+from dragon.domain.errors import Conflict
 from dragon.domain.ports import (
     ApiKeyRepository,
     ApprovalRepository,
@@ -20,7 +21,7 @@ from dragon.domain.ports import (
     PrincipalRepository,
     SignalRepository,
 )
-from dragon.store.database import Database
+from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.inbox import (
     SqlCorrelationRepository,
     SqlDeliveryRepository,
@@ -70,23 +71,18 @@ class SqlUnitOfWork:
         try:
             if exc is not None:
                 await self.session.rollback()
-        except DBAPIError:
+        except (DBAPIError, OSError):
             pass  # the original error says more than the failed rollback
         finally:
-            await self.session.close()
+            with contextlib.suppress(DBAPIError, OSError):
+                await self.session.close()
         if isinstance(exc, IntegrityError):
             raise Conflict(
                 "the change conflicts with data stored meanwhile; read it again and retry",
                 code="conflict_concurrent_write",
             ) from exc
-        if isinstance(exc, OperationalError | DBAPIError) and _is_connection_problem(exc):
-            raise Unavailable(
-                "the database is unreachable; retry shortly", code="database_unavailable"
-            ) from exc
-
-
-def _is_connection_problem(exc: DBAPIError) -> bool:
-    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+        if unavailable_cause(exc):
+            raise unavailable() from exc
 
 
 class SqlUnitOfWorkFactory:

@@ -1,0 +1,81 @@
+"""Guarantee 1: when the store is unreachable, nothing is acknowledged: senders get 503 with
+Retry-After, so they retry, and never a 500."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from dragon.app import create_app
+from dragon.settings import Settings
+from tests.conftest import WEBHOOK_SECRETS, FakeClock
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens there once the socket is closed
+
+
+@pytest.fixture
+async def unreachable(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/test",
+        bootstrap_admin=False,
+        worker_enabled=False,
+        github_webhook_secret=WEBHOOK_SECRETS["github"],
+        log_format="console",
+    )
+    app: FastAPI = create_app(settings, clock=clock)
+    async with LifespanManager(app, startup_timeout=30):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+            yield http
+
+
+async def test_webhook_is_answered_503_with_retry_after_when_the_store_is_down(
+    unreachable: httpx.AsyncClient,
+) -> None:
+    body = b'{"action": "completed", "workflow_run": {}}'
+    digest = hmac.new(WEBHOOK_SECRETS["github"].encode(), body, hashlib.sha256).hexdigest()
+    response = await unreachable.post(
+        "/webhooks/github",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-github-event": "workflow_run",
+            "x-github-delivery": str(uuid.uuid4()),
+            "x-hub-signature-256": f"sha256={digest}",
+        },
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "database_unavailable"
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_authenticated_api_call_is_503_not_500_when_the_store_is_down(
+    unreachable: httpx.AsyncClient,
+) -> None:
+    response = await unreachable.get(
+        "/api/v1/incidents", headers={"Authorization": "Bearer drg_" + "a" * 43}
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "database_unavailable"
+
+
+async def test_readiness_names_the_database_when_the_store_is_down(
+    unreachable: httpx.AsyncClient,
+) -> None:
+    response = await unreachable.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("unreachable")
