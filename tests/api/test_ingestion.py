@@ -353,3 +353,32 @@ async def test_failing_delivery_retries_with_backoff_then_is_dead_and_can_be_ret
         "/api/v1/audit", params={"action": "delivery.retried"}, headers=keys.of("admin")
     )
     assert [e["target_id"] for e in audit.json()["items"]] == [delivery_id]
+
+
+async def test_a_bad_delivery_does_not_hold_back_the_good_ones_processed_with_it(
+    client: httpx.AsyncClient, services: Services, keys: Keys, database_url: str
+) -> None:
+    bad = await post_github(
+        client, fixture("github", "workflow_run.completed.failure"), "workflow_run"
+    )
+    good = await post_github(
+        client, fixture("github", "workflow_job.completed.failure"), "workflow_job"
+    )
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("UPDATE deliveries SET body = :body WHERE id = :id"),
+            {"body": b"{", "id": bad.json()["delivery_id"]},
+        )
+    await engine.dispose()
+
+    assert await services.processor.run_due() == 2
+    good_now = await client.get(
+        f"/api/v1/deliveries/{good.json()['delivery_id']}", headers=keys.of("admin")
+    )
+    bad_now = await client.get(
+        f"/api/v1/deliveries/{bad.json()['delivery_id']}", headers=keys.of("admin")
+    )
+    assert good_now.json()["status"] == "processed"
+    assert (bad_now.json()["status"], bad_now.json()["attempts"]) == ("pending", 1)
+    assert len(await incidents(client, keys)) == 1

@@ -47,14 +47,30 @@ class DeliveryProcessor:
         self._clock = clock
         self._max_attempts = max_attempts
 
-    async def run_due(self, *, batch: int = 50) -> int:
+    async def run_due(self, *, batch: int = 25) -> int:
         """One pass over due deliveries; returns how many this worker took (settled or
-        rescheduled), so a caller can loop until nothing is left."""
+        rescheduled), so a caller can loop until nothing is left.
+
+        The pass settles its deliveries in one transaction, so one commit and one audit-chain
+        append serve them all. If any of them fails, the pass is rolled back and each delivery
+        is processed on its own, so a bad delivery cannot hold back the others."""
         async with self._uow(write=False) as uow:
             due = await uow.deliveries.due(now=self._clock(), limit=batch)
-        taken = 0
-        for delivery_id in due:
-            taken += await self.process(delivery_id)
+        if not due:
+            return 0
+        try:
+            async with self._uow() as uow:
+                taken = 0
+                for delivery_id in due:
+                    delivery = await uow.deliveries.claim(delivery_id)
+                    if delivery is not None:
+                        await self._apply(uow, delivery)
+                        taken += 1
+                await uow.commit()
+        except Exception:  # noqa: BLE001 - settled one by one below, each failure recorded
+            taken = 0
+            for delivery_id in due:
+                taken += await self.process(delivery_id)
         return taken
 
     async def process(self, delivery_id: str) -> bool:
