@@ -20,9 +20,10 @@ from rich.table import Table
 
 from dragon.app import build_services, create_app
 from dragon.domain.clock import system_clock
-from dragon.domain.enums import Role
+from dragon.domain.enums import DeliveryStatus, Role
 from dragon.domain.errors import DragonError, PolicyInvalid
 from dragon.domain.policy import parse_policy
+from dragon.domain.ports import DeliveryQuery, Page
 from dragon.logs import configure_logging
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM, Caller
@@ -42,6 +43,8 @@ audit_cli = typer.Typer(help="Read and verify the audit log.", no_args_is_help=T
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(policy_cli, name="policy")
 cli.add_typer(audit_cli, name="audit")
+deliveries_cli = typer.Typer(help="Inspect and retry inbox deliveries.", no_args_is_help=True)
+cli.add_typer(deliveries_cli, name="deliveries")
 # Output is read by scripts and editors as much as by people: lines are never wrapped (a
 # `FILE:LINE:` must stay whole), and anything that came from input or the store is escaped, so
 # text such as "[/x]" in a name or a policy prints as itself instead of being taken for markup.
@@ -236,6 +239,42 @@ def audit_export(
 
     count = _with_services(export)
     err.print(f"exported {count} events")
+
+
+@deliveries_cli.command("list")
+def deliveries_list(
+    status: Annotated[
+        DeliveryStatus | None, typer.Option(help="pending, processed, ignored or dead")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+) -> None:
+    """List deliveries, newest first (dead ones need attention)."""
+    rows, _ = _with_services(
+        lambda s: s.ingest.find(DeliveryQuery(status=status, page=Page(limit=limit)))
+    )
+    table = Table("source", "event", "status", "attempts", "received", "last error")
+    # Ids are copied into `deliveries retry`, so they never wrap.
+    table.add_column("id", no_wrap=True)
+    for d in rows:
+        table.add_row(
+            d.source,
+            escape(d.event_type),
+            d.status.value,
+            str(d.attempts),
+            f"{d.received_at:%Y-%m-%d %H:%M:%S}",
+            escape((d.last_error or "-")[:60]),
+            d.id,
+        )
+    out.print(table)
+
+
+@deliveries_cli.command("retry")
+def deliveries_retry(
+    delivery_id: Annotated[str, typer.Argument(help="a dead delivery's id")],
+) -> None:
+    """Send a dead delivery back to the worker with its attempts reset (audited)."""
+    _with_services(lambda s: s.ingest.retry(CLI_CALLER, delivery_id))
+    out.print(f"{escape(delivery_id)} is pending again")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner, Result
 
 from dragon.app import build_services
-from dragon.cli import cli
+from dragon.cli import CLI_CALLER, cli
 from dragon.domain.audit import GENESIS_HASH, rehash
 from dragon.domain.clock import system_clock
 from dragon.domain.entities import AuditEvent
@@ -392,3 +392,42 @@ def test_audit_export_to_stdout(cli_env: str) -> None:
         (1, "incident.created"),
         (2, "incident.created"),
     ]
+
+
+# deliveries
+
+
+def test_deliveries_list_shows_dead_ones_and_retry_sends_one_back(cli_env: str) -> None:
+    async def dead_delivery(services: Services) -> str:
+        receipt = await services.ingest.submit(
+            CLI_CALLER,
+            event={"kind": "ci_failure", "title": "build broke", "repo": "acme/shop"},
+            key="cli-dead-1",
+        )
+        await services.ingest.close()
+        return receipt.delivery_id
+
+    delivery_id = on_store(cli_env, dead_delivery)
+
+    async def make_dead(services: Services) -> None:
+        engine = create_async_engine(cli_env)
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("UPDATE deliveries SET status = 'dead', attempts = 5 WHERE id = :id"),
+                {"id": delivery_id},
+            )
+        await engine.dispose()
+
+    on_store(cli_env, make_dead)
+    listed = run("deliveries", "list", "--status", "dead")
+    assert listed.exit_code == 0, said(listed)
+    assert delivery_id in listed.stdout
+
+    retried = run("deliveries", "retry", delivery_id)
+    assert retried.exit_code == 0, said(retried)
+    assert f"{delivery_id} is pending again" in retried.stdout
+    assert delivery_id not in run("deliveries", "list", "--status", "dead").stdout
+
+    again = run("deliveries", "retry", delivery_id)
+    assert again.exit_code == 1
+    assert "delivery_not_dead" in said(again)

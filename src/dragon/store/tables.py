@@ -6,7 +6,7 @@ Domain classes stay free of SQLAlchemy; this module is the only place that knows
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.orm import registry
+from sqlalchemy.orm import configure_mappers, registry
 
 from dragon.domain.entities import (
     ApiKey,
@@ -279,3 +279,7 @@ for cls, table in (
     (IncidentLink, incident_links),
 ):
     mapper.map_imperatively(cls, table)
+
+# Configure now rather than at the first query: entities built before any query (the SYSTEM
+# principal, say) must read their attributes like any other.
+configure_mappers()
