@@ -50,6 +50,8 @@ BARS: dict[Route, Access] = {
     ("GET", "/api/v1/incidents"): Role.VIEWER,
     ("POST", "/api/v1/incidents"): Role.DEVELOPER,
     ("GET", "/api/v1/incidents/{incident_id}"): Role.VIEWER,
+    ("GET", "/api/v1/incidents/{incident_id}/signals"): Role.VIEWER,
+    ("GET", "/api/v1/incidents/{incident_id}/links"): Role.VIEWER,
     ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): Role.DEVELOPER,
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): Role.DEVELOPER,
     ("GET", "/api/v1/decisions"): Role.VIEWER,

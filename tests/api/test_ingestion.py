@@ -131,6 +131,19 @@ async def test_a_later_failed_attempt_of_the_same_workflow_adds_to_the_open_inci
     [incident] = await incidents(client, keys)
     assert incident["signal_count"] == 2
     assert incident["status"] == "open"
+    signals = await client.get(
+        f"/api/v1/incidents/{incident['id']}/signals", headers=keys.of("viewer")
+    )
+    assert signals.status_code == 200
+    assert [(x["kind"], x["branch"]) for x in signals.json()] == [
+        ("ci_failure", "master"),
+        ("ci_failure", "master"),
+    ]
+    assert signals.json()[0]["occurred_at"] >= signals.json()[1]["occurred_at"]
+    missing = await client.get(
+        "/api/v1/incidents/inc_0000000000000000000000000000/signals", headers=keys.of("viewer")
+    )
+    assert missing.json()["code"] == "incident_not_found"
 
 
 async def test_green_run_resolves_the_incident_as_the_system_and_a_new_failure_opens_a_linked_one(
@@ -169,6 +182,16 @@ async def test_green_run_resolves_the_incident_as_the_system_and_a_new_failure_o
     )
     [link] = links.json()["items"]
     assert link["details"] == {"linked_id": resolved["id"], "reason": "recurrence_of"}
+    related = await client.get(
+        f"/api/v1/incidents/{reopened[0]['id']}/links", headers=keys.of("viewer")
+    )
+    assert [(x["linked_id"], x["reason"]) for x in related.json()] == [
+        (resolved["id"], "recurrence_of")
+    ]
+    back = await client.get(f"/api/v1/incidents/{resolved['id']}/links", headers=keys.of("viewer"))
+    assert [(x["linked_id"], x["reason"]) for x in back.json()] == [
+        (reopened[0]["id"], "recurrence_of")
+    ]
 
 
 async def test_recovery_without_an_open_incident_changes_nothing(

@@ -51,6 +51,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/incidents"): Role.VIEWER,
     ("POST", "/api/v1/incidents"): Role.DEVELOPER,
     ("GET", "/api/v1/incidents/{incident_id}"): Role.VIEWER,
+    ("GET", "/api/v1/incidents/{incident_id}/signals"): Role.VIEWER,
+    ("GET", "/api/v1/incidents/{incident_id}/links"): Role.VIEWER,
     ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): Role.DEVELOPER,
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): Role.DEVELOPER,
     # Decisions and approvals.

@@ -19,3 +19,8 @@ def json_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+def json_list_response(models: list[BaseModel]) -> Response:
+    body = b"[" + b",".join(m.model_dump_json().encode() for m in models) + b"]"
+    return Response(body, media_type="application/json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dragon.domain.clock import Clock
-from dragon.domain.entities import Incident
+from dragon.domain.entities import Incident, IncidentLink, Signal
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.errors import NotFound
 from dragon.domain.ids import new_id
@@ -78,6 +78,18 @@ class IncidentService:
     async def get(self, incident_id: str) -> Incident:
         async with self._uow(write=False) as uow:
             return await load_incident(uow, incident_id)
+
+    async def signals(self, incident_id: str, *, limit: int = 100) -> list[Signal]:
+        """The incident's signals, newest first."""
+        async with self._uow(write=False) as uow:
+            await load_incident(uow, incident_id)
+            return await uow.signals.for_incident(incident_id, limit=limit)
+
+    async def links(self, incident_id: str) -> list[IncidentLink]:
+        """Incidents related to this one: recurrences and incidents on the same commit."""
+        async with self._uow(write=False) as uow:
+            await load_incident(uow, incident_id)
+            return await uow.correlation.links_of(incident_id)
 
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
         async with self._uow(write=False) as uow:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from dragon.api.access import GuardedRoute, caller, services
-from dragon.api.responses import json_response
+from dragon.api.responses import json_list_response, json_response
 from dragon.api.schemas import IncidentCreate, IncidentOut, IncidentPage, IncidentResolve
+from dragon.api.schemas import Response as Out
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.ports import IncidentQuery, Page
 from dragon.services.container import Services
@@ -85,3 +87,47 @@ async def resolve_incident(
 ) -> Response:
     note = body.note if body else ""
     return json_response(IncidentOut.of(await svc.incidents.resolve(who, incident_id, note=note)))
+
+
+class SignalOut(Out):
+    id: str
+    delivery_id: str
+    source: str
+    kind: str
+    title: str
+    severity: Severity
+    occurred_at: datetime
+    repo: str | None
+    branch: str | None
+    commit_sha: str | None
+    pipeline: str | None
+    job: str | None
+    url: str | None
+    environment: str | None
+    labels: dict[str, str]
+    log_excerpt: str
+
+
+class LinkOut(Out):
+    linked_id: str
+    reason: str
+    created_at: datetime
+
+
+@router.get("/{incident_id}/signals", response_model=list[SignalOut])
+async def incident_signals(
+    incident_id: str,
+    svc: Annotated[Services, Depends(services)],
+    limit: Limit = 100,
+) -> Response:
+    """The signals grouped into this incident, newest first, with their evidence."""
+    found = await svc.incidents.signals(incident_id, limit=limit)
+    return json_list_response([SignalOut.trusted(s) for s in found])
+
+
+@router.get("/{incident_id}/links", response_model=list[LinkOut])
+async def incident_links(incident_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    """Related incidents: `recurrence_of` (the same failure, resolved before) and
+    `same_commit` (another source, the same commit)."""
+    found = await svc.incidents.links(incident_id)
+    return json_list_response([LinkOut.trusted(link) for link in found])
