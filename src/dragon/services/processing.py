@@ -4,9 +4,8 @@ dead-letter state after the last attempt."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
 
 import structlog
 
@@ -35,7 +34,7 @@ class DeliveryProcessor:
         uow: UnitOfWorkFactory,
         *,
         adapters: Mapping[str, WebhookAdapter],
-        event_normalizer: Any,
+        event_normalizer: Callable[..., Normalized],
         options: NormalizeOptions,
         clock: Clock,
         max_attempts: int = 5,
@@ -89,7 +88,7 @@ class DeliveryProcessor:
     def _meaning(self, delivery: Delivery) -> Normalized:
         payload = parse_json(delivery.body)
         if delivery.source == "api":
-            return self._normalize_event(  # type: ignore[no-any-return]
+            return self._normalize_event(
                 payload,
                 key=delivery.delivery_key,
                 options=self._options,
