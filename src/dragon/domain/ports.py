@@ -137,8 +137,9 @@ class DeliveryRepository(Protocol):
         ...
 
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None: ...
-    async def due(self, *, now: datetime, limit: int) -> list[str]:
-        """Ids of pending deliveries whose next attempt is due, oldest first."""
+    async def claim_due(self, *, now: datetime, limit: int) -> list[Delivery]:
+        """Lock up to `limit` due pending deliveries, oldest first, skipping rows another
+        worker holds."""
         ...
 
     async def claim(self, delivery_id: str) -> Delivery | None:

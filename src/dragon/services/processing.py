@@ -50,27 +50,32 @@ class DeliveryProcessor:
         """One pass over due deliveries; returns how many this worker took (settled or
         rescheduled), so a caller can loop until nothing is left.
 
-        The pass settles its deliveries in one transaction, so one commit and one audit-chain
-        append serve them all. If any of them fails, the pass is rolled back and each delivery
-        is processed on its own, so a bad delivery cannot hold back the others."""
-        async with self._uow(write=False) as uow:
-            due = await uow.deliveries.due(now=self._clock(), limit=batch)
-        if not due:
-            return 0
+        The pass claims its own batch (workers sharing a store skip each other's rows) and
+        settles it in one transaction, so one commit and one audit-chain append serve them
+        all. Fingerprint locks are taken up front in sorted order, so two workers' batches
+        cannot deadlock. If anything fails, the pass is rolled back and each delivery is
+        processed on its own, so a bad delivery cannot hold back the others."""
+        claimed: list[str] = []
         try:
             async with self._uow() as uow:
-                taken = 0
-                for delivery_id in due:
-                    delivery = await uow.deliveries.claim(delivery_id)
-                    if delivery is not None:
-                        await self._apply(uow, delivery)
-                        taken += 1
+                deliveries = await uow.deliveries.claim_due(now=self._clock(), limit=batch)
+                claimed = [d.id for d in deliveries]
+                meanings = [(d, self._meaning(d)) for d in deliveries]
+                fingerprints = {s.fingerprint for _, m in meanings for s in m.signals}
+                for fingerprint in sorted(fingerprints):
+                    await uow.correlation.lock_fingerprint(fingerprint)
+                for delivery, meaning in meanings:
+                    await self._apply(uow, delivery, meaning)
                 await uow.commit()
-        except Exception:  # noqa: BLE001 - settled one by one below, each failure recorded
-            taken = 0
-            for delivery_id in due:
-                taken += await self.process(delivery_id)
-        return taken
+        except Exception as exc:  # noqa: BLE001 - settled one by one below, each failure recorded
+            log.warning(
+                "delivery_batch_failed",
+                error_type=type(exc).__name__,
+                deliveries=claimed,
+                fallback="one by one",
+            )
+            return sum([await self.process(delivery_id) for delivery_id in claimed])
+        return len(claimed)
 
     async def process(self, delivery_id: str) -> bool:
         """Process one delivery; False if it was settled meanwhile or another worker has it."""
@@ -79,7 +84,7 @@ class DeliveryProcessor:
                 delivery = await uow.deliveries.claim(delivery_id)
                 if delivery is None:
                     return False
-                await self._apply(uow, delivery)
+                await self._apply(uow, delivery, self._meaning(delivery))
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried later
             await self._record_failure(delivery_id, exc)
@@ -97,9 +102,8 @@ class DeliveryProcessor:
         adapter = self._adapters[delivery.source]
         return adapter.normalize(headers=delivery.headers, payload=payload, options=self._options)
 
-    async def _apply(self, uow: UnitOfWork, delivery: Delivery) -> None:
+    async def _apply(self, uow: UnitOfWork, delivery: Delivery, meaning: Normalized) -> None:
         now = self._clock()
-        meaning = self._meaning(delivery)
         signal_ids: list[str] = []
         incident_ids: list[str] = []
         for draft in meaning.signals:

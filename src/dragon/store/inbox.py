@@ -48,15 +48,14 @@ class SqlDeliveryRepository(SessionRepository):
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
 
-    async def due(self, *, now: datetime, limit: int) -> list[str]:
+    async def claim_due(self, *, now: datetime, limit: int) -> list[Delivery]:
+        entity: Any = Delivery
         stmt = (
-            sa.select(deliveries.c.id)
-            .where(
-                deliveries.c.status == DeliveryStatus.PENDING.value,
-                deliveries.c.next_attempt_at <= now,
-            )
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            sa.select(Delivery)
+            .where(entity.status == DeliveryStatus.PENDING, entity.next_attempt_at <= now)
+            .order_by(entity.next_attempt_at, entity.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return list(await self.session.scalars(stmt))
 
