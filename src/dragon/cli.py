@@ -30,6 +30,8 @@ from dragon.services.context import SYSTEM, Caller
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
+from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.sweeper import run_expiry_sweeps
 
 T = TypeVar("T")
 cli = typer.Typer(
@@ -117,6 +119,40 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=20,
     )
+
+
+@cli.command()
+def worker() -> None:
+    """Process deliveries and expire overdue decisions, without serving HTTP. Run any number
+    beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the work through the
+    store (claims skip rows another worker holds)."""
+    settings = _settings()
+
+    async def run() -> None:
+        database = connect(settings.database_url, pool_size=settings.db_pool_size)
+        services = build_services(settings, database, clock=system_clock)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        tasks = [
+            asyncio.create_task(
+                run_delivery_worker(services, poll_seconds=settings.worker_poll_seconds)
+            ),
+            asyncio.create_task(
+                run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
+            ),
+        ]
+        err.print(f"dragon worker started on {database.dialect}")
+        await stop.wait()
+        # A pass in progress finishes its transaction or rolls back; either way nothing is lost.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await services.ingest.close()
+        await database.dispose()
+
+    asyncio.run(run())
 
 
 @cli.command()

@@ -492,3 +492,40 @@ async def test_two_workers_draining_one_backlog_open_each_incident_once(
         incidents = await every_page(http, "/api/v1/incidents", admin)
         assert sorted(i["signal_count"] for i in incidents) == [4] * WORKFLOWS
         await assert_audit_chain_intact(http, admin)
+
+
+async def test_a_separate_dragon_worker_processes_what_an_accept_only_server_stored(
+    tmp_path: Path, launch: Launch
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dragon.db'}"
+    await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
+    admin = await create_admin_key(dragon_env(url), tmp_path)
+    server = await launch(dragon_env(url, worker_enabled="false"), "accept-only")
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = await asyncio.create_subprocess_exec(
+            str(DRAGON),
+            "worker",
+            env=dragon_env(url, worker_poll_seconds="0.2"),
+            cwd=tmp_path,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for attempt in range(1, 4):
+                body = workflow_run_failure(
+                    run_id=7100, attempt=attempt, workflow="CI", branch="master"
+                )
+                response = await post_github(http, body, str(uuid.uuid4()))
+                assert response.status_code == 202, response.text
+            await wait_until_nothing_pending(http, admin)
+            listed = await http.get("/api/v1/incidents", headers=admin)
+            [incident] = listed.json()["items"]
+            assert incident["signal_count"] == 3
+    finally:
+        if worker.returncode is None:
+            worker.terminate()
+        code = await asyncio.wait_for(worker.wait(), timeout=15)
+    assert code == 0, log.read_text(errors="replace")[-2000:]
