@@ -132,10 +132,6 @@ class DeliveryQuery:
 
 
 class DeliveryRepository(Protocol):
-    async def add_if_new(self, delivery: Delivery) -> Delivery | None:
-        """Store `delivery` unless (source, delivery_key) exists; returns the existing one if so."""
-        ...
-
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None: ...
     async def claim_due(self, *, now: datetime, limit: int) -> list[Delivery]:
         """Lock up to `limit` due pending deliveries, oldest first, skipping rows another
@@ -147,7 +143,6 @@ class DeliveryRepository(Protocol):
         ...
 
     async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]: ...
-    async def count_by_status(self) -> dict[str, int]: ...
 
 
 class DeliveryInbox(Protocol):

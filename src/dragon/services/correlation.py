@@ -26,8 +26,9 @@ def _worse(a: Severity, b: Severity) -> Severity:
 async def correlate(
     uow: UnitOfWork, draft: SignalDraft, signal: Signal, now: datetime
 ) -> str | None:
-    """Apply one new signal to the incidents; returns the incident it belongs to, if any."""
-    await uow.correlation.lock_fingerprint(draft.fingerprint)
+    """Apply one new signal to the incidents; returns the incident it belongs to, if any.
+    The caller holds the fingerprint's lock (services.processing locks a transaction's
+    fingerprints together, in sorted order)."""
     current = await uow.correlation.open_incident(draft.fingerprint)
     if draft.kind.is_recovery:
         if current is None:

@@ -28,6 +28,14 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** max(0, attempts - 1)), _MAX_BACKOFF)
 
 
+async def _lock_fingerprints(uow: UnitOfWork, meanings: list[Normalized]) -> None:
+    """Serialise correlation per fingerprint across workers, locking in sorted order so that
+    two transactions never wait on each other's locks."""
+    fingerprints = {signal.fingerprint for meaning in meanings for signal in meaning.signals}
+    for fingerprint in sorted(fingerprints):
+        await uow.correlation.lock_fingerprint(fingerprint)
+
+
 class DeliveryProcessor:
     def __init__(
         self,
@@ -61,9 +69,7 @@ class DeliveryProcessor:
                 deliveries = await uow.deliveries.claim_due(now=self._clock(), limit=batch)
                 claimed = [d.id for d in deliveries]
                 meanings = [(d, self._meaning(d)) for d in deliveries]
-                fingerprints = {s.fingerprint for _, m in meanings for s in m.signals}
-                for fingerprint in sorted(fingerprints):
-                    await uow.correlation.lock_fingerprint(fingerprint)
+                await _lock_fingerprints(uow, [m for _, m in meanings])
                 for delivery, meaning in meanings:
                     await self._apply(uow, delivery, meaning)
                 await uow.commit()
@@ -84,7 +90,9 @@ class DeliveryProcessor:
                 delivery = await uow.deliveries.claim(delivery_id)
                 if delivery is None:
                     return False
-                await self._apply(uow, delivery, self._meaning(delivery))
+                meaning = self._meaning(delivery)
+                await _lock_fingerprints(uow, [meaning])
+                await self._apply(uow, delivery, meaning)
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried later
             await self._record_failure(delivery_id, exc)

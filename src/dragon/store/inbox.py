@@ -9,42 +9,16 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
 from dragon.domain.enums import DeliveryStatus, IncidentStatus
 from dragon.domain.ports import DeliveryQuery
 from dragon.store.database import Database, unavailable, unavailable_cause
-from dragon.store.repositories import SessionRepository, keyset_page
+from dragon.store.repositories import SessionRepository, insert_ignoring_conflicts, keyset_page
 from dragon.store.tables import deliveries, incident_links, signals
 
 
-def _insert(dialect: str, table: sa.Table) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 class SqlDeliveryRepository(SessionRepository):
-    async def add_if_new(self, delivery: Delivery) -> Delivery | None:
-        values = {c.name: getattr(delivery, c.name) for c in deliveries.columns}
-        inserted = await self.session.execute(
-            _insert(self._dialect, deliveries)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["source", "delivery_key"])
-            .returning(deliveries.c.id)
-        )
-        if inserted.first() is not None:
-            return None
-        entity: Any = Delivery
-        return await self.session.scalar(
-            sa.select(Delivery).where(
-                entity.source == delivery.source, entity.delivery_key == delivery.delivery_key
-            )
-        )
-
-    @property
-    def _dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
 
@@ -77,19 +51,12 @@ class SqlDeliveryRepository(SessionRepository):
             stmt = stmt.where(entity.source == query.source)
         return await keyset_page(self.session, stmt, entity.id, query.page)
 
-    async def count_by_status(self) -> dict[str, int]:
-        rows = await self.session.execute(
-            sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
-        )
-        return {str(status): int(count) for status, count in rows.all()}
-
 
 class SqlSignalRepository(SessionRepository):
     async def add_if_new(self, signal: Signal) -> bool:
         values = {c.name: getattr(signal, c.name) for c in signals.columns}
-        dialect = self.session.get_bind().dialect.name
         inserted = await self.session.execute(
-            _insert(dialect, signals)
+            self._insert(signals)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["source", "signal_key"])
             .returning(signals.c.id)
@@ -151,9 +118,8 @@ class SqlCorrelationRepository(SessionRepository):
         return list(await self.session.scalars(stmt))
 
     async def link(self, link: IncidentLink) -> None:
-        dialect = self.session.get_bind().dialect.name
         await self.session.execute(
-            _insert(dialect, incident_links)
+            self._insert(incident_links)
             .values(
                 incident_id=link.incident_id,
                 linked_id=link.linked_id,
@@ -225,7 +191,7 @@ class GroupCommitInbox:
             dialect = session.get_bind().dialect.name
             rows = [{c.name: getattr(d, c.name) for c in deliveries.columns} for d, _ in batch]
             inserted = await session.execute(
-                _insert(dialect, deliveries)
+                insert_ignoring_conflicts(dialect, deliveries)
                 .on_conflict_do_nothing(index_elements=["source", "delivery_key"])
                 .returning(deliveries.c.id),
                 rows,

@@ -50,9 +50,17 @@ async def keyset_page(
     return rows, None
 
 
+def insert_ignoring_conflicts(dialect: str, table: sa.Table) -> Any:
+    """An INSERT that can take ON CONFLICT DO NOTHING, in the session's own dialect."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
 class SessionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def _insert(self, table: sa.Table) -> Any:
+        return insert_ignoring_conflicts(self.session.get_bind().dialect.name, table)
 
     async def _add(self, entity: object) -> None:
         self.session.add(entity)
@@ -198,10 +206,8 @@ class SqlAuditRepository(SessionRepository):
             # The first append creates the head. Appends racing to be first must not fail on
             # the primary key: the losers' inserts wait for the winner's and do nothing, and
             # the lock taken next reads the winner's head.
-            dialect = self.session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             await self.session.execute(
-                insert(audit_head)
+                self._insert(audit_head)
                 .values(id=_HEAD_ID, seq=0, hash=GENESIS_HASH)
                 .on_conflict_do_nothing(index_elements=[audit_head.c.id])
             )
