@@ -30,7 +30,21 @@ _DOCS_CSP = (
     "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "connect-src 'self'; frame-ancestors 'none'"
 )
+# Console pages: scripts and styles from this origin only, never inline; forms post here only.
+_CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+_NON_CONSOLE_PREFIXES = ("/api/", "/webhooks/", "/livez", "/readyz", "/health", "/openapi.json")
 access_log = structlog.get_logger("dragon.access")
+
+
+def csp_for(path: str) -> str:
+    if path in ("/docs", "/redoc"):
+        return _DOCS_CSP
+    if path.startswith(_NON_CONSOLE_PREFIXES):
+        return _API_CSP
+    return _CONSOLE_CSP
 
 
 def accepted_correlation_id(value: str | None) -> str:
@@ -54,7 +68,7 @@ class RequestContextMiddleware:
         path: str = scope["path"]
         started = time.perf_counter()
         status_holder: dict[str, int] = {}
-        csp = _DOCS_CSP if path in ("/docs", "/redoc") else _API_CSP
+        csp = csp_for(path)
         https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
