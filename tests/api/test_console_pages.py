@@ -143,9 +143,7 @@ async def test_a_viewer_sees_no_verdict_buttons_and_a_forged_post_is_refused(
 async def test_separation_of_duties_holds_in_the_console(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
-    response = await client.post(
-        "/api/v1/decisions", json=PRODUCTION, headers=keys.of("approver")
-    )
+    response = await client.post("/api/v1/decisions", json=PRODUCTION, headers=keys.of("approver"))
     decision = response.json()
     await log_in(client, keys.approver)
     refused = await post_form(
@@ -231,7 +229,9 @@ async def test_an_invalid_policy_shows_each_problem_with_its_line(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
     await log_in(client, keys.viewer)
-    broken = "version: 1\nname: x\nrules:\n  - id: Bad Id\n    effect: maybe\ndefault:\n  effect: deny\n"
+    broken = (
+        "version: 1\nname: x\nrules:\n  - id: Bad Id\n    effect: maybe\ndefault:\n  effect: deny\n"
+    )
     response = await post_form(
         client, "/policy/simulate", {"source": broken, "last": "5"}, from_page="/policy"
     )

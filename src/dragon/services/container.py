@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.ports import (
     DeliveryInbox,
@@ -47,6 +48,7 @@ class Services:
     health: StoreHealth
     ingest: IngestService
     processor: DeliveryProcessor
+    breakers: BreakerRegistry
     dashboard: DashboardService
     live: LiveUpdates
     playground: Playground
@@ -86,6 +88,7 @@ class Services:
             policies=policies,
             audit=AuditLog(uow),
             health=health,
+            breakers=BreakerRegistry(clock=clock),
             dashboard=DashboardService(uow, clock=clock),
             live=InProcessBroadcaster(),
             playground=Playground(clock=clock),

@@ -10,11 +10,14 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, StringConstraints
 
 from dragon.api.access import GuardedRoute, services
+from dragon.api.rate_limits import rate_limit
 from dragon.api.schemas import Branch, Repo, Request, Response, Title
 from dragon.services.container import Services
 from dragon.services.playground import PlaygroundProposal, PlaygroundStats, PlaygroundVerdict
 
 router = APIRouter(tags=["playground"], route_class=GuardedRoute)
+# One budget per client address, shared by the page and both paths of the endpoint.
+_LIMITED = [Depends(rate_limit("playground", by="address"))]
 Prose = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Environment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Action = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,64}$")]
@@ -106,7 +109,12 @@ def _judge(body: PlaygroundIn, svc: Services) -> PlaygroundOut:
     return PlaygroundOut.from_verdict(svc.playground.judge(PlaygroundProposal(**body.model_dump())))
 
 
-@router.post("/api/v1/playground/decisions", status_code=201, response_model=PlaygroundOut)
+@router.post(
+    "/api/v1/playground/decisions",
+    status_code=201,
+    response_model=PlaygroundOut,
+    dependencies=_LIMITED,
+)
 async def playground_decision(
     body: PlaygroundIn, svc: Annotated[Services, Depends(services)]
 ) -> PlaygroundOut:
@@ -120,6 +128,7 @@ async def playground_decision(
     status_code=201,
     response_model=PlaygroundOut,
     tags=["compatibility"],
+    dependencies=_LIMITED,
 )
 async def legacy_playground_decision(
     body: PlaygroundIn, svc: Annotated[Services, Depends(services)]
