@@ -11,11 +11,14 @@ from datetime import timedelta
 
 import structlog
 from fastapi import Depends, FastAPI
-from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
-from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from dragon.api.middleware import (
+    AllowlistCORSMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from dragon.api.problems import install_error_handlers
 from dragon.api.rate_limits import RateLimiter
 from dragon.api.routes import (
@@ -272,7 +275,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     if origins:
         # Only listed origins get a grant, and only they may send credentials.
         app.add_middleware(
-            CORSMiddleware,
+            AllowlistCORSMiddleware,
             allow_origins=origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE"],

@@ -9,6 +9,7 @@ import uuid
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.problems import problem
@@ -166,3 +167,25 @@ class BodyLimitMiddleware:
             correlation_id=scope.get("state", {}).get("correlation_id"),
         )
         await response(scope, receive, send)
+
+
+class AllowlistCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a response to an unlisted origin carries no CORS header at
+    all: Starlette adds Allow-Credentials and Expose-Headers to every response, granted or not."""
+
+    async def simple_response(
+        self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
+    ) -> None:
+        async def only_granted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "access-control-allow-origin" not in headers:
+                    for name in (
+                        "access-control-allow-credentials",
+                        "access-control-expose-headers",
+                    ):
+                        if name in headers:
+                            del headers[name]
+            await send(message)
+
+        await super().simple_response(scope, receive, only_granted, request_headers)

@@ -102,6 +102,17 @@ function startPlayground(form) {
     result.hidden = false;
     document.getElementById("result-heading").focus();
   }
+  function refreshStats() {
+    fetch("/api/v1/playground/stats", { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (stats) {
+        if (!stats) return;
+        var parts = Object.keys(stats.by_outcome).map(function (k) { return stats.by_outcome[k] + " " + k; });
+        document.getElementById("playground-stats").textContent =
+          stats.total + " proposals judged" + (parts.length ? ": " + parts.join(", ") : "") + ".";
+      })
+      .catch(function () { /* the figures stay as they were; the verdict is what matters */ });
+  }
   function submit() {
     errorBox.hidden = true;
     ["title", "action", "repo", "branch", "environment"].forEach(function (n) { fieldError(form, n, ""); });
@@ -121,10 +132,11 @@ function startPlayground(form) {
       signal: controller.signal
     }).then(function (response) {
       return response.json().then(function (body) {
-        if (response.status === 201) { render(body, response); return; }
+        if (response.status === 201) { render(body, response); refreshStats(); return; }
         if (response.status === 429) {
+          var wait = parseInt(response.headers.get("Retry-After") || "60", 10);
           showError("Too many tries from your address. Try again in " +
-            (response.headers.get("Retry-After") || "a few") + " seconds.", false);
+            (wait >= 120 ? Math.ceil(wait / 60) + " minutes." : wait + " seconds."), false);
           return;
         }
         if (response.status === 422 && body.errors) {
