@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -96,12 +95,17 @@ async def server(
         "DRAGON_WORKER_POLL_SECONDS": "0.2",
         "DRAGON_LOG_LEVEL": "warning",
     }
-    process = subprocess.Popen(
-        [str(DRAGON), "serve", "--host", "127.0.0.1", "--port", str(port)],
+    process = await asyncio.create_subprocess_exec(
+        str(DRAGON),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
         env=env,
         cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -118,12 +122,16 @@ async def server(
         yield Server(url=base, keys=keys)
     finally:
         process.terminate()
-        await asyncio.to_thread(process.wait, 20)
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not await asyncio.to_thread(CHROMIUM.exists):
         pytest.fail("the browser tests need Debian's chromium (bash .ci/run installs it)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
@@ -158,7 +166,7 @@ async def screenshot(page: Page, name: str) -> None:
 async def axe_violations(page: Page) -> list[dict[str, object]]:
     """axe-core's serious and critical violations on the page as it is now. The script is
     evaluated through the DevTools protocol, so the page's CSP (no inline scripts) stays on."""
-    if not AXE.exists():
+    if not await asyncio.to_thread(AXE.exists):
         pytest.fail("axe-core is missing under var/npm (bash .ci/run installs it)")
     source = await asyncio.to_thread(AXE.read_text, encoding="utf-8")
     await page.evaluate(source)
