@@ -144,8 +144,13 @@ async def test_revoking_the_key_ends_its_console_sessions(
     listed = (await client.get("/api/v1/keys", headers=keys.of("admin"))).json()
     key_id = next(k["id"] for k in listed if k["name"] == "viewer")
     assert (await client.delete(f"/api/v1/keys/{key_id}", headers=keys.of("admin"))).is_success
-    response = await client.get("/", headers={"accept": "text/html"})
-    assert response.status_code == 401  # the session names a revoked key
+    api = await client.get("/api/v1/me")  # the session names a revoked key
+    assert api.status_code == 401
+    assert api.json()["code"] == "credentials_invalid"
+    response = await page(client, "/")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?notice=expired"
+    assert 'dragon_session=""' in response.headers["set-cookie"]
 
 
 async def test_logout_ends_the_session(client: httpx.AsyncClient, keys: Keys) -> None:

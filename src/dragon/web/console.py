@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dragon.api.access import GuardedRoute, SessionRequired
 from dragon.api.problems import STATUS_BY_KIND, dragon_error_response
 from dragon.api.sessions import SESSION_COOKIE, Session, SessionCodec
-from dragon.domain.errors import DragonError
+from dragon.domain.errors import DragonError, Unauthenticated
 from dragon.web import governance, login, pages, playground_page
 from dragon.web.rendering import HERE, render
 
@@ -56,6 +56,11 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     wants_html = "text/html" in request.headers.get("accept", "")
     if not (wants_html and is_console_page(request)):
         return await dragon_error_response(request, exc)
+    if isinstance(exc, Unauthenticated) and request.method == "GET":
+        # A session whose key was revoked (or a stale cookie): back to the login page, clean.
+        response = RedirectResponse("/login?notice=expired", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
     return render(
         request,
         "error.html",
