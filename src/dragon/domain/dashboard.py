@@ -17,7 +17,9 @@ from dragon.domain.enums import DecisionStatus, Severity
 
 WINDOW = timedelta(days=30)
 CHART_DAYS = 14
-_WENT_AHEAD_ALONE = frozenset(
+# Settled without a verdict that counts as a decision taken: not in the approval latency.
+UNSETTLED_BY_PEOPLE = frozenset({DecisionStatus.EXPIRED, DecisionStatus.CANCELLED})
+WENT_AHEAD_ALONE = frozenset(
     {
         DecisionStatus.AUTO_APPROVED,
         DecisionStatus.EXECUTING,
@@ -28,18 +30,21 @@ _WENT_AHEAD_ALONE = frozenset(
 
 
 @dataclass(frozen=True)
-class IncidentTimes:
-    created_at: datetime
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
+class IncidentSummary:
+    """Means over the window's incidents (None when none was acknowledged or resolved), and the
+    count opened on each day that had any."""
+
+    mtta_seconds: float | None
+    mttr_seconds: float | None
+    opened_per_day: dict[date, int]
 
 
 @dataclass(frozen=True)
-class DecisionTimes:
-    status: DecisionStatus
-    approvals_required: int
-    created_at: datetime
-    decided_at: datetime | None
+class DecisionSummary:
+    total: int
+    went_ahead_alone: int  # approvals_required == 0 and auto-approved or run since
+    pending: int
+    approval_latency_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -57,67 +62,40 @@ class DashboardFigures:
     incidents_per_day: list[tuple[date, int]] = field(default_factory=list)
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 1) if values else None
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def compute_figures(
     *,
     now: datetime,
     open_counts: Iterable[tuple[str, str, int]],
-    incidents: Iterable[IncidentTimes],
-    decisions: Iterable[DecisionTimes],
+    incidents: IncidentSummary,
+    decisions: DecisionSummary,
 ) -> DashboardFigures:
-    """`open_counts` is (severity, source, count) for incidents not resolved; `incidents` and
-    `decisions` are those created within WINDOW before `now`."""
+    """`open_counts` is (severity, source, count) for incidents not resolved; the summaries
+    cover what was created within WINDOW before `now`."""
     by_severity: Counter[str] = Counter({s.value: 0 for s in Severity})
     by_source: Counter[str] = Counter()
     for severity, source, count in open_counts:
         by_severity[severity] += count
         by_source[source] += count
-    incident_rows = list(incidents)
-    mtta = [
-        (i.acknowledged_at - i.created_at).total_seconds()
-        for i in incident_rows
-        if i.acknowledged_at is not None
-    ]
-    mttr = [
-        (i.resolved_at - i.created_at).total_seconds()
-        for i in incident_rows
-        if i.resolved_at is not None
-    ]
     first_day = (now - timedelta(days=CHART_DAYS - 1)).date()
-    per_day: Counter[date] = Counter(
-        i.created_at.date() for i in incident_rows if i.created_at.date() >= first_day
-    )
-    decision_rows = list(decisions)
-    alone = sum(
-        1 for d in decision_rows if d.approvals_required == 0 and d.status in _WENT_AHEAD_ALONE
-    )
-    latency = [
-        (d.decided_at - d.created_at).total_seconds()
-        for d in decision_rows
-        if d.approvals_required > 0
-        and d.decided_at is not None
-        and d.status not in {DecisionStatus.EXPIRED, DecisionStatus.CANCELLED}
-    ]
+    days = [first_day + timedelta(days=n) for n in range(CHART_DAYS)]
     return DashboardFigures(
         generated_at=now,
         open_by_severity=dict(by_severity),
         open_by_source=dict(sorted(by_source.items())),
         open_total=sum(by_severity.values()),
-        mtta_seconds=_mean(mtta),
-        mttr_seconds=_mean(mttr),
-        auto_remediation_rate=round(alone / len(decision_rows), 3) if decision_rows else None,
-        approval_latency_seconds=_mean(latency),
-        decisions_in_window=len(decision_rows),
-        pending_approvals=sum(
-            1 for d in decision_rows if d.status is DecisionStatus.PENDING_APPROVAL
-        ),
-        incidents_per_day=[
-            (first_day + timedelta(days=n), per_day[first_day + timedelta(days=n)])
-            for n in range(CHART_DAYS)
-        ],
+        mtta_seconds=_rounded(incidents.mtta_seconds),
+        mttr_seconds=_rounded(incidents.mttr_seconds),
+        auto_remediation_rate=round(decisions.went_ahead_alone / decisions.total, 3)
+        if decisions.total
+        else None,
+        approval_latency_seconds=_rounded(decisions.approval_latency_seconds),
+        decisions_in_window=decisions.total,
+        pending_approvals=decisions.pending,
+        incidents_per_day=[(day, incidents.opened_per_day.get(day, 0)) for day in days],
     )
 
 

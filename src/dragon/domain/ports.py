@@ -10,7 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from dragon.domain.dashboard import DecisionTimes, IncidentTimes
+from dragon.domain.dashboard import DecisionSummary, IncidentSummary
 from dragon.domain.entities import (
     ApiKey,
     Approval,
@@ -177,14 +177,17 @@ class CorrelationRepository(Protocol):
 
 
 class DashboardRepository(Protocol):
-    """The plain rows the dashboard's figures are computed from (domain/dashboard.py)."""
+    """The aggregates the dashboard's figures are made of (domain/dashboard.py)."""
 
     async def open_incident_counts(self) -> list[tuple[str, str, int]]:
         """(severity, source, count) of incidents not resolved."""
         ...
 
-    async def incident_times(self, *, since: datetime) -> list[IncidentTimes]: ...
-    async def decision_times(self, *, since: datetime) -> list[DecisionTimes]: ...
+    async def incident_summary(self, *, since: datetime, days_since: datetime) -> IncidentSummary:
+        """Means over incidents created since `since`; per-day counts from `days_since`."""
+        ...
+
+    async def decision_summary(self, *, since: datetime) -> DecisionSummary: ...
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dragon.domain.clock import Clock
-from dragon.domain.dashboard import WINDOW, DashboardFigures, compute_figures
+from dragon.domain.dashboard import CHART_DAYS, WINDOW, DashboardFigures, compute_figures
 from dragon.domain.ports import UnitOfWorkFactory
 
 
@@ -18,8 +20,13 @@ class DashboardService:
             return compute_figures(
                 now=now,
                 open_counts=await uow.dashboard.open_incident_counts(),
-                incidents=await uow.dashboard.incident_times(since=now - WINDOW),
-                decisions=await uow.dashboard.decision_times(since=now - WINDOW),
+                incidents=await uow.dashboard.incident_summary(
+                    since=now - WINDOW,
+                    days_since=(now - timedelta(days=CHART_DAYS - 1)).replace(
+                        hour=0, minute=0, second=0, microsecond=0
+                    ),
+                ),
+                decisions=await uow.dashboard.decision_summary(since=now - WINDOW),
             )
 
     async def change_marker(self) -> int:

@@ -99,6 +99,7 @@ incidents = sa.Table(
     sa.Column("resolved_by", sa.String(128)),
     sa.Index("ix_incidents_status_id", "status", "id"),
     sa.Index("ix_incidents_severity_id", "severity", "id"),
+    sa.Index("ix_incidents_created_at", "created_at"),
     sa.Index("ix_incidents_source_id", "source", "id"),
     sa.Index("ix_incidents_repo_id", "repo", "id"),
     sa.Index("ix_incidents_fingerprint", "fingerprint"),
@@ -138,6 +139,7 @@ decisions = sa.Table(
     sa.Column("decided_at", UTCDateTime()),
     sa.Index("ix_decisions_status_id", "status", "id"),
     sa.Index("ix_decisions_status_expires_at", "status", "expires_at"),
+    sa.Index("ix_decisions_created_at", "created_at"),
 )
 
 approvals = sa.Table(
