@@ -36,6 +36,7 @@ DUMMY_IDS = {
     "delivery_id": "dlv_" + "0" * 28,
     "decision_id": "dec_" + "0" * 28,
     "key_id": "key_" + "0" * 28,
+    "move": "acknowledge",
 }
 # The specification the app's ACCESS table must match: who may call each route.
 BARS: dict[Route, Access] = {
@@ -95,6 +96,7 @@ BARS: dict[Route, Access] = {
     ("GET", "/dashboard/panel"): Role.VIEWER,
     ("GET", "/incidents"): Role.VIEWER,
     ("GET", "/incidents/{incident_id}"): Role.VIEWER,
+    ("POST", "/incidents/{incident_id}/{move}"): Role.DEVELOPER,
     ("GET", "/approvals"): Role.VIEWER,
     ("POST", "/approvals/{decision_id}"): Role.APPROVER,
     ("GET", "/policy"): Role.VIEWER,

@@ -274,3 +274,30 @@ async def test_a_bad_key_name_is_shown_next_to_its_field(
     )
     assert response.status_code == 422
     assert 'id="name-error"' in response.text
+
+
+async def test_a_developer_acknowledges_then_resolves_from_the_incident_page(
+    client: httpx.AsyncClient, keys: Keys, clock: FakeClock
+) -> None:
+    created = await client.post(
+        "/api/v1/incidents", json={"title": "disk full"}, headers=keys.of("developer")
+    )
+    incident_id = created.json()["id"]
+    await log_in(client, keys.viewer)
+    assert "Acknowledge</button>" not in (await page(client, f"/incidents/{incident_id}")).text
+    client.cookies.clear()
+    await log_in(client, keys.developer)
+    detail = f"/incidents/{incident_id}"
+    assert "Acknowledge</button>" in (await page(client, detail)).text
+    clock.advance(minutes=4)
+    moved = await post_form(client, f"{detail}/acknowledge", {}, from_page=detail)
+    assert moved.status_code == 303
+    again = await post_form(client, f"{detail}/acknowledge", {}, from_page=detail)
+    assert again.status_code == 409
+    assert 'role="alert"' in again.text
+    await post_form(client, f"{detail}/resolve", {}, from_page=detail)
+    read = (await client.get(f"/api/v1/incidents/{incident_id}", headers=keys.of("viewer"))).json()
+    assert read["status"] == "resolved"
+    assert (await client.get("/api/v1/dashboard", headers=keys.of("viewer"))).json()[
+        "mtta_seconds"
+    ] == 240.0

@@ -102,6 +102,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/dashboard/panel"): Role.VIEWER,
     ("GET", "/incidents"): Role.VIEWER,
     ("GET", "/incidents/{incident_id}"): Role.VIEWER,
+    ("POST", "/incidents/{incident_id}/{move}"): Role.DEVELOPER,
     ("GET", "/approvals"): Role.VIEWER,
     ("POST", "/approvals/{decision_id}"): Role.APPROVER,
     ("GET", "/policy"): Role.VIEWER,

@@ -7,15 +7,17 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from dragon.api.access import GuardedRoute, principal_of, services
+from dragon.api.access import GuardedRoute, caller, principal_of, services
+from dragon.api.problems import STATUS_BY_KIND
 from dragon.domain.dashboard import DashboardFigures
 from dragon.domain.entities import Principal
 from dragon.domain.enums import IncidentStatus, Role, Severity
-from dragon.domain.errors import ValidationFailed
+from dragon.domain.errors import DragonError, ValidationFailed
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, Page
 from dragon.services.container import Services
+from dragon.services.context import Caller
 from dragon.web.charts import incidents_chart
 from dragon.web.rendering import render
 
@@ -104,6 +106,46 @@ class TimelineEntry:
 
 @router.get("/incidents/{incident_id}")
 async def incident_page(request: Request, incident_id: str, who: Who, svc: Svc) -> Response:
+    return await _incident_page(request, incident_id, who, svc)
+
+
+@router.post("/incidents/{incident_id}/{move}")
+async def move_incident(
+    request: Request,
+    incident_id: str,
+    move: str,
+    who: Annotated[Caller, Depends(caller)],
+    svc: Svc,
+) -> Response:
+    """Acknowledge or resolve, through the same use case as the API."""
+    try:
+        if move == "acknowledge":
+            await svc.incidents.acknowledge(who, incident_id)
+        elif move == "resolve":
+            await svc.incidents.resolve(who, incident_id)
+        else:
+            raise ValidationFailed(f"no such step {move!r}", code="filter_invalid")
+    except DragonError as exc:
+        return await _incident_page(
+            request,
+            incident_id,
+            who.principal,
+            svc,
+            status_code=STATUS_BY_KIND[exc.kind],
+            error=exc.message,
+        )
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+async def _incident_page(
+    request: Request,
+    incident_id: str,
+    who: Principal,
+    svc: Services,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+) -> Response:
     incident = await svc.incidents.get(incident_id)
     signals = await svc.incidents.signals(incident_id, limit=100)
     links = await svc.incidents.links(incident_id)
@@ -152,6 +194,9 @@ async def incident_page(request: Request, incident_id: str, who: Who, svc: Svc) 
         request,
         "incident.html",
         principal=who,
+        status_code=status_code,
+        error=error,
+        can_move=who.role.includes(Role.DEVELOPER),
         incident=incident,
         decisions=views,
         links=links,
