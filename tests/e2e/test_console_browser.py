@@ -73,20 +73,41 @@ async def test_a_signed_webhook_appears_on_the_open_dashboard_without_a_reload(
     await expect(panel).to_have_attribute("data-live", "connected")
     before = int(await page.locator("[data-figure=open-total]").inner_text())
     await page.evaluate("window.__stillTheSamePage = true")
+    await post_webhook(server)
+    await expect(page.locator("[data-figure=open-total]")).to_have_text(str(before + 1))
+    assert await page.evaluate("window.__stillTheSamePage") is True
+    await expect(page.locator("#live-status")).to_contain_text("Dashboard updated")
+    await screenshot(page, "dashboard")
+    assert violations == []
+
+
+async def post_webhook(server: Server) -> None:
     payload = fixture("github", "workflow_run.completed.failure")
     payload["workflow_run"]["head_sha"] = uuid.uuid4().hex + "abcdefgh"
     payload["workflow_run"]["name"] = f"e2e-{uuid.uuid4().hex[:8]}"
+    payload["workflow_run"]["id"] = uuid.uuid4().int % 10**9  # a new run, not a redelivery
     body = orjson.dumps(payload)
     async with httpx.AsyncClient(base_url=server.url) as http:
         response = await http.post(
             "/webhooks/github", content=body, headers=github_headers(body, "workflow_run")
         )
         assert response.status_code == 202, response.text
-    await expect(page.locator("[data-figure=open-total]")).to_have_text(str(before + 1))
-    assert await page.evaluate("window.__stillTheSamePage") is True
-    await expect(page.locator("#live-status")).to_contain_text("Dashboard updated")
-    await screenshot(page, "dashboard")
-    assert violations == []
+
+
+async def test_a_dashboard_whose_session_ended_says_so_and_offers_a_retry(
+    context: BrowserContext, server: Server
+) -> None:
+    page = await log_in(context, server.keys["viewer"])
+    await expect(page.locator("#dashboard-panel")).to_have_attribute("data-live", "connected")
+    await context.clear_cookies()
+    await post_webhook(server)
+    status = page.locator("#live-status")
+    await expect(status).to_contain_text("Live updates stopped")
+    await expect(status.get_by_role("button", name="Retry")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+    await expect(page.get_by_label("API key")).to_have_count(0)  # no login form swapped in
+    await status.get_by_role("button", name="Retry").click()
+    await expect(page).to_have_url(re.compile(r"/login\?next=/"))
 
 
 async def test_an_approver_approves_and_the_audit_viewer_shows_it(

@@ -22,15 +22,27 @@ function startDashboard(panel) {
   function refresh() {
     fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) {
+        if (r.redirected || r.status === 401) {
+          ended();
+          return null;
+        }
         if (!r.ok) throw new Error("status " + r.status);
         return r.text();
       })
       .then(function (html) {
+        if (html === null) return;
         panel.innerHTML = html;
         panel.setAttribute("data-updated", new Date().toISOString());
         setStatus("Dashboard updated at " + new Date().toLocaleTimeString() + ".");
       })
       .catch(function () { setStatus("The dashboard could not be updated.", refresh); });
+  }
+  function ended() {
+    source.close();
+    panel.setAttribute("data-live", "stopped");
+    setStatus("Live updates stopped: your session may have ended.", function () {
+      window.location.reload();
+    });
   }
   var source = new EventSource(streamUrl);
   var first = true;
@@ -40,9 +52,13 @@ function startDashboard(panel) {
   });
   source.addEventListener("open", function () { panel.setAttribute("data-live", "connected"); });
   source.addEventListener("error", function () {
+    first = true;
+    if (source.readyState === EventSource.CLOSED) {
+      ended(); // refused (a 401, say): the browser will not try again by itself
+      return;
+    }
     panel.setAttribute("data-live", "reconnecting");
     setStatus("Live updates interrupted; reconnecting…");
-    first = true;
   });
 }
 
