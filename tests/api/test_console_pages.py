@@ -7,8 +7,10 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 
 from dragon.services.container import Services
+from dragon.web import governance
 from tests.api.console_session import csrf_of, log_in, page, post_form
 from tests.api.test_ingestion import fixture, post_github
 from tests.conftest import FakeClock, Keys
@@ -301,3 +303,16 @@ async def test_a_developer_acknowledges_then_resolves_from_the_incident_page(
     assert (await client.get("/api/v1/dashboard", headers=keys.of("viewer"))).json()[
         "mtta_seconds"
     ] == 240.0
+
+
+async def test_a_long_chain_is_verified_on_request_rather_than_on_every_load(
+    client: httpx.AsyncClient, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(governance, "VERIFY_ON_LOAD_UP_TO", 1)
+    await propose(client, keys)
+    await log_in(client, keys.admin)
+    response = await page(client, "/audit")
+    assert "Verify the chain now" in response.text
+    assert "Chain verified" not in response.text
+    verified = await page(client, "/audit?verify=1")
+    assert "Chain verified" in verified.text

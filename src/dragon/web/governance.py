@@ -24,6 +24,7 @@ from dragon.web.rendering import form_of, render
 router = APIRouter(route_class=GuardedRoute, include_in_schema=False)
 Who = Annotated[Principal, Depends(principal_of)]
 Svc = Annotated[Services, Depends(services)]
+VERIFY_ON_LOAD_UP_TO = 20_000
 _NOTICES = {
     "approve": "Your approval was recorded.",
     "reject": "Your rejection was recorded.",
@@ -131,7 +132,11 @@ async def audit_page(
             action=action or None, target_id=target_id or None, after_seq=cursor, limit=limit
         )
     )
-    report = await svc.audit.verify()
+    # Verifying walks the whole chain: on every load while it is short, on request once long.
+    head = await svc.dashboard.change_marker()
+    report = None
+    if head <= VERIFY_ON_LOAD_UP_TO or request.query_params.get("verify") == "1":
+        report = await svc.audit.verify()
     next_cursor = events[-1].seq if len(events) == limit and events[-1].seq > 1 else None
     return render(
         request,
@@ -139,6 +144,7 @@ async def audit_page(
         principal=who,
         events=events,
         report=report,
+        head=head,
         next_cursor=next_cursor,
         filters={"action": action or "", "target_id": target_id or ""},
     )
