@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from dragon.api.sessions import SessionCodec
 from dragon.domain.dashboard import DecisionSummary, IncidentSummary, compute_figures
 from dragon.web.charts import incidents_chart
-from dragon.web.rendering import duration
+from dragon.web.rendering import duration, web_url
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -81,3 +81,10 @@ def test_a_session_cookie_round_trips_and_any_edit_voids_it() -> None:
     assert not codec.csrf_valid(codec.csrf_token("another"), session.sid)
     now[0] = NOW + timedelta(minutes=31)
     assert codec.decode(cookie) is None
+
+
+def test_only_http_links_are_rendered_as_links() -> None:
+    assert web_url("https://github.com/acme/shop/actions/runs/1") is not None
+    assert web_url("javascript:alert(1)") is None
+    assert web_url("JAVASCRIPT:alert(1)") is None
+    assert web_url(None) is None

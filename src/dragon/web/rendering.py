@@ -50,7 +50,13 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
 
 
+def web_url(value: str | None) -> str | None:
+    """Only http(s) links are rendered: a vendor payload's `javascript:` URL stays text."""
+    return value if value and value.lower().startswith(("https://", "http://")) else None
+
+
 templates.env.filters["duration"] = duration
+templates.env.filters["web_url"] = web_url
 templates.env.filters["when"] = when
 templates.env.filters["percent"] = percent
 
