@@ -221,6 +221,7 @@ class Lifecycle:
             yield
         finally:
             app.state.ready = False
+            self.services.live.close()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

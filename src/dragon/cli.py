@@ -8,7 +8,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from types import FrameType
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -78,9 +79,28 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
+_served: list[FastAPI] = []
+
+
 def app_factory() -> FastAPI:
     """Used by uvicorn (also with --reload): settings from the environment."""
-    return create_app(_settings())
+    app = create_app(_settings())
+    _served.append(app)
+    return app
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, except that a shutdown signal first ends the apps' live event streams: uvicorn
+    waits for open responses before it shuts down, and an event stream never ends by itself."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for app in _served:
+            loop.call_soon_threadsafe(app.state.services.live.close)
 
 
 def _exit_after_graceful_shutdown(_signum: int, _frame: object) -> None:
@@ -108,17 +128,22 @@ def serve(
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
     # that was there before it; this one turns a finished graceful shutdown into exit 0.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
-    uvicorn.run(
-        "dragon.cli:app_factory",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        reload=reload,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=20,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 20,
+    }
+    if reload:
+        uvicorn.run("dragon.cli:app_factory", reload=True, **options)
+        return
+    server = _DrainingServer(uvicorn.Config("dragon.cli:app_factory", **options))
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's own exit code for a failed start-up
 
 
 @cli.command()

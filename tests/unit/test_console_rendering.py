@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from dragon.api.sessions import SessionCodec
 from dragon.domain.dashboard import DecisionSummary, IncidentSummary, compute_figures
+from dragon.domain.ports import LiveEvent
+from dragon.services.live_updates import InProcessBroadcaster
 from dragon.web.charts import incidents_chart
 from dragon.web.rendering import duration, web_url
 
@@ -88,3 +90,18 @@ def test_only_http_links_are_rendered_as_links() -> None:
     assert web_url("javascript:alert(1)") is None
     assert web_url("JAVASCRIPT:alert(1)") is None
     assert web_url(None) is None
+
+
+async def test_closing_the_broadcaster_ends_every_subscription_present_and_future() -> None:
+    broadcaster = InProcessBroadcaster()
+    async with broadcaster.subscribe() as queue:
+        for n in range(20):  # a slow subscriber keeps only the newest events
+            await broadcaster.publish(LiveEvent("dashboard", {"n": n}))
+        assert queue.qsize() == 8
+        broadcaster.close()
+        drained = [queue.get_nowait() for _ in range(queue.qsize())]
+        assert drained[-1].topic == "closing"
+        assert drained[0].data == {"n": 13}
+    assert broadcaster.subscribers == 0
+    async with broadcaster.subscribe() as late:
+        assert late.get_nowait().topic == "closing"

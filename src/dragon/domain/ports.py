@@ -203,6 +203,9 @@ class LiveUpdates(Protocol):
 
     async def publish(self, event: LiveEvent) -> None: ...
     def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[LiveEvent]]: ...
+    def close(self) -> None:
+        """Shutting down: subscribers receive a `closing` event and should end."""
+        ...
 
 
 class WebhookAdapter(Protocol):

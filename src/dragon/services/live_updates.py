@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dragon.domain.ports import LiveEvent
 
 _QUEUE_SIZE = 8
+CLOSING = LiveEvent(topic="closing", data={})
 
 
 class InProcessBroadcaster:
@@ -22,6 +23,7 @@ class InProcessBroadcaster:
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[LiveEvent]] = set()
         self.last: dict[str, LiveEvent] = {}
+        self.closed = False
 
     @property
     def subscribers(self) -> int:
@@ -30,15 +32,28 @@ class InProcessBroadcaster:
     async def publish(self, event: LiveEvent) -> None:
         self.last[event.topic] = event
         for queue in self._queues:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(event)
+            _offer(queue, event)
+
+    def close(self) -> None:
+        """The process is shutting down: every subscriber gets CLOSING, and so does anyone who
+        subscribes later, so open streams end instead of holding the shutdown."""
+        self.closed = True
+        for queue in self._queues:
+            _offer(queue, CLOSING)
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[LiveEvent]]:
         queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        if self.closed:
+            queue.put_nowait(CLOSING)
         self._queues.add(queue)
         try:
             yield queue
         finally:
             self._queues.discard(queue)
+
+
+def _offer(queue: asyncio.Queue[LiveEvent], event: LiveEvent) -> None:
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(event)

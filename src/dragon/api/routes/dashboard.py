@@ -44,6 +44,10 @@ async def _events(request: Request, svc: Services) -> AsyncIterator[bytes]:
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
+            if event.topic == "closing":
+                # This process is shutting down; the browser reconnects, to another replica.
+                yield sse("closing", {})
+                return
             if event.topic == TOPIC:
                 yield sse(TOPIC, event.data)
 
