@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core for the browser tests' accessibility check: the npm package, pinned, in var/npm.
+AXE_CORE_VERSION := 4.14.1
+AXE := var/npm/node_modules/axe-core/axe.min.js
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
 DRAGON_TEST_POSTGRES_URL ?=
 
@@ -16,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(AXE): Makefile
+	mkdir -p var/npm
+	npm install --no-save --no-audit --no-fund --prefix var/npm axe-core@$(AXE_CORE_VERSION)
+	touch $(AXE)
+
 run: install
 	$(BIN)/dragon migrate
 	$(BIN)/dragon serve
@@ -26,10 +34,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit-test: install
+unit-test: install $(AXE)
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
 
-test: lint
+test: lint $(AXE)
 	@echo "== test suite on SQLite =="
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
 	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \

@@ -167,7 +167,7 @@ async def axe_violations(page: Page) -> list[dict[str, object]]:
     """axe-core's serious and critical violations on the page as it is now. The script is
     evaluated through the DevTools protocol, so the page's CSP (no inline scripts) stays on."""
     if not await asyncio.to_thread(AXE.exists):
-        pytest.fail("axe-core is missing under var/npm (bash .ci/run installs it)")
+        pytest.fail("axe-core is missing under var/npm (`make test` installs it)")
     source = await asyncio.to_thread(AXE.read_text, encoding="utf-8")
     await page.evaluate(source)
     results = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
