@@ -178,7 +178,7 @@ async def test_the_playground_judges_a_scenario_and_then_limits_the_visitor(
     await expect(page.locator("#result-approval")).to_have_text(
         "2 approval(s) from approver or admin"
     )
-    await expect(page.locator("#playground-stats")).to_contain_text("1 proposals judged")
+    await expect(page.locator("#playground-stats")).to_contain_text("1 proposal judged")
     await screenshot(page, "playground")
     for _ in range(12):
         await page.get_by_role("button", name="Judge it").click()

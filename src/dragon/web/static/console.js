@@ -125,7 +125,7 @@ function startPlayground(form) {
         if (!stats) return;
         var parts = Object.keys(stats.by_outcome).map(function (k) { return stats.by_outcome[k] + " " + k; });
         document.getElementById("playground-stats").textContent =
-          stats.total + " proposals judged" + (parts.length ? ": " + parts.join(", ") : "") + ".";
+          stats.total + (stats.total === 1 ? " proposal" : " proposals") + " judged" + (parts.length ? ": " + parts.join(", ") : "") + ".";
       })
       .catch(function () { /* the figures stay as they were; the verdict is what matters */ });
   }
