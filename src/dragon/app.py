@@ -34,13 +34,15 @@ from dragon.integrations import alertmanager, events, github, gitlab, jenkins
 from dragon.services.auth import IssuedKey, JwtSettings
 from dragon.services.container import InboxSettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.settings import Profile, Settings, secret_list
+from dragon.services.triage import TriageSettings
+from dragon.settings import Profile, Settings, runbook_map, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
+from dragon.workers.triage import run_triage_worker
 
 log = structlog.get_logger("dragon")
 
@@ -89,6 +91,14 @@ def inbox_settings(settings: Settings) -> InboxSettings:
     )
 
 
+def triage_settings(settings: Settings) -> TriageSettings:
+    return TriageSettings(
+        runbooks=runbook_map(settings.triage_runbooks),
+        change_freeze=settings.change_freeze,
+        max_attempts=settings.triage_max_attempts,
+    )
+
+
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
     jwt_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     return Services.build(
@@ -97,6 +107,7 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
         clock=clock,
         inbox=inbox_settings(settings),
         delivery_inbox=GroupCommitInbox(database),
+        triage=triage_settings(settings),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
             key=jwt_key,
@@ -172,6 +183,14 @@ class Lifecycle:
                     )
                 )
             )
+            if self.settings.triage_enabled:
+                tasks.append(
+                    asyncio.create_task(
+                        run_triage_worker(
+                            self.services, poll_seconds=self.settings.triage_poll_seconds
+                        )
+                    )
+                )
         return tasks
 
     @contextlib.asynccontextmanager

@@ -32,6 +32,7 @@ from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
+from dragon.workers.triage import run_triage_worker
 
 T = TypeVar("T")
 cli = typer.Typer(
@@ -143,6 +144,12 @@ def worker() -> None:
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
         ]
+        if settings.triage_enabled:
+            tasks.append(
+                asyncio.create_task(
+                    run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
+                )
+            )
         err.print(f"dragon worker started on {database.dialect}")
         await stop.wait()
         # A pass in progress finishes its transaction or rolls back; either way nothing is lost.

@@ -10,7 +10,7 @@ import pytest
 from dragon.domain.actions import CATALOG
 from dragon.domain.failure_rules import FailureClass
 from dragon.domain.risk import assess, triage_factors
-from dragon.domain.triage import TriageContext, classify, log_lines, propose
+from dragon.domain.triage import TriageContext, analyze, classify, log_lines, propose, redact
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "ci_logs"
 LOGS = sorted(CORPUS.glob("*/*.log"))
@@ -153,3 +153,28 @@ def test_the_size_of_a_known_change_scales_its_weight() -> None:
     small = triage_factors(action="autofix_pull_request", confidence=None, files_touched=1)
     large = triage_factors(action="autofix_pull_request", confidence=None, files_touched=60)
     assert small[0].weight < large[0].weight == 20
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "curl -H 'Authorization: Bearer abcdefghijklmnop1234' https://x",
+        "export GITHUB_TOKEN=ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+        "password: hunter2hunter2",
+        "aws key AKIAABCDEFGHIJKLMNOP in env",
+        "git clone https://ci-bot:s3cr3tvalue@git.example.com/acme/app.git",
+        "slack xoxb-123456789012-abcdefghij",
+    ],
+)
+def test_credentials_in_evidence_lines_are_redacted(line: str) -> None:
+    cleaned = redact(line)
+    assert "[REDACTED]" in cleaned
+    for secret in ("abcdefghijklmnop1234", "ghp_A1b2", "hunter2", "AKIAABCD", "s3cr3t", "xoxb-1"):
+        assert secret not in cleaned
+
+
+def test_evidence_of_a_log_with_a_token_is_redacted_by_the_analyzer() -> None:
+    text = "SECRET_TOKEN=abcd1234efgh5678 is not set\nError: DEPLOY_TOKEN is not set\n"
+    found = analyze(text, TriageContext()).classification
+    assert found.failure_class is FailureClass.MISSING_PERMISSION
+    assert all("abcd1234efgh5678" not in e.text for e in found.evidence)

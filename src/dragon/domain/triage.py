@@ -5,12 +5,14 @@ the same answer, with no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dragon.domain.failure_rules import RULES, FailureClass
+from dragon.domain.risk import RiskFactor
 
 ANALYZER_NAME = "dragon-builtin"
 ANALYZER_VERSION = "1.0.0"
@@ -199,4 +201,80 @@ def propose(context: TriageContext, classification: Classification) -> ActionPro
         reason,
         "notifies the owners; nothing is changed",
         automatic=False,
+    )
+
+
+_SECRET_SHAPES = (
+    re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(
+        r"(?i)\b([A-Z0-9_]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key))"
+        r"(\s*[:=]\s*)['\"]?[^\s'\"]{4,}"
+    ),
+    re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|glpat-[\w-]{20,})"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bxox[abprs]-[\w-]{10,}"),
+    re.compile(r"(?i)(https?://)[^/\s:@]+:[^/\s@]+@"),
+)
+
+
+def redact(text: str) -> str:
+    """Blank what looks like a credential before a log line is kept as evidence: logs are
+    untrusted and may carry secrets, and evidence reaches the audit log and approvers."""
+    text = _SECRET_SHAPES[0].sub(lambda m: f"{m.group(1)} [REDACTED]", text)
+    text = _SECRET_SHAPES[1].sub(lambda m: f"{m.group(1)}{m.group(2)}[REDACTED]", text)
+    text = _SECRET_SHAPES[2].sub("[REDACTED]", text)
+    text = _SECRET_SHAPES[3].sub("[REDACTED]", text)
+    return _SECRET_SHAPES[4].sub(lambda m: f"{m.group(1)}[REDACTED]@", text)
+
+
+def input_hash(text: str, context: TriageContext) -> str:
+    """Identifies exactly what the analyzer was given, for provenance."""
+    facts = "\x1f".join(
+        str(v)
+        for v in (
+            context.source,
+            context.kind,
+            context.repo,
+            context.branch,
+            context.commit_sha,
+            context.environment,
+            context.signal_count,
+            sorted(context.labels.items()),
+        )
+    )
+    return "sha256:" + hashlib.sha256(f"{facts}\x1e{text}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Analysis:
+    """One analyzer's answer: what failed, why it thinks so, what to do, and how it got there.
+    `extra_factors` can only add risk; the built-in floor is applied by whoever scores it."""
+
+    classification: Classification
+    proposal: ActionProposal
+    provenance: dict[str, Any]
+    extra_factors: tuple[RiskFactor, ...] = ()
+    # The built-in analysis an LLM's answer is held to: its risk is the floor.
+    baseline: Analysis | None = None
+
+
+def analyze(text: str, context: TriageContext) -> Analysis:
+    """The built-in analyzer end to end: classification, evidence (redacted), proposal."""
+    found = classify(text)
+    found = Classification(
+        failure_class=found.failure_class,
+        confidence=found.confidence,
+        evidence=tuple(Evidence(e.line, redact(e.text), e.rule, e.weight) for e in found.evidence),
+        scores=found.scores,
+    )
+    return Analysis(
+        classification=found,
+        proposal=propose(context, found),
+        provenance={
+            "analyzer": ANALYZER_NAME,
+            "analyzer_version": ANALYZER_VERSION,
+            "model": None,
+            "prompt_hash": None,
+            "input_hash": input_hash(text, context),
+            "tokens": None,
+        },
     )

@@ -6,7 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragon.domain.clock import Clock
-from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.ports import (
+    DeliveryInbox,
+    FailureAnalyzer,
+    JobLogSource,
+    StoreHealth,
+    UnitOfWorkFactory,
+    WebhookAdapter,
+)
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
@@ -15,6 +22,7 @@ from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
+from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Services:
     health: StoreHealth
     ingest: IngestService
     processor: DeliveryProcessor
+    triage: TriageService
 
     @classmethod
     def build(
@@ -49,8 +58,12 @@ class Services:
         jwt: JwtSettings,
         inbox: InboxSettings,
         delivery_inbox: DeliveryInbox,
+        triage: TriageSettings | None = None,
+        analyzer: FailureAnalyzer | None = None,
+        job_logs: JobLogSource | None = None,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
+        decisions = DecisionService(uow, policies=policies, clock=clock)
         return cls(
             ingest=IngestService(
                 uow,
@@ -70,7 +83,15 @@ class Services:
             ),
             auth=AuthService(uow, clock=clock, jwt_settings=jwt),
             incidents=IncidentService(uow, clock=clock),
-            decisions=DecisionService(uow, policies=policies, clock=clock),
+            decisions=decisions,
+            triage=TriageService(
+                uow,
+                decisions=decisions,
+                analyzer=analyzer or BuiltinAnalyzer(),
+                clock=clock,
+                settings=triage or TriageSettings(),
+                logs=job_logs,
+            ),
             policies=policies,
             audit=AuditLog(uow),
             health=health,

@@ -20,6 +20,7 @@ from dragon.domain.ports import (
     PolicyRepository,
     PrincipalRepository,
     SignalRepository,
+    TriageRepository,
 )
 from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.inbox import (
@@ -36,6 +37,7 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
         self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
+        self.triages: TriageRepository = SqlTriageRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
