@@ -21,6 +21,7 @@ from dragon.api.routes import (
     incidents,
     keys,
     policy,
+    triage,
     webhooks,
 )
 from dragon.api.routes import (
@@ -240,6 +241,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.router,
         event_routes.router,
         deliveries.router,
+        triage.router,
     ):
         app.include_router(router)
     check_table_covers(app.routes)

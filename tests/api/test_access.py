@@ -79,6 +79,8 @@ BARS: dict[Route, Access] = {
     ("GET", "/api/v1/deliveries"): Role.ADMIN,
     ("GET", "/api/v1/deliveries/{delivery_id}"): Role.ADMIN,
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"): Role.ADMIN,
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
 }
 ROUTES: list[Route] = sorted(BARS)
 PROTECTED = [route for route in ROUTES if BARS[route] != PUBLIC]
