@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.ports import (
     DeliveryInbox,
@@ -47,6 +48,7 @@ class Services:
     ingest: IngestService
     processor: DeliveryProcessor
     triage: TriageService
+    breakers: BreakerRegistry
 
     @classmethod
     def build(
@@ -61,6 +63,7 @@ class Services:
         triage: TriageSettings | None = None,
         analyzer: FailureAnalyzer | None = None,
         job_logs: JobLogSource | None = None,
+        breakers: BreakerRegistry | None = None,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
         decisions = DecisionService(uow, policies=policies, clock=clock)
@@ -95,4 +98,5 @@ class Services:
             policies=policies,
             audit=AuditLog(uow),
             health=health,
+            breakers=breakers or BreakerRegistry(clock=clock),
         )
