@@ -157,6 +157,7 @@ def worker() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await services.ingest.close()
+        await services.triage.close()
         await database.dispose()
 
     asyncio.run(run())

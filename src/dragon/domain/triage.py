@@ -139,13 +139,66 @@ def _starts_on_default_branch(context: TriageContext) -> bool:
     )
 
 
+# What an analyzer may propose for a failure: a model's answer outside this set is discarded.
+TRIAGE_ACTIONS = frozenset(
+    {
+        "rerun_failed_jobs",
+        "autofix_pull_request",
+        "revert_pull_request",
+        "run_runbook",
+        "notify_owners",
+        "escalate",
+    }
+)
+_ADVISORY_ACTIONS = frozenset({"notify_owners", "escalate"})
+
+
+def runbook_for(context: TriageContext) -> str | None:
+    alertname = context.labels.get("alertname", "")
+    return context.labels.get("runbook") or context.runbooks.get(alertname) or None
+
+
+def proposal_for(
+    action: str, context: TriageContext, classification: Classification, *, rationale: str
+) -> ActionProposal | None:
+    """A proposal for an action another analyzer chose, with parameters taken from the facts
+    (never from that analyzer); None when the facts cannot support the action."""
+    if action not in TRIAGE_ACTIONS:
+        return None
+    params = _ci_params(context)
+    if action == "run_runbook":
+        runbook = runbook_for(context)
+        if runbook is None:
+            return None
+        params = {"runbook": runbook, "alertname": context.labels.get("alertname", "")}
+    if action == "revert_pull_request" and not context.commit_sha:
+        return None
+    if action in _ADVISORY_ACTIONS:
+        params = {**params, "classification": classification.failure_class.value}
+    spec_impact = {
+        "rerun_failed_jobs": "reruns the failed jobs of the same commit",
+        "autofix_pull_request": "opens a pull request with the formatter's changes",
+        "revert_pull_request": f"opens a pull request reverting {context.commit_sha}",
+        "run_runbook": f"runs the steps of runbook {params.get('runbook')}",
+        "notify_owners": "notifies the owners; nothing is changed",
+        "escalate": "pages the on-call responder; nothing is changed",
+    }
+    return ActionProposal(
+        action,
+        params,
+        rationale,
+        spec_impact[action],
+        automatic=action not in _ADVISORY_ACTIONS,
+    )
+
+
 def propose(context: TriageContext, classification: Classification) -> ActionProposal:
     """The issue's action rules, in order; every proposal names a catalog action."""
     cls = classification.failure_class
     label = cls.value.replace("_", " ")
     if context.is_alert:
         alertname = context.labels.get("alertname", "")
-        runbook = context.labels.get("runbook") or context.runbooks.get(alertname)
+        runbook = runbook_for(context)
         if runbook:
             return ActionProposal(
                 "run_runbook",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragon.domain.breaker import BreakerRegistry
@@ -64,6 +64,7 @@ class Services:
         analyzer: FailureAnalyzer | None = None,
         job_logs: JobLogSource | None = None,
         breakers: BreakerRegistry | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
         decisions = DecisionService(uow, policies=policies, clock=clock)
@@ -94,6 +95,7 @@ class Services:
                 clock=clock,
                 settings=triage or TriageSettings(),
                 logs=job_logs,
+                closers=closers,
             ),
             policies=policies,
             audit=AuditLog(uow),

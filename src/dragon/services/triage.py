@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -91,13 +92,20 @@ class TriageService:
         clock: Clock,
         settings: TriageSettings,
         logs: JobLogSource | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
+        self._closers = list(closers)
         self._uow = uow
         self._decisions = decisions
         self._analyzer = analyzer
         self._clock = clock
         self._settings = settings
         self._logs = logs
+
+    async def close(self) -> None:
+        """Close the integrations' HTTP clients (the LLM's, the log fetchers')."""
+        for close in self._closers:
+            await close()
 
     async def run_pending(self) -> int:
         """One pass: triage the incidents waiting for it; returns how many were settled."""
