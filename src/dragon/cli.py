@@ -124,9 +124,9 @@ def serve(
 
 @cli.command()
 def worker() -> None:
-    """Process deliveries and expire overdue decisions, without serving HTTP. Run any number
-    beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the work through the
-    store (claims skip rows another worker holds)."""
+    """Process deliveries, triage new incidents and expire overdue decisions, without serving
+    HTTP. Run any number beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the
+    work through the store (claims skip rows another worker holds)."""
     settings = _settings()
 
     async def run() -> None:

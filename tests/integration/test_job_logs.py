@@ -14,18 +14,25 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from dragon.app import create_app
 from dragon.domain.breaker import BreakerState, CircuitBreaker
 from dragon.domain.entities import Signal
-from dragon.domain.enums import Severity
+from dragon.domain.enums import Role, Severity
 from dragon.integrations.github_logs import GithubJobLogs
 from dragon.integrations.gitlab_logs import GitlabJobLogs
 from dragon.integrations.jenkins_logs import JenkinsJobLogs
 from dragon.integrations.job_logs import JobLogs, TailLimits
+from dragon.services.container import Services
+from dragon.services.context import SYSTEM_CALLER
+from dragon.settings import Settings
+from tests.api.test_ingestion import fixture, post_github
 from tests.conftest import FakeClock
 from tests.support.local_http import serving
 
@@ -268,3 +275,32 @@ async def test_jenkins_console_text_is_read_only_under_the_configured_url() -> N
     [seen] = vendor.seen
     assert seen["headers"]["authorization"].startswith("Basic ")
     assert json.dumps(seen).count("jenkins-api-token") == 0  # sent encoded, never in clear
+
+
+async def test_triage_of_a_github_webhook_reads_the_failed_jobs_log(
+    github: tuple[str, Vendor, Vendor], settings: Settings, clock: FakeClock
+) -> None:
+    api_url, api, _ = github
+    configured = settings.model_copy(
+        update={"triage_github_api_url": api_url, "triage_github_token": SecretStr(TOKEN)}
+    )
+    application = create_app(configured, clock=clock)
+    async with LifespanManager(application):
+        services: Services = application.state.services
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+            sent = await post_github(
+                http, fixture("github", "workflow_job.completed.failure"), "workflow_job"
+            )
+            assert sent.status_code == 202, sent.text
+            await services.processor.run_due()
+            assert await services.triage.run_pending() == 1
+            issued = await services.auth.create_key(SYSTEM_CALLER, name="v", role=Role.VIEWER)
+            listed = await http.get(
+                "/api/v1/decisions", headers={"Authorization": f"Bearer {issued.secret}"}
+            )
+    [decision] = listed.json()["items"]
+    assert decision["provenance"]["classification"] == "lint_format"
+    assert decision["action"] == "autofix_pull_request"
+    assert api.seen[0]["path"] == "/repos/Codertocat/Hello-World/actions/jobs/289782451/logs"
+    assert application.state.services.breakers.states()["github_logs"] == "closed"
