@@ -50,6 +50,12 @@ def main() -> int:
         print(f"{label:24} {totals[label]:5} {right[label]:6} {accuracy:9.1%}")
     overall = sum(right.values()) / max(1, sum(totals.values()))
     print(f"{'overall':24} {sum(totals.values()):5} {sum(right.values()):6} {overall:9.1%}")
+    held = [(label, p) for label, p in logs if p.stem.endswith("_ho")]
+    held_right = sum(1 for label, p in held if classify(p.read_text()).failure_class == label)
+    print(
+        f"held-out subset (*_ho, written after the rules): {held_right}/{len(held)}"
+        f" = {held_right / max(1, len(held)):.1%}"
+    )
     print(f"time: {elapsed * 1000 / max(1, len(logs)):.2f} ms per log ({len(logs)} logs)")
     if misses:
         print("misses:")

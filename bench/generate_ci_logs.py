@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import ci_log_cases_env  # noqa: F401 - registers its cases
+from bench import ci_log_cases_env, ci_log_cases_heldout  # noqa: F401 - register their cases
 from bench.ci_log_cases import CASES, Case, Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +111,11 @@ The directory is the label (the classes of issue 4). The tool's output is kept a
 it is then framed the way a CI runner frames a job log (GitHub Actions with timestamps, GitLab
 CI, Jenkins, in turn) and machine paths are replaced by neutral ones (`/builds/acme/app`,
 `/opt/venv`). The frames are Dragon's own imitation of those runners' layout, not copies.
+
+Logs named `*_ho` are held out: their cases (bench/ci_log_cases_heldout.py) were written after
+the analyzer's rules, and measured before any rule changed: 13 of 15 right at first; one rule
+was widened afterwards (`returned error: 503` is a server error), so `make bench-triage`'s
+held-out line now overstates by that one log.
 
 Regenerate with `.venv/bin/python -m bench.generate_ci_logs` (or name cases or classes to
 regenerate only those); `make bench-triage` measures the built-in analyzer on it.

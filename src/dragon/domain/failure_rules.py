@@ -189,7 +189,7 @@ _RULES: tuple[tuple[FailureClass, str, int, str], ...] = (
         FailureClass.FLAKY_INFRASTRUCTURE,
         "server_error",
         8,
-        r"\bE50[234]\b|50[234] (?:Service Unavailable|Bad Gateway|Gateway Time-?out)",
+        r"\bE50[234]\b|50[234] (?:Service Unavailable|Bad Gateway|Gateway Time-?out)|returned error: 50[234]\b",
     ),
     (
         FailureClass.FLAKY_INFRASTRUCTURE,
