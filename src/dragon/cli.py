@@ -32,6 +32,7 @@ from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
+from dragon.workers.triage import run_triage_worker
 
 T = TypeVar("T")
 cli = typer.Typer(
@@ -123,9 +124,9 @@ def serve(
 
 @cli.command()
 def worker() -> None:
-    """Process deliveries and expire overdue decisions, without serving HTTP. Run any number
-    beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the work through the
-    store (claims skip rows another worker holds)."""
+    """Process deliveries, triage new incidents and expire overdue decisions, without serving
+    HTTP. Run any number beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the
+    work through the store (claims skip rows another worker holds)."""
     settings = _settings()
 
     async def run() -> None:
@@ -143,6 +144,12 @@ def worker() -> None:
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
         ]
+        if settings.triage_enabled:
+            tasks.append(
+                asyncio.create_task(
+                    run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
+                )
+            )
         err.print(f"dragon worker started on {database.dialect}")
         await stop.wait()
         # A pass in progress finishes its transaction or rolls back; either way nothing is lost.
@@ -150,6 +157,7 @@ def worker() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await services.ingest.close()
+        await services.triage.close()
         await database.dispose()
 
     asyncio.run(run())

@@ -103,6 +103,8 @@ BARS: dict[Route, Access] = {
     ("GET", "/keys"): Role.ADMIN,
     ("POST", "/keys"): Role.ADMIN,
     ("POST", "/keys/{key_id}/revoke"): Role.ADMIN,
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
 }
 ROUTES: list[Route] = sorted(BARS)
 PROTECTED = [route for route in ROUTES if BARS[route] != PUBLIC]

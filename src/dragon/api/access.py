@@ -78,6 +78,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     # Audit.
     ("GET", "/api/v1/audit"): Role.ADMIN,
     ("GET", "/api/v1/audit/verify"): Role.ADMIN,
+    # Triage: the gatekeeper evaluates text and creates nothing.
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
     # API keys.
     ("GET", "/api/v1/keys"): Role.ADMIN,
     ("POST", "/api/v1/keys"): Role.ADMIN,

@@ -15,6 +15,7 @@ from dragon.domain.enums import (
     RiskLevel,
     Role,
     Severity,
+    TriageStatus,
     Verdict,
 )
 
@@ -190,3 +191,19 @@ class IncidentLink:
     linked_id: str
     reason: str
     created_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class TriageRun:
+    """One incident's automatic triage. The row is the claim: one per incident, taken under a
+    lease by one worker at a time, finished in the same transaction as its decision."""
+
+    incident_id: str
+    status: TriageStatus
+    token: str
+    attempts: int = 0
+    lease_until: datetime
+    decision_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime

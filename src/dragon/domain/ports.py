@@ -22,9 +22,11 @@ from dragon.domain.entities import (
     PolicyVersion,
     Principal,
     Signal,
+    TriageRun,
 )
 from dragon.domain.enums import DecisionStatus, DeliveryStatus, IncidentStatus, Severity
 from dragon.domain.signals import Normalized, NormalizeOptions
+from dragon.domain.triage import Analysis, TriageContext
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,54 @@ class WebhookAdapter(Protocol):
     ) -> Normalized: ...
 
 
+class TriageRepository(Protocol):
+    """Claims on incidents' triage. Each returns whether this worker's token won."""
+
+    async def pending(self, *, now: datetime, limit: int, max_attempts: int) -> list[str]:
+        """Unresolved incidents with no triage yet, or whose triage is due for a retry."""
+        ...
+
+    async def claim(
+        self,
+        incident_id: str,
+        *,
+        token: str,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+    ) -> bool: ...
+
+    async def complete(
+        self, incident_id: str, *, token: str, decision_id: str, now: datetime
+    ) -> bool: ...
+
+    async def release(
+        self,
+        incident_id: str,
+        *,
+        token: str,
+        error: str,
+        retry_at: datetime,
+        give_up: bool,
+        now: datetime,
+    ) -> None: ...
+
+    async def get(self, incident_id: str) -> TriageRun | None: ...
+
+
+class FailureAnalyzer(Protocol):
+    """Reads a failure and proposes what to do; the built-in analyzer or an LLM."""
+
+    async def analyze(self, text: str, context: TriageContext) -> Analysis: ...
+
+
+class JobLogSource(Protocol):
+    """The failed job's log from its CI vendor, tail only and bounded in size; None when the
+    vendor is not configured or the signal does not name a job it can fetch."""
+
+    async def job_log(self, signal: Signal) -> str | None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Repositories flush; only `commit` makes their writes durable."""
 
@@ -233,6 +283,7 @@ class UnitOfWork(Protocol):
     signals: SignalRepository
     correlation: CorrelationRepository
     dashboard: DashboardRepository
+    triages: TriageRepository
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> UnitOfWork: ...

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.ports import (
     DeliveryInbox,
+    FailureAnalyzer,
+    JobLogSource,
     LiveUpdates,
     StoreHealth,
     UnitOfWorkFactory,
@@ -25,6 +27,7 @@ from dragon.services.live_updates import InProcessBroadcaster
 from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
+from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Services:
     health: StoreHealth
     ingest: IngestService
     processor: DeliveryProcessor
+    triage: TriageService
     breakers: BreakerRegistry
     dashboard: DashboardService
     live: LiveUpdates
@@ -63,8 +67,14 @@ class Services:
         jwt: JwtSettings,
         inbox: InboxSettings,
         delivery_inbox: DeliveryInbox,
+        triage: TriageSettings | None = None,
+        analyzer: FailureAnalyzer | None = None,
+        job_logs: JobLogSource | None = None,
+        breakers: BreakerRegistry | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
+        decisions = DecisionService(uow, policies=policies, clock=clock)
         return cls(
             ingest=IngestService(
                 uow,
@@ -84,11 +94,20 @@ class Services:
             ),
             auth=AuthService(uow, clock=clock, jwt_settings=jwt),
             incidents=IncidentService(uow, clock=clock),
-            decisions=DecisionService(uow, policies=policies, clock=clock),
+            decisions=decisions,
+            triage=TriageService(
+                uow,
+                decisions=decisions,
+                analyzer=analyzer or BuiltinAnalyzer(),
+                clock=clock,
+                settings=triage or TriageSettings(),
+                logs=job_logs,
+                closers=closers,
+            ),
             policies=policies,
             audit=AuditLog(uow),
             health=health,
-            breakers=BreakerRegistry(clock=clock),
+            breakers=breakers or BreakerRegistry(clock=clock),
             dashboard=DashboardService(uow, clock=clock),
             live=InProcessBroadcaster(),
             playground=Playground(clock=clock),

@@ -19,6 +19,7 @@ from dragon.domain.entities import (
     PolicyVersion,
     Principal,
     Signal,
+    TriageRun,
 )
 from dragon.domain.enums import (
     ApprovalChannel,
@@ -29,6 +30,7 @@ from dragon.domain.enums import (
     RiskLevel,
     Role,
     Severity,
+    TriageStatus,
     Verdict,
 )
 from dragon.store.coltypes import EnumText, UTCDateTime
@@ -256,6 +258,22 @@ incident_links = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# One row per incident: the primary key is what makes triage happen once per incident.
+triage_runs = sa.Table(
+    "triage_runs",
+    metadata,
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), primary_key=True),
+    sa.Column("status", EnumText(TriageStatus), nullable=False),
+    sa.Column("token", sa.String(40), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", UTCDateTime(), nullable=False),
+    sa.Column("decision_id", ID, sa.ForeignKey("decisions.id"), unique=True),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_triage_runs_status_lease_until", "status", "lease_until"),
+)
+
 # At most one unresolved incident per fingerprint, enforced by the database itself.
 sa.Index(
     "uq_incidents_open_fingerprint",
@@ -277,6 +295,7 @@ for cls, table in (
     (Delivery, deliveries),
     (Signal, signals),
     (IncidentLink, incident_links),
+    (TriageRun, triage_runs),
 ):
     mapper.map_imperatively(cls, table)
 

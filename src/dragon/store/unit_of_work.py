@@ -21,6 +21,7 @@ from dragon.domain.ports import (
     PolicyRepository,
     PrincipalRepository,
     SignalRepository,
+    TriageRepository,
 )
 from dragon.store.dashboard import SqlDashboardRepository
 from dragon.store.database import Database, unavailable, unavailable_cause
@@ -38,6 +39,7 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
@@ -55,6 +57,7 @@ class SqlUnitOfWork:
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
         self.dashboard: DashboardRepository = SqlDashboardRepository(session)
+        self.triages: TriageRepository = SqlTriageRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
