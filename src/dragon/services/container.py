@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
+from dragon.domain.execution import ActionHandler
 from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
 from dragon.domain.signals import Normalized, NormalizeOptions
+from dragon.services.actions_switch import ActionsSwitchService
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
+from dragon.services.outcomes import OutcomeService
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
+from dragon.services.runbooks import RUN_RUNBOOK, RunbookHandler, RunbookService
+from dragon.services.runs import ExecutionSettings, RunService
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,19 @@ class InboxSettings:
 
 
 @dataclass(frozen=True)
+class ExecutionWiring:
+    """What execution needs from the wiring: a handler per executable action, and limits."""
+
+    handlers: Mapping[str, ActionHandler] = field(default_factory=dict)
+    # Runbook-only steps (http_call, notify); runbooks may also use every handler above.
+    runbook_steps: Mapping[str, ActionHandler] = field(default_factory=dict)
+    settings: ExecutionSettings = field(default_factory=ExecutionSettings)
+    actions_enabled: bool = True
+    dry_run: bool = False
+    closers: Sequence[Callable[[], Awaitable[None]]] = ()
+
+
+@dataclass(frozen=True)
 class Services:
     auth: AuthService
     incidents: IncidentService
@@ -40,6 +58,10 @@ class Services:
     ingest: IngestService
     processor: DeliveryProcessor
     breakers: BreakerRegistry
+    runs: RunService
+    actions: ActionsSwitchService
+    runbooks: RunbookService
+    outcomes: OutcomeService
 
     @classmethod
     def build(
@@ -51,9 +73,35 @@ class Services:
         jwt: JwtSettings,
         inbox: InboxSettings,
         delivery_inbox: DeliveryInbox,
+        execution: ExecutionWiring | None = None,
+        breakers: BreakerRegistry | None = None,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
+        decisions = DecisionService(uow, policies=policies, clock=clock)
+        execution = execution or ExecutionWiring()
+        handlers = dict(execution.handlers)
+        handlers[RUN_RUNBOOK] = RunbookHandler(
+            uow, steps={**execution.handlers, **execution.runbook_steps}
+        )
+        actions = ActionsSwitchService(
+            uow,
+            clock=clock,
+            setting_enabled=execution.actions_enabled,
+            dry_run=execution.dry_run,
+        )
         return cls(
+            runs=RunService(
+                uow,
+                policies=policies,
+                switch=actions,
+                handlers=handlers,
+                clock=clock,
+                settings=execution.settings,
+                closers=execution.closers,
+            ),
+            actions=actions,
+            runbooks=RunbookService(uow, decisions=decisions, clock=clock),
+            outcomes=OutcomeService(uow, decisions=decisions, clock=clock),
             ingest=IngestService(
                 uow,
                 inbox=delivery_inbox,
@@ -72,9 +120,9 @@ class Services:
             ),
             auth=AuthService(uow, clock=clock, jwt_settings=jwt),
             incidents=IncidentService(uow, clock=clock),
-            decisions=DecisionService(uow, policies=policies, clock=clock),
+            decisions=decisions,
             policies=policies,
             audit=AuditLog(uow),
             health=health,
-            breakers=BreakerRegistry(clock=clock),
+            breakers=breakers or BreakerRegistry(clock=clock),
         )

@@ -19,7 +19,10 @@ from dragon.domain.ports import (
     IncidentRepository,
     PolicyRepository,
     PrincipalRepository,
+    RunbookRepository,
+    RunRepository,
     SignalRepository,
+    SwitchRepository,
 )
 from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.inbox import (
@@ -36,6 +39,7 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.runs import SqlRunbookRepository, SqlRunRepository, SqlSwitchRepository
 
 
 class SqlUnitOfWork:
@@ -52,6 +56,9 @@ class SqlUnitOfWork:
         self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
+        self.runs: RunRepository = SqlRunRepository(session)
+        self.runbooks: RunbookRepository = SqlRunbookRepository(session)
+        self.switches: SwitchRepository = SqlSwitchRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
