@@ -185,6 +185,56 @@ class Settings(BaseSettings):
         30.0, gt=0, description="how long the LLM breaker stays open before one probe"
     )
 
+    actions_enabled: bool = Field(
+        True, description="global kill switch: false stops every action from running (audited)"
+    )
+    actions_dry_run: bool = Field(
+        False, description="runs record what they would have done and change nothing"
+    )
+    run_lease_seconds: float = Field(
+        300.0, gt=0, description="how long a worker holds a run before another may take it over"
+    )
+    run_max_attempts: int = Field(
+        5, ge=1, le=20, description="attempts (with backoff) for timeouts, 429 and 5xx"
+    )
+    run_retention_count: int = Field(
+        1000, ge=0, description="finished runs always kept, newest first, by the retention job"
+    )
+    run_retention_days: int = Field(
+        30, ge=1, description="finished runs beyond the kept count are pruned after this age"
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Dragon's address as people reach it, for links"
+    )
+    http_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="timeout of every call to a vendor's API"
+    )
+    github_api_url: str = Field("https://api.github.com", description="GitHub's REST API")
+    github_git_url: str = Field(
+        "https://github.com", description="where `git` clones and pushes GitHub repositories"
+    )
+    github_token: SecretStr | None = Field(
+        None, description="token for GitHub actions; or set the GitHub App settings instead"
+    )
+    github_app_id: str | None = Field(None, description="GitHub App id (the app JWT's iss)")
+    github_app_private_key: SecretStr | None = Field(
+        None, description="the GitHub App's PEM private key (RS256)"
+    )
+    github_app_installation_id: str | None = Field(
+        None, description="the installation whose access token Dragon uses"
+    )
+    gitlab_api_url: str = Field("https://gitlab.com", description="GitLab's address")
+    gitlab_token: SecretStr | None = Field(
+        None, description="GitLab token (PRIVATE-TOKEN) for GitLab actions; unset: none run"
+    )
+    jenkins_url: str | None = Field(None, description="Jenkins' address; unset: no Jenkins actions")
+    jenkins_user: str | None = Field(None, description="the Jenkins user Dragon builds as")
+    jenkins_api_token: SecretStr | None = Field(None, description="that user's Jenkins API token")
+    autofix_fixers: str = Field(
+        "*=ruff-format",
+        description="fixers per repository: `pattern=fixer+fixer,...`, first match wins",
+    )
+
     @field_validator("rate_limits")
     @classmethod
     def _rates_parse(cls, value: str) -> str:

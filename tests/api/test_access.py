@@ -36,6 +36,8 @@ DUMMY_IDS = {
     "delivery_id": "dlv_" + "0" * 28,
     "decision_id": "dec_" + "0" * 28,
     "key_id": "key_" + "0" * 28,
+    "run_id": "run_" + "0" * 28,
+    "name": "some-runbook",
 }
 # The specification the app's ACCESS table must match: who may call each route.
 BARS: dict[Route, Access] = {
@@ -105,6 +107,17 @@ BARS: dict[Route, Access] = {
     ("POST", "/keys/{key_id}/revoke"): Role.ADMIN,
     ("POST", "/api/v1/triage"): Role.DEVELOPER,
     ("POST", "/api/support/evaluate"): Role.DEVELOPER,
+    ("GET", "/api/v1/runs"): Role.VIEWER,
+    ("GET", "/api/v1/runs/{run_id}"): Role.VIEWER,
+    ("GET", "/api/v1/actions/switch"): Role.VIEWER,
+    ("PUT", "/api/v1/actions/switch"): Role.ADMIN,
+    ("POST", "/api/v1/runbooks"): Role.ADMIN,
+    ("GET", "/api/v1/runbooks"): Role.VIEWER,
+    ("GET", "/api/v1/runbooks/{name}"): Role.VIEWER,
+    ("POST", "/api/v1/runbooks/{name}/runs"): Role.DEVELOPER,
+    ("POST", "/api/generate"): Role.DEVELOPER,
+    ("POST", "/api/pr"): Role.DEVELOPER,
+    ("POST", "/api/create-autofix-pr"): Role.DEVELOPER,
 }
 ROUTES: list[Route] = sorted(BARS)
 PROTECTED = [route for route in ROUTES if BARS[route] != PUBLIC]

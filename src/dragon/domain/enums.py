@@ -96,3 +96,10 @@ class DeliveryStatus(StrEnum):
     PROCESSED = "processed"
     IGNORED = "ignored"
     DEAD = "dead"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
+from dragon.domain.execution import ActionHandler
 from dragon.domain.ports import (
     DeliveryInbox,
     FailureAnalyzer,
@@ -17,6 +18,7 @@ from dragon.domain.ports import (
     WebhookAdapter,
 )
 from dragon.domain.signals import Normalized, NormalizeOptions
+from dragon.services.actions_switch import ActionsSwitchService
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
 from dragon.services.dashboard import DashboardService
@@ -24,9 +26,12 @@ from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
 from dragon.services.live_updates import InProcessBroadcaster
+from dragon.services.outcomes import OutcomeService
 from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
+from dragon.services.runbooks import RUN_RUNBOOK, RunbookHandler, RunbookService
+from dragon.services.runs import ExecutionSettings, RunService
 from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
 
 
@@ -39,6 +44,19 @@ class InboxSettings:
     event_normalizer: Callable[..., Normalized]
     options: NormalizeOptions = field(default_factory=NormalizeOptions)
     max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class ExecutionWiring:
+    """What execution needs from the wiring: a handler per executable action, and limits."""
+
+    handlers: Mapping[str, ActionHandler] = field(default_factory=dict)
+    # Runbook-only steps (http_call, notify); runbooks may also use every handler above.
+    runbook_steps: Mapping[str, ActionHandler] = field(default_factory=dict)
+    settings: ExecutionSettings = field(default_factory=ExecutionSettings)
+    actions_enabled: bool = True
+    dry_run: bool = False
+    closers: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,10 @@ class Services:
     dashboard: DashboardService
     live: LiveUpdates
     playground: Playground
+    runs: RunService
+    actions: ActionsSwitchService
+    runbooks: RunbookService
+    outcomes: OutcomeService
 
     @classmethod
     def build(
@@ -71,11 +93,35 @@ class Services:
         analyzer: FailureAnalyzer | None = None,
         job_logs: JobLogSource | None = None,
         breakers: BreakerRegistry | None = None,
+        execution: ExecutionWiring | None = None,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
         decisions = DecisionService(uow, policies=policies, clock=clock)
+        execution = execution or ExecutionWiring()
+        handlers = dict(execution.handlers)
+        handlers[RUN_RUNBOOK] = RunbookHandler(
+            uow, steps={**execution.handlers, **execution.runbook_steps}
+        )
+        actions = ActionsSwitchService(
+            uow,
+            clock=clock,
+            setting_enabled=execution.actions_enabled,
+            dry_run=execution.dry_run,
+        )
         return cls(
+            runs=RunService(
+                uow,
+                policies=policies,
+                switch=actions,
+                handlers=handlers,
+                clock=clock,
+                settings=execution.settings,
+                closers=execution.closers,
+            ),
+            actions=actions,
+            runbooks=RunbookService(uow, decisions=decisions, clock=clock),
+            outcomes=OutcomeService(uow, decisions=decisions, clock=clock),
             ingest=IngestService(
                 uow,
                 inbox=delivery_inbox,

@@ -20,7 +20,10 @@ from dragon.domain.ports import (
     IncidentRepository,
     PolicyRepository,
     PrincipalRepository,
+    RunbookRepository,
+    RunRepository,
     SignalRepository,
+    SwitchRepository,
     TriageRepository,
 )
 from dragon.store.dashboard import SqlDashboardRepository
@@ -39,6 +42,7 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.runs import SqlRunbookRepository, SqlRunRepository, SqlSwitchRepository
 from dragon.store.triage import SqlTriageRepository
 
 
@@ -58,6 +62,9 @@ class SqlUnitOfWork:
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
         self.dashboard: DashboardRepository = SqlDashboardRepository(session)
         self.triages: TriageRepository = SqlTriageRepository(session)
+        self.runs: RunRepository = SqlRunRepository(session)
+        self.runbooks: RunbookRepository = SqlRunbookRepository(session)
+        self.switches: SwitchRepository = SqlSwitchRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
