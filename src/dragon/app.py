@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import structlog
+import yaml
 from fastapi import Depends, FastAPI
 
 from dragon.api.access import check_table_covers, enforce_access
@@ -20,26 +24,32 @@ from dragon.api.routes import (
     health,
     incidents,
     keys,
+    notifications,
     policy,
+    slack_actions,
     webhooks,
 )
 from dragon.api.routes import (
     events as event_routes,
 )
 from dragon.domain.clock import Clock, system_clock
-from dragon.domain.errors import DragonError
+from dragon.domain.errors import DragonError, ValidationFailed
+from dragon.domain.notification_routing import RoutingTable, parse_routing
 from dragon.domain.ports import WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
-from dragon.integrations import alertmanager, events, github, gitlab, jenkins
+from dragon.integrations import alertmanager, events, github, gitlab, jenkins, slack
+from dragon.integrations.channels import build_channels
 from dragon.services.auth import IssuedKey, JwtSettings
-from dragon.services.container import InboxSettings, Services
+from dragon.services.container import InboxSettings, NotifySettings, Services
 from dragon.services.context import SYSTEM_CALLER
+from dragon.services.notifications import DeliveryRules
 from dragon.settings import Profile, Settings, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.notifications import run_notification_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 
 log = structlog.get_logger("dragon")
@@ -89,6 +99,49 @@ def inbox_settings(settings: Settings) -> InboxSettings:
     )
 
 
+def load_routing(settings: Settings) -> RoutingTable:
+    """The notification routing file, validated; no file means no channels."""
+    if not settings.notifications_file:
+        return RoutingTable()
+    path = Path(settings.notifications_file)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed(
+            f"DRAGON_NOTIFICATIONS_FILE cannot be read: {type(exc).__name__}",
+            code="notification_config_invalid",
+        ) from None
+    return parse_routing(document)
+
+
+def notify_settings(settings: Settings, *, clock: Clock) -> NotifySettings:
+    routing = load_routing(settings)
+    http = httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False)
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    slack_client = (
+        slack.SlackClient(http, token=token, api_url=settings.slack_api_url) if token else None
+    )
+    signing = settings.slack_signing_secret
+    secret = signing.get_secret_value() if signing else None
+
+    def verify_chat(*, headers: Mapping[str, str], body: bytes) -> None:
+        slack.verify_request(headers=headers, body=body, secret=secret, now=clock().timestamp())
+
+    return NotifySettings(
+        routing=routing,
+        channels=build_channels(routing.channels, http=http, slack=slack_client),
+        rules=DeliveryRules(
+            max_attempts=settings.notification_max_attempts,
+            remind_before=timedelta(seconds=settings.approval_remind_before_seconds),
+            escalate_before=timedelta(seconds=settings.approval_escalate_before_seconds),
+        ),
+        directory=slack.SlackDirectory(slack_client),
+        verify_chat=verify_chat,
+        parse_chat=slack.parse_action,
+        close=http.aclose,
+    )
+
+
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
     jwt_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     return Services.build(
@@ -103,6 +156,7 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+        notify=notify_settings(settings, clock=clock),
     )
 
 
@@ -172,6 +226,13 @@ class Lifecycle:
                     )
                 )
             )
+            tasks.append(
+                asyncio.create_task(
+                    run_notification_worker(
+                        self.services, poll_seconds=self.settings.notification_poll_seconds
+                    )
+                )
+            )
         return tasks
 
     @contextlib.asynccontextmanager
@@ -191,6 +252,7 @@ class Lifecycle:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.services.ingest.close()
+            await self.services.notifications.close()
             await self.database.dispose()
 
 
@@ -221,6 +283,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.router,
         event_routes.router,
         deliveries.router,
+        notifications.router,
+        slack_actions.router,
     ):
         app.include_router(router)
     check_table_covers(app.routes)

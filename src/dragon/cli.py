@@ -31,6 +31,7 @@ from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.notifications import run_notification_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 
 T = TypeVar("T")
@@ -142,6 +143,9 @@ def worker() -> None:
             asyncio.create_task(
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
+            asyncio.create_task(
+                run_notification_worker(services, poll_seconds=settings.notification_poll_seconds)
+            ),
         ]
         err.print(f"dragon worker started on {database.dialect}")
         await stop.wait()
@@ -150,6 +154,7 @@ def worker() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await services.ingest.close()
+        await services.notifications.close()
         await database.dispose()
 
     asyncio.run(run())

@@ -87,3 +87,13 @@ class DeliveryStatus(StrEnum):
     PROCESSED = "processed"
     IGNORED = "ignored"
     DEAD = "dead"
+
+
+class NotificationStatus(StrEnum):
+    """One channel's copy of a notification: pending → sent | failed; or throttled/skipped."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    SKIPPED = "skipped"

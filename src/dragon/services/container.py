@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dragon.domain.clock import Clock
-from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.errors import Unauthenticated
+from dragon.domain.notification_routing import RoutingTable
+from dragon.domain.notifications import ChatAction
+from dragon.domain.ports import (
+    ChatDirectory,
+    DeliveryInbox,
+    NotificationChannel,
+    StoreHealth,
+    UnitOfWorkFactory,
+    WebhookAdapter,
+)
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
+from dragon.services.chat_approvals import ChatApprovals
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
+from dragon.services.notifications import DeliveryRules, NotificationService
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
 
@@ -28,6 +41,32 @@ class InboxSettings:
     max_attempts: int = 5
 
 
+class _NoDirectory:
+    async def email_of(self, user_id: str) -> str | None:
+        return None
+
+    async def tell(self, *, channel: str | None, user_id: str, text: str) -> None:
+        return None
+
+
+def _refuse_chat(**_: Any) -> None:
+    raise Unauthenticated("chat interactivity is not configured", code="slack_signature_invalid")
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """What notifications need from the wiring: routes, channel adapters, the chat workspace,
+    and how to verify and read the chat platform's button requests."""
+
+    routing: RoutingTable = field(default_factory=RoutingTable)
+    channels: Mapping[str, NotificationChannel] = field(default_factory=dict)
+    rules: DeliveryRules = field(default_factory=DeliveryRules)
+    directory: ChatDirectory = field(default_factory=_NoDirectory)
+    verify_chat: Callable[..., None] = _refuse_chat
+    parse_chat: Callable[[bytes], ChatAction] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+
+
 @dataclass(frozen=True)
 class Services:
     auth: AuthService
@@ -38,6 +77,9 @@ class Services:
     health: StoreHealth
     ingest: IngestService
     processor: DeliveryProcessor
+    notifications: NotificationService
+    chat: ChatApprovals
+    notify: NotifySettings
 
     @classmethod
     def build(
@@ -49,9 +91,22 @@ class Services:
         jwt: JwtSettings,
         inbox: InboxSettings,
         delivery_inbox: DeliveryInbox,
+        notify: NotifySettings | None = None,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
+        notify = notify or NotifySettings()
+        decisions = DecisionService(uow, policies=policies, clock=clock)
         return cls(
+            notifications=NotificationService(
+                uow,
+                routing=notify.routing,
+                channels=notify.channels,
+                clock=clock,
+                rules=notify.rules,
+                close=notify.close,
+            ),
+            chat=ChatApprovals(uow, decisions=decisions, directory=notify.directory, clock=clock),
+            notify=notify,
             ingest=IngestService(
                 uow,
                 inbox=delivery_inbox,
@@ -70,7 +125,7 @@ class Services:
             ),
             auth=AuthService(uow, clock=clock, jwt_settings=jwt),
             incidents=IncidentService(uow, clock=clock),
-            decisions=DecisionService(uow, policies=policies, clock=clock),
+            decisions=decisions,
             policies=policies,
             audit=AuditLog(uow),
             health=health,

@@ -17,6 +17,7 @@ from dragon.domain.ports import (
     DecisionRepository,
     DeliveryRepository,
     IncidentRepository,
+    NotificationRepository,
     PolicyRepository,
     PrincipalRepository,
     SignalRepository,
@@ -27,6 +28,7 @@ from dragon.store.inbox import (
     SqlDeliveryRepository,
     SqlSignalRepository,
 )
+from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
     SqlApiKeyRepository,
     SqlApprovalRepository,
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
         self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
+        self.notifications: NotificationRepository = SqlNotificationRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
