@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import structlog
+import yaml
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -31,10 +33,12 @@ from dragon.api.routes import (
     incidents,
     keys,
     legacy_actions,
+    notifications,
     playground,
     policy,
     runbooks,
     runs,
+    slack_actions,
     triage,
     webhooks,
 )
@@ -44,8 +48,9 @@ from dragon.api.routes import (
 from dragon.api.sessions import SessionCodec
 from dragon.domain.breaker import BreakerRegistry, CircuitBreaker
 from dragon.domain.clock import Clock, system_clock
-from dragon.domain.errors import DragonError
+from dragon.domain.errors import DragonError, ValidationFailed
 from dragon.domain.execution import ActionHandler, BySource
+from dragon.domain.notification_routing import RoutingTable, parse_routing
 from dragon.domain.ports import WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
 from dragon.integrations import (
@@ -57,8 +62,10 @@ from dragon.integrations import (
     gitlab_logs,
     jenkins,
     jenkins_logs,
+    slack,
 )
 from dragon.integrations.action_http import default_timeout
+from dragon.integrations.channels import build_channels
 from dragon.integrations.github_actions import GitHubActions, GitHubSettings, parse_fixers
 from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
 from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
@@ -68,8 +75,9 @@ from dragon.integrations.job_logs import JobLogs, TailLimits, VendorLogFetcher
 from dragon.integrations.llm import LlmAnalyzer, LlmSettings
 from dragon.integrations.llm import build_client as build_llm_client
 from dragon.services.auth import IssuedKey, JwtSettings
-from dragon.services.container import ExecutionWiring, InboxSettings, Services
+from dragon.services.container import ExecutionWiring, InboxSettings, NotifySettings, Services
 from dragon.services.context import SYSTEM_CALLER
+from dragon.services.notifications import DeliveryRules
 from dragon.services.runs import ExecutionSettings
 from dragon.services.triage import TriageSettings
 from dragon.settings import Profile, Settings, origin_list, runbook_map, secret_list
@@ -80,6 +88,7 @@ from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.live_feed import run_dashboard_feed
+from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
@@ -306,6 +315,49 @@ def execution_wiring(
     )
 
 
+def load_routing(settings: Settings) -> RoutingTable:
+    """The notification routing file, validated; no file means no channels."""
+    if not settings.notifications_file:
+        return RoutingTable()
+    path = Path(settings.notifications_file)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed(
+            f"DRAGON_NOTIFICATIONS_FILE cannot be read: {type(exc).__name__}",
+            code="notification_config_invalid",
+        ) from None
+    return parse_routing(document)
+
+
+def notify_settings(settings: Settings, *, clock: Clock) -> NotifySettings:
+    routing = load_routing(settings)
+    http = httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False)
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    slack_client = (
+        slack.SlackClient(http, token=token, api_url=settings.slack_api_url) if token else None
+    )
+    signing = settings.slack_signing_secret
+    secret = signing.get_secret_value() if signing else None
+
+    def verify_chat(*, headers: Mapping[str, str], body: bytes) -> None:
+        slack.verify_request(headers=headers, body=body, secret=secret, now=clock().timestamp())
+
+    return NotifySettings(
+        routing=routing,
+        channels=build_channels(routing.channels, http=http, slack=slack_client),
+        rules=DeliveryRules(
+            max_attempts=settings.notification_max_attempts,
+            remind_before=timedelta(seconds=settings.approval_remind_before_seconds),
+            escalate_before=timedelta(seconds=settings.approval_escalate_before_seconds),
+        ),
+        directory=slack.SlackDirectory(slack_client),
+        verify_chat=verify_chat,
+        parse_chat=slack.parse_action,
+        close=http.aclose,
+    )
+
+
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
     jwt_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     breakers = BreakerRegistry(clock=clock)
@@ -330,6 +382,7 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+        notify=notify_settings(settings, clock=clock),
     )
 
 
@@ -434,6 +487,13 @@ class Lifecycle:
                     run_action_worker(self.services, poll_seconds=self.settings.worker_poll_seconds)
                 )
             )
+            tasks.append(
+                asyncio.create_task(
+                    run_notification_worker(
+                        self.services, poll_seconds=self.settings.notification_poll_seconds
+                    )
+                )
+            )
         return tasks
 
     @contextlib.asynccontextmanager
@@ -455,6 +515,7 @@ class Lifecycle:
             await self.services.ingest.close()
             await self.services.triage.close()
             await self.services.runs.close()
+            await self.services.notifications.close()
             await self.database.dispose()
 
 
@@ -493,6 +554,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         runs.router,
         runbooks.router,
         legacy_actions.router,
+        notifications.router,
+        slack_actions.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -31,6 +31,7 @@ from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
@@ -149,6 +150,9 @@ def worker() -> None:
             asyncio.create_task(
                 run_action_worker(services, poll_seconds=settings.worker_poll_seconds)
             ),
+            asyncio.create_task(
+                run_notification_worker(services, poll_seconds=settings.notification_poll_seconds)
+            ),
         ]
         if settings.triage_enabled:
             tasks.append(
@@ -166,6 +170,7 @@ def worker() -> None:
         await services.ingest.close()
         await services.triage.close()
         await services.runs.close()
+        await services.notifications.close()
         await database.dispose()
 
     asyncio.run(run())

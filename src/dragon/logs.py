@@ -96,3 +96,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
         logging.getLogger(name).propagate = True
     # The access middleware logs each request with its correlation id; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs each request's full URL at INFO, and notification channel URLs carry secrets
+    # (Teams and webhook URLs); their failures are logged by Dragon without the URL.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -104,6 +104,31 @@ class Settings(BaseSettings):
         "playground=10/hour,approvals=20/hour,generate=50/hour",
         description="requests allowed per route scope, comma-separated `scope=rate`",
     )
+    notifications_file: str | None = Field(
+        None, description="YAML file of notification channels and routes; unset sends nothing"
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="verifies Slack interactivity requests (Approve/Reject buttons)"
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (xoxb-...) for chat.postMessage, chat.update, users.info"
+    )
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
+    notification_max_attempts: int = Field(
+        6, ge=1, le=50, description="delivery attempts per notification before it is failed"
+    )
+    notification_poll_seconds: float = Field(
+        2.0, gt=0, description="how often the notification worker looks for work"
+    )
+    notification_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="timeout of one call to a notification channel"
+    )
+    approval_remind_before_seconds: float = Field(
+        900.0, ge=0, description="remind approvers this long before a pending decision expires"
+    )
+    approval_escalate_before_seconds: float = Field(
+        300.0, ge=0, description="escalate to the next route this long before expiry"
+    )
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
@@ -253,6 +278,7 @@ class Settings(BaseSettings):
             "gitlab_webhook_token": self.gitlab_webhook_token,
             "jenkins_webhook_secret": self.jenkins_webhook_secret,
             "alertmanager_token": self.alertmanager_token,
+            "slack_signing_secret": self.slack_signing_secret,
         }
         if self.jwt_algorithm.startswith("HS"):
             optional["jwt_secret"] = self.jwt_secret

@@ -11,6 +11,7 @@ from dragon.domain.enums import (
     DecisionStatus,
     DeliveryStatus,
     IncidentStatus,
+    NotificationStatus,
     PrincipalKind,
     RiskLevel,
     Role,
@@ -265,3 +266,38 @@ class ActionsSwitch:
     reason: str = ""
     changed_by: str
     changed_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class NotificationEvent:
+    """The outbox: one state change worth telling people about, written in the same
+    transaction as the change. `subject` is a snapshot of the incident and decision."""
+
+    id: str
+    event: str
+    incident_id: str | None = None
+    decision_id: str | None = None
+    subject: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime
+    routed_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Notification:
+    """One event's delivery to one channel, with its retries."""
+
+    id: str
+    event_id: str
+    event: str
+    incident_id: str | None = None
+    decision_id: str | None = None
+    channel: str
+    route: str
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    state: str = ""
+    external_ref: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None

@@ -103,3 +103,13 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class NotificationStatus(StrEnum):
+    """One channel's copy of a notification: pending → sent | failed; or throttled/skipped."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    SKIPPED = "skipped"

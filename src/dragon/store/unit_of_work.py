@@ -18,6 +18,7 @@ from dragon.domain.ports import (
     DecisionRepository,
     DeliveryRepository,
     IncidentRepository,
+    NotificationRepository,
     PolicyRepository,
     PrincipalRepository,
     RunbookRepository,
@@ -33,6 +34,7 @@ from dragon.store.inbox import (
     SqlDeliveryRepository,
     SqlSignalRepository,
 )
+from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
     SqlApiKeyRepository,
     SqlApprovalRepository,
@@ -65,6 +67,7 @@ class SqlUnitOfWork:
         self.runs: RunRepository = SqlRunRepository(session)
         self.runbooks: RunbookRepository = SqlRunbookRepository(session)
         self.switches: SwitchRepository = SqlSwitchRepository(session)
+        self.notifications: NotificationRepository = SqlNotificationRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
