@@ -396,7 +396,7 @@ async def test_channel_urls_never_reach_the_logs_even_at_debug(
     clock: FakeClock,
     debug_logs: pytest.CaptureFixture[str],
 ) -> None:
-    configure_logging(level="debug", fmt="json")
+    configure_logging(level="debug", fmt="json", cache_loggers=False)
     debug_logs.readouterr()
     peer.responder = lambda got: Answer(500 if "IncomingWebhook" in got.path else 202, {})
     await open_incident(client, keys, severity="SEV1")
