@@ -203,7 +203,7 @@ async def observed(
     )
     app = create_app(settings, clock=FakeClock())
     outcomes: dict[tuple[Route, str], Outcome] = {}
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         auth = app.state.services.auth
         secrets = {}
         for role in Role:

@@ -247,7 +247,7 @@ async def test_the_setting_kill_switch_is_audited_at_start_and_stops_every_actio
     settings: Settings, clock: FakeClock, github: FakeGitHub
 ) -> None:
     app = create_app(changed(settings, actions_enabled=False), clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         services: Services = app.state.services
         assert await services.runs.run_due() == 0
         state = await services.actions.state()
@@ -261,7 +261,7 @@ async def test_dry_run_records_what_would_have_been_done_and_calls_nothing(
     settings: Settings, clock: FakeClock, github: FakeGitHub
 ) -> None:
     app = create_app(changed(settings, actions_dry_run=True), clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         services: Services = app.state.services
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
@@ -330,7 +330,7 @@ async def test_two_workers_racing_for_the_same_decisions_act_once_each(  # noqa:
         for i in range(4)
     ]
     second = create_app(settings, clock=clock)
-    async with LifespanManager(second):
+    async with LifespanManager(second, startup_timeout=60, shutdown_timeout=60):
         await asyncio.gather(
             run_pass(services), run_pass(second.state.services), run_pass(services)
         )
@@ -362,7 +362,7 @@ async def test_a_github_app_signs_an_rs256_jwt_and_caches_the_installation_token
         github_app_installation_id="67890",
     )
     app = create_app(app_settings, clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         services: Services = app.state.services
         dev = await services.auth.create_key(SYSTEM_CALLER, name="dev", role=Role.DEVELOPER)
         transport = httpx.ASGITransport(app=app)
