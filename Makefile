@@ -9,7 +9,11 @@ AXE := var/npm/node_modules/axe-core/axe.min.js
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
 DRAGON_TEST_POSTGRES_URL ?=
 
-.PHONY: install run test lint unit-test bench bench-ingest bench-console clean
+# The contract tests' mock server (Prism) and GitHub's OpenAPI description, pinned by the lock.
+CONTRACT := tests/contract
+CONTRACT_STAMP := $(CONTRACT)/node_modules/.package-lock.json
+
+.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-console clean contract-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +28,12 @@ $(AXE): Makefile
 	npm install --no-save --no-audit --no-fund --prefix var/npm axe-core@$(AXE_CORE_VERSION)
 	touch $(AXE)
 
+$(CONTRACT_STAMP): $(CONTRACT)/package.json $(CONTRACT)/package-lock.json
+	npm ci --prefix $(CONTRACT) --no-audit --no-fund --loglevel=error
+	touch $(CONTRACT_STAMP)
+
+contract-deps: $(CONTRACT_STAMP)
+
 run: install
 	$(BIN)/dragon migrate
 	$(BIN)/dragon serve
@@ -34,10 +44,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit-test: install $(AXE)
+unit-test: install contract-deps $(AXE)
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
 
-test: lint $(AXE)
+test: lint contract-deps $(AXE)
 	@echo "== test suite on SQLite =="
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
 	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \
@@ -53,8 +63,11 @@ bench-ingest: install
 bench-console: install
 	$(BIN)/python bench/bench_console.py
 
-bench: bench-ingest bench-console
+bench-triage: install
+	$(BIN)/python bench/bench_triage.py
+
+bench: bench-ingest bench-triage bench-console
 	$(BIN)/python bench/bench_core.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CONTRACT)/node_modules

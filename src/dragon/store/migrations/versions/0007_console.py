@@ -1,7 +1,7 @@
 """console: index incidents and decisions by creation time for the dashboard's window
 
 Revision ID: 0007_console
-Revises: 0002
+Revises: 0006_notifications
 Create Date: 2026-12-02
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0007_console"
-down_revision = "0002"
+down_revision = "0006_notifications"
 branch_labels = None
 depends_on = None
 
