@@ -122,6 +122,7 @@ def llm_analyzer(settings: Settings, breakers: BreakerRegistry) -> LlmAnalyzer |
         base_url=settings.llm_base_url,
         model=settings.llm_model,
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        api_key_header=settings.llm_api_key_header,
         total_timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
     )
