@@ -11,6 +11,7 @@ from dragon.domain.ports import (
     DeliveryInbox,
     FailureAnalyzer,
     JobLogSource,
+    LiveUpdates,
     StoreHealth,
     UnitOfWorkFactory,
     WebhookAdapter,
@@ -18,9 +19,12 @@ from dragon.domain.ports import (
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
+from dragon.services.dashboard import DashboardService
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
+from dragon.services.live_updates import InProcessBroadcaster
+from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
 from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
@@ -49,6 +53,9 @@ class Services:
     processor: DeliveryProcessor
     triage: TriageService
     breakers: BreakerRegistry
+    dashboard: DashboardService
+    live: LiveUpdates
+    playground: Playground
 
     @classmethod
     def build(
@@ -101,4 +108,7 @@ class Services:
             audit=AuditLog(uow),
             health=health,
             breakers=breakers or BreakerRegistry(clock=clock),
+            dashboard=DashboardService(uow, clock=clock),
+            live=InProcessBroadcaster(),
+            playground=Playground(clock=clock),
         )
