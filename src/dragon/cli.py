@@ -31,6 +31,8 @@ from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.notifications import run_notification_worker
+from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
 
@@ -67,9 +69,11 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
     async def run() -> T:
         database = connect(settings.database_url, pool_size=2)
+        services = build_services(settings, database, clock=system_clock)
         try:
-            return await work(build_services(settings, database, clock=system_clock))
+            return await work(services)
         finally:
+            await services.runs.close()
             await database.dispose()
 
     try:
@@ -143,6 +147,12 @@ def worker() -> None:
             asyncio.create_task(
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
+            asyncio.create_task(
+                run_action_worker(services, poll_seconds=settings.worker_poll_seconds)
+            ),
+            asyncio.create_task(
+                run_notification_worker(services, poll_seconds=settings.notification_poll_seconds)
+            ),
         ]
         if settings.triage_enabled:
             tasks.append(
@@ -150,6 +160,7 @@ def worker() -> None:
                     run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
                 )
             )
+        await services.actions.record_setting(CLI_CALLER)
         err.print(f"dragon worker started on {database.dialect}")
         await stop.wait()
         # A pass in progress finishes its transaction or rolls back; either way nothing is lost.
@@ -158,6 +169,8 @@ def worker() -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await services.ingest.close()
         await services.triage.close()
+        await services.runs.close()
+        await services.notifications.close()
         await database.dispose()
 
     asyncio.run(run())

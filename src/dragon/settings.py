@@ -104,6 +104,31 @@ class Settings(BaseSettings):
         "playground=10/hour,approvals=20/hour,generate=50/hour",
         description="requests allowed per route scope, comma-separated `scope=rate`",
     )
+    notifications_file: str | None = Field(
+        None, description="YAML file of notification channels and routes; unset sends nothing"
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="verifies Slack interactivity requests (Approve/Reject buttons)"
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (xoxb-...) for chat.postMessage, chat.update, users.info"
+    )
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
+    notification_max_attempts: int = Field(
+        6, ge=1, le=50, description="delivery attempts per notification before it is failed"
+    )
+    notification_poll_seconds: float = Field(
+        2.0, gt=0, description="how often the notification worker looks for work"
+    )
+    notification_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="timeout of one call to a notification channel"
+    )
+    approval_remind_before_seconds: float = Field(
+        900.0, ge=0, description="remind approvers this long before a pending decision expires"
+    )
+    approval_escalate_before_seconds: float = Field(
+        300.0, ge=0, description="escalate to the next route this long before expiry"
+    )
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
@@ -189,6 +214,56 @@ class Settings(BaseSettings):
         30.0, gt=0, description="how long the LLM breaker stays open before one probe"
     )
 
+    actions_enabled: bool = Field(
+        True, description="global kill switch: false stops every action from running (audited)"
+    )
+    actions_dry_run: bool = Field(
+        False, description="runs record what they would have done and change nothing"
+    )
+    run_lease_seconds: float = Field(
+        300.0, gt=0, description="how long a worker holds a run before another may take it over"
+    )
+    run_max_attempts: int = Field(
+        5, ge=1, le=20, description="attempts (with backoff) for timeouts, 429 and 5xx"
+    )
+    run_retention_count: int = Field(
+        1000, ge=0, description="finished runs always kept, newest first, by the retention job"
+    )
+    run_retention_days: int = Field(
+        30, ge=1, description="finished runs beyond the kept count are pruned after this age"
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Dragon's address as people reach it, for links"
+    )
+    http_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="timeout of every call to a vendor's API"
+    )
+    github_api_url: str = Field("https://api.github.com", description="GitHub's REST API")
+    github_git_url: str = Field(
+        "https://github.com", description="where `git` clones and pushes GitHub repositories"
+    )
+    github_token: SecretStr | None = Field(
+        None, description="token for GitHub actions; or set the GitHub App settings instead"
+    )
+    github_app_id: str | None = Field(None, description="GitHub App id (the app JWT's iss)")
+    github_app_private_key: SecretStr | None = Field(
+        None, description="the GitHub App's PEM private key (RS256)"
+    )
+    github_app_installation_id: str | None = Field(
+        None, description="the installation whose access token Dragon uses"
+    )
+    gitlab_api_url: str = Field("https://gitlab.com", description="GitLab's address")
+    gitlab_token: SecretStr | None = Field(
+        None, description="GitLab token (PRIVATE-TOKEN) for GitLab actions; unset: none run"
+    )
+    jenkins_url: str | None = Field(None, description="Jenkins' address; unset: no Jenkins actions")
+    jenkins_user: str | None = Field(None, description="the Jenkins user Dragon builds as")
+    jenkins_api_token: SecretStr | None = Field(None, description="that user's Jenkins API token")
+    autofix_fixers: str = Field(
+        "*=ruff-format",
+        description="fixers per repository: `pattern=fixer+fixer,...`, first match wins",
+    )
+
     @field_validator("rate_limits")
     @classmethod
     def _rates_parse(cls, value: str) -> str:
@@ -207,6 +282,7 @@ class Settings(BaseSettings):
             "gitlab_webhook_token": self.gitlab_webhook_token,
             "jenkins_webhook_secret": self.jenkins_webhook_secret,
             "alertmanager_token": self.alertmanager_token,
+            "slack_signing_secret": self.slack_signing_secret,
         }
         if self.jwt_algorithm.startswith("HS"):
             optional["jwt_secret"] = self.jwt_secret

@@ -285,7 +285,7 @@ async def test_triage_of_a_github_webhook_reads_the_failed_jobs_log(
         update={"triage_github_api_url": api_url, "triage_github_token": SecretStr(TOKEN)}
     )
     application = create_app(configured, clock=clock)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
         services: Services = application.state.services
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:

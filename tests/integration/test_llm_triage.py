@@ -54,7 +54,7 @@ async def llm_app(
         }
     )
     application = create_app(configured, clock=clock)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
         yield application
 
 

@@ -96,3 +96,20 @@ class DeliveryStatus(StrEnum):
     PROCESSED = "processed"
     IGNORED = "ignored"
     DEAD = "dead"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class NotificationStatus(StrEnum):
+    """One channel's copy of a notification: pending → sent | failed; or throttled/skipped."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    SKIPPED = "skipped"

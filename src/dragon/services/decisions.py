@@ -9,7 +9,7 @@ from typing import Any
 from dragon.domain.actions import action_spec
 from dragon.domain.approvals import is_expired, judge_verdict
 from dragon.domain.clock import Clock
-from dragon.domain.entities import Approval, Decision
+from dragon.domain.entities import Approval, Decision, Incident
 from dragon.domain.enums import ApprovalChannel, DecisionStatus, Verdict
 from dragon.domain.errors import Conflict, Forbidden, NotFound
 from dragon.domain.ids import new_id
@@ -20,6 +20,7 @@ from dragon.domain.transitions import transition_decision
 from dragon.services.audit_log import record
 from dragon.services.context import SYSTEM_CALLER, Caller
 from dragon.services.incidents import load_incident
+from dragon.services.outbox import notify
 from dragon.services.policies import PolicyService
 
 _OUTCOME_STATUS = {
@@ -56,12 +57,19 @@ class Assessed:
     branch: str | None
     environment: str | None
     source: str | None
+    incident: Incident | None = None
 
 
 @dataclass(frozen=True)
 class DecisionView:
     decision: Decision
     approvals: list[Approval]
+
+
+def _verdict_event(verdict: Verdict, status: DecisionStatus, *, moved: bool) -> str:
+    if not moved:
+        return "decision.approval_recorded"
+    return "decision.rejected" if verdict is Verdict.REJECT else f"decision.{status.value}"
 
 
 async def load_decision(uow: UnitOfWork, decision_id: str, *, for_update: bool = False) -> Decision:
@@ -93,6 +101,7 @@ class DecisionService:
         spec = action_spec(proposal.action)
         repo, branch = proposal.repo, proposal.branch
         environment, source = proposal.environment, proposal.source
+        incident: Incident | None = None
         if proposal.incident_id:
             incident = await load_incident(uow, proposal.incident_id)
             repo, branch = repo or incident.repo, branch or incident.branch
@@ -122,6 +131,7 @@ class DecisionService:
             branch=branch,
             environment=environment,
             source=source,
+            incident=incident,
         )
 
     async def propose_in(
@@ -194,6 +204,15 @@ class DecisionService:
             target_id=decision.id,
             now=now,
         )
+        # One notification per proposal, named for where policy sent it.
+        await notify(
+            uow,
+            event=f"decision.{target.value}",
+            now=now,
+            incident=assessed.incident,
+            decision=decision,
+            details={"proposer": caller.principal.name, "policy_reason": verdict.reason},
+        )
         return decision
 
     async def get(self, decision_id: str) -> DecisionView:
@@ -264,7 +283,8 @@ class DecisionService:
                         "policy_version": decision.policy_version,
                     },
                 )
-                if outcome.new_status is not decision.status:
+                moved = outcome.new_status is not decision.status
+                if moved:
                     transition_decision(decision, outcome.new_status, now=now)
                     await record(
                         uow,
@@ -275,6 +295,18 @@ class DecisionService:
                         now=now,
                         details={"approvals": outcome.approvals_count},
                     )
+                await notify(
+                    uow,
+                    event=_verdict_event(verdict, outcome.new_status, moved=moved),
+                    now=now,
+                    decision=decision,
+                    details={
+                        "by": caller.principal.name,
+                        "verdict": verdict.value,
+                        "via": via.value,
+                        "approvals": outcome.approvals_count,
+                    },
+                )
                 existing.append(approval)
             await uow.commit()
         if refusal is not None:
@@ -317,6 +349,7 @@ class DecisionService:
                 "expires_at": decision.expires_at.isoformat() if decision.expires_at else None
             },
         )
+        await notify(uow, event="decision.expired", now=now, decision=decision)
 
     async def expire_overdue(self, *, batch: int = 100) -> int:
         """Expire pending decisions past their deadline; returns how many it expired."""

@@ -18,9 +18,13 @@ from dragon.domain.ports import (
     DecisionRepository,
     DeliveryRepository,
     IncidentRepository,
+    NotificationRepository,
     PolicyRepository,
     PrincipalRepository,
+    RunbookRepository,
+    RunRepository,
     SignalRepository,
+    SwitchRepository,
     TriageRepository,
 )
 from dragon.store.dashboard import SqlDashboardRepository
@@ -30,6 +34,7 @@ from dragon.store.inbox import (
     SqlDeliveryRepository,
     SqlSignalRepository,
 )
+from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
     SqlApiKeyRepository,
     SqlApprovalRepository,
@@ -39,6 +44,7 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.runs import SqlRunbookRepository, SqlRunRepository, SqlSwitchRepository
 from dragon.store.triage import SqlTriageRepository
 
 
@@ -56,8 +62,12 @@ class SqlUnitOfWork:
         self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
-        self.triages: TriageRepository = SqlTriageRepository(session)
         self.dashboard: DashboardRepository = SqlDashboardRepository(session)
+        self.triages: TriageRepository = SqlTriageRepository(session)
+        self.runs: RunRepository = SqlRunRepository(session)
+        self.runbooks: RunbookRepository = SqlRunbookRepository(session)
+        self.switches: SwitchRepository = SqlSwitchRepository(session)
+        self.notifications: NotificationRepository = SqlNotificationRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
