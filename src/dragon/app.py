@@ -14,6 +14,7 @@ import httpx
 import structlog
 import yaml
 from fastapi import Depends, FastAPI
+from pydantic import SecretStr
 from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
@@ -46,7 +47,7 @@ from dragon.api.routes import (
     events as event_routes,
 )
 from dragon.api.sessions import SessionCodec
-from dragon.domain.breaker import BreakerRegistry, CircuitBreaker
+from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError, ValidationFailed
 from dragon.domain.execution import ActionHandler, BySource
@@ -57,11 +58,8 @@ from dragon.integrations import (
     alertmanager,
     events,
     github,
-    github_logs,
     gitlab,
-    gitlab_logs,
     jenkins,
-    jenkins_logs,
     slack,
 )
 from dragon.integrations.action_http import default_timeout
@@ -71,7 +69,8 @@ from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
 from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
 from dragon.integrations.http_step import HttpStep
 from dragon.integrations.jenkins_api import JenkinsActions, JenkinsClient
-from dragon.integrations.job_logs import JobLogs, TailLimits, VendorLogFetcher
+from dragon.integrations.job_log_sources import LogSourceConfig, build_job_logs
+from dragon.integrations.job_logs import JobLogs, TailLimits
 from dragon.integrations.llm import LlmAnalyzer, LlmSettings
 from dragon.integrations.llm import build_client as build_llm_client
 from dragon.services.auth import IssuedKey, JwtSettings
@@ -155,6 +154,7 @@ def llm_analyzer(settings: Settings, breakers: BreakerRegistry) -> LlmAnalyzer |
         base_url=settings.llm_base_url,
         model=settings.llm_model,
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        api_key_header=settings.llm_api_key_header,
         total_timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
     )
@@ -173,54 +173,23 @@ def job_log_source(
     settings: Settings, breakers: BreakerRegistry
 ) -> tuple[JobLogs | None, list[httpx.AsyncClient]]:
     """The vendors whose job logs triage may fetch: those with credentials configured."""
-    limits = TailLimits(
-        max_bytes=settings.triage_log_max_bytes, timeout=settings.triage_log_timeout_seconds
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value else None
+
+    config = LogSourceConfig(
+        limits=TailLimits(
+            max_bytes=settings.triage_log_max_bytes, timeout=settings.triage_log_timeout_seconds
+        ),
+        github_api_url=settings.triage_github_api_url,
+        github_token=secret(settings.triage_github_token),
+        gitlab_url=settings.triage_gitlab_url,
+        gitlab_token=secret(settings.triage_gitlab_token),
+        jenkins_url=settings.triage_jenkins_url,
+        jenkins_user=settings.triage_jenkins_user,
+        jenkins_token=secret(settings.triage_jenkins_token),
     )
-    fetchers: dict[str, tuple[VendorLogFetcher, CircuitBreaker]] = {}
-    clients: list[httpx.AsyncClient] = []
-
-    def client() -> httpx.AsyncClient:
-        made = httpx.AsyncClient(
-            timeout=httpx.Timeout(limits.timeout, connect=min(5.0, limits.timeout)),
-            follow_redirects=True,
-            max_redirects=3,
-        )
-        clients.append(made)
-        return made
-
-    if settings.triage_github_token:
-        fetchers[github_logs.SOURCE] = (
-            github_logs.GithubJobLogs(
-                client(),
-                api_url=settings.triage_github_api_url,
-                token=settings.triage_github_token.get_secret_value(),
-                limits=limits,
-            ),
-            breakers.breaker("github_logs"),
-        )
-    if settings.triage_gitlab_token:
-        fetchers[gitlab_logs.SOURCE] = (
-            gitlab_logs.GitlabJobLogs(
-                client(),
-                base_url=settings.triage_gitlab_url,
-                token=settings.triage_gitlab_token.get_secret_value(),
-                limits=limits,
-            ),
-            breakers.breaker("gitlab_logs"),
-        )
-    if settings.triage_jenkins_url:
-        token = settings.triage_jenkins_token
-        fetchers[jenkins_logs.SOURCE] = (
-            jenkins_logs.JenkinsJobLogs(
-                client(),
-                base_url=settings.triage_jenkins_url,
-                user=settings.triage_jenkins_user,
-                token=token.get_secret_value() if token else None,
-                limits=limits,
-            ),
-            breakers.breaker("jenkins_logs"),
-        )
-    return (JobLogs(fetchers) if fetchers else None), clients
+    return build_job_logs(config, breakers)
 
 
 def github_auth(settings: Settings, *, clock: Clock) -> GitHubAuth | None:

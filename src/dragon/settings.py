@@ -193,7 +193,11 @@ class Settings(BaseSettings):
         None, description="OpenAI-compatible API base (…/v1); unset: the built-in analyzer only"
     )
     llm_model: str = Field("gpt-4o-mini", description="model name sent to the LLM endpoint")
-    llm_api_key: SecretStr | None = Field(None, description="bearer key for the LLM endpoint")
+    llm_api_key: SecretStr | None = Field(None, description="key for the LLM endpoint")
+    llm_api_key_header: Literal["authorization", "api-key"] = Field(
+        "authorization",
+        description="how the key is sent: `Authorization: Bearer` or Azure OpenAI's `api-key`",
+    )
     llm_connect_timeout_seconds: float = Field(
         5.0, gt=0, le=60, description="connect timeout of one LLM call"
     )

@@ -57,6 +57,8 @@ def dragon_env(database_url: str, **settings: str) -> dict[str, str]:
         DRAGON_BOOTSTRAP_ADMIN="false",
         DRAGON_LOG_FORMAT="json",
         DRAGON_DB_POOL_SIZE="20",
+        # Ingestion alone is measured here: triage's own loop would add audit events meanwhile.
+        DRAGON_TRIAGE_ENABLED="false",
     )
     env.update({f"DRAGON_{name.upper()}": value for name, value in settings.items()})
     return env

@@ -213,3 +213,22 @@ async def test_the_breaker_opens_after_repeated_failures_then_recovers_through_o
     await analyzer.close()
     assert probe.provenance["analyzer"] == "llm"
     assert breaker.state is BreakerState.CLOSED
+
+
+async def test_the_key_can_travel_as_azure_openais_api_key_header(
+    server: OpenAiServer, clock: FakeClock
+) -> None:
+    settings = LlmSettings(
+        base_url=server.url, model="gpt-4o", api_key=API_KEY, api_key_header="api-key"
+    )
+    breaker = CircuitBreaker("llm", clock=clock)
+    analyzer = LlmAnalyzer(
+        build_client(settings, connect_timeout=1.0), settings=settings, breaker=breaker
+    )
+    server.then(Step(answer=GOOD))
+    got = await analyzer.analyze(DNS_LOG, CONTEXT)
+    await analyzer.close()
+    assert got.provenance["analyzer"] == "llm"
+    [request] = server.requests
+    assert request["headers"]["api-key"] == API_KEY
+    assert "authorization" not in request["headers"]

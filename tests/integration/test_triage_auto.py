@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from dragon.domain.enums import TriageStatus
+from dragon.app import create_app
+from dragon.domain.enums import Role, TriageStatus
 from dragon.domain.triage import Analysis, TriageContext, analyze
 from dragon.services.container import Services
+from dragon.services.context import SYSTEM_CALLER
 from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
+from dragon.settings import Settings
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.conftest import FakeClock, Keys
 
@@ -263,3 +267,68 @@ async def test_a_change_freeze_adds_its_factor_and_holds_a_rerun_for_approval(
     weights = {f["name"]: f["weight"] for f in decision["risk"]["factors"]}
     assert weights["change_freeze"] == 30
     assert decision["status"] == "pending_approval"
+
+
+async def test_a_last_attempt_whose_worker_stopped_is_settled_as_failed(
+    app: FastAPI, client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
+) -> None:
+    await report_failure(client, keys, log=corpus_log("unknown/exit_code_42.log"))
+    await services.processor.run_due()
+    incident_id = await only_incident(client, keys)
+    uow = SqlUnitOfWorkFactory(app.state.database)
+    for attempt in range(2):  # two claims, each abandoned by a worker that stopped
+        async with uow() as work:
+            assert await work.triages.claim(
+                incident_id,
+                token=f"crashed-{attempt}",
+                now=clock(),
+                lease_until=clock(),
+                max_attempts=2,
+            )
+            await work.commit()
+        clock.advance(seconds=1)
+    triage = _service(app, services, clock, BuiltinAnalyzer())
+    assert await triage.run_pending() == 0
+    async with uow(write=False) as work:
+        run = await work.triages.get(incident_id)
+    assert run is not None
+    assert run.status is TriageStatus.FAILED
+    assert run.last_error == "the worker stopped during the last attempt"
+    assert await triage.run_pending() == 0
+    assert await decisions_of(client, keys, incident_id) == []
+
+
+async def test_the_embedded_workers_triage_a_new_incident_without_waiting_for_a_poll(
+    settings: Settings, clock: FakeClock
+) -> None:
+    # Both polls are an hour: only the delivery worker's nudge can make triage run in time.
+    running = settings.model_copy(
+        update={"worker_enabled": True, "worker_poll_seconds": 3600, "triage_poll_seconds": 3600}
+    )
+    application = create_app(running, clock=clock)
+    async with LifespanManager(application):
+        services: Services = application.state.services
+        issued = await services.auth.create_key(SYSTEM_CALLER, name="dev", role=Role.DEVELOPER)
+        keys = {"Authorization": f"Bearer {issued.secret}"}
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+            await asyncio.sleep(0.2)  # the workers' first passes found nothing
+            sent = await http.post(
+                "/api/v1/events",
+                json={
+                    "kind": "ci_failure",
+                    "title": "lint failed",
+                    "repo": "acme/app",
+                    "log_excerpt": corpus_log("lint_format/ruff_format_check.log"),
+                },
+                headers={**keys, "Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert sent.status_code == 202, sent.text
+            decisions: list[Any] = []
+            for _ in range(100):
+                listed = await http.get("/api/v1/decisions", headers=keys)
+                decisions = listed.json()["items"]
+                if decisions:
+                    break
+                await asyncio.sleep(0.05)
+    assert [d["action"] for d in decisions] == ["autofix_pull_request"]

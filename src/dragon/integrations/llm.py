@@ -108,6 +108,7 @@ class LlmSettings:
     base_url: str  # ... /v1
     model: str
     api_key: str | None = None
+    api_key_header: str = "authorization"  # or "api-key" (Azure OpenAI)
     total_timeout: float = 30.0
     max_retries: int = 2
     backoff_seconds: float = 0.5
@@ -145,7 +146,9 @@ def build_client(
 ) -> httpx.AsyncClient:
     """The one HTTP client of the LLM integration; the key travels only in its headers."""
     headers = {"Accept": "application/json"}
-    if settings.api_key:
+    if settings.api_key and settings.api_key_header == "api-key":
+        headers["api-key"] = settings.api_key
+    elif settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key}"
     return httpx.AsyncClient(
         base_url=settings.base_url.rstrip("/") + "/",

@@ -95,12 +95,22 @@ class TriageService:
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self._closers = list(closers)
+        self._listeners: list[Callable[[], None]] = []
         self._uow = uow
         self._decisions = decisions
         self._analyzer = analyzer
         self._clock = clock
         self._settings = settings
         self._logs = logs
+
+    def on_nudge(self, listener: Callable[[], None]) -> None:
+        """Called when incidents may be waiting (the triage worker wakes up)."""
+        self._listeners.append(listener)
+
+    def nudge(self) -> None:
+        """New incidents may exist: the delivery worker says so after settling deliveries."""
+        for listener in self._listeners:
+            listener()
 
     async def close(self) -> None:
         """Close the integrations' HTTP clients (the LLM's, the log fetchers')."""

@@ -25,11 +25,8 @@ def _rowcount(result: Any) -> int:
 class SqlTriageRepository(SessionRepository):
     async def pending(self, *, now: datetime, limit: int, max_attempts: int) -> list[str]:
         t = triage_runs.c
-        due = sa.and_(
-            t.status == TriageStatus.RUNNING.value,
-            t.lease_until <= now,
-            t.attempts < max_attempts,
-        )
+        # Includes claims whose last attempt's worker stopped: `claim` settles them as failed.
+        due = sa.and_(t.status == TriageStatus.RUNNING.value, t.lease_until <= now)
         stmt = (
             sa.select(incidents.c.id)
             .select_from(incidents.outerjoin(triage_runs, t.incident_id == incidents.c.id))
@@ -75,7 +72,23 @@ class SqlTriageRepository(SessionRepository):
             )
             .values(token=token, attempts=t.attempts + 1, lease_until=lease_until, updated_at=now)
         )
-        return _rowcount(taken) == 1
+        if _rowcount(taken) == 1:
+            return True
+        await self.session.execute(
+            sa.update(triage_runs)
+            .where(
+                t.incident_id == incident_id,
+                t.status == TriageStatus.RUNNING.value,
+                t.lease_until <= now,
+                t.attempts >= max_attempts,
+            )
+            .values(
+                status=TriageStatus.FAILED.value,
+                last_error="the worker stopped during the last attempt",
+                updated_at=now,
+            )
+        )
+        return False
 
     async def complete(
         self, incident_id: str, *, token: str, decision_id: str, now: datetime

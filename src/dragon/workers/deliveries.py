@@ -19,7 +19,7 @@ async def run_delivery_worker(services: Services, *, poll_seconds: float) -> Non
     while True:
         try:
             while await services.processor.run_due() > 0:
-                pass  # drain everything due before sleeping
+                services.triage.nudge()  # incidents it opened are triaged at once
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the loop must survive; the next pass retries

@@ -8,12 +8,16 @@ import asyncio
 import structlog
 
 from dragon.services.container import Services
+from dragon.services.ingest import wait_for
 
 log = structlog.get_logger("dragon.worker")
 
 
 async def run_triage_worker(services: Services, *, poll_seconds: float) -> None:
-    """Runs until cancelled; a failed pass is logged and the next one retries."""
+    """Runs until cancelled, woken by the delivery worker or every `poll_seconds`; a failed
+    pass is logged and the next one retries."""
+    wake = asyncio.Event()
+    services.triage.on_nudge(wake.set)
     while True:
         try:
             while await services.triage.run_pending() > 0:
@@ -22,4 +26,4 @@ async def run_triage_worker(services: Services, *, poll_seconds: float) -> None:
             raise
         except Exception as exc:  # noqa: BLE001 - the loop must survive; the next pass retries
             log.warning("triage_worker_pass_failed", error_type=type(exc).__name__)
-        await asyncio.sleep(poll_seconds)
+        await wait_for(wake, poll_seconds)
