@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.errors import Unauthenticated
 from dragon.domain.notification_routing import RoutingTable
@@ -80,6 +81,7 @@ class Services:
     notifications: NotificationService
     chat: ChatApprovals
     notify: NotifySettings
+    breakers: BreakerRegistry
 
     @classmethod
     def build(
@@ -129,4 +131,5 @@ class Services:
             policies=policies,
             audit=AuditLog(uow),
             health=health,
+            breakers=BreakerRegistry(clock=clock),
         )
