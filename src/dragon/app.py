@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
@@ -13,19 +14,26 @@ import httpx
 import structlog
 import yaml
 from fastapi import Depends, FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
-from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from dragon.api.middleware import (
+    AllowlistCORSMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from dragon.api.problems import install_error_handlers
 from dragon.api.rate_limits import RateLimiter
 from dragon.api.routes import (
     audit,
+    dashboard,
     decisions,
     deliveries,
     health,
     incidents,
     keys,
     notifications,
+    playground,
     policy,
     slack_actions,
     webhooks,
@@ -33,6 +41,7 @@ from dragon.api.routes import (
 from dragon.api.routes import (
     events as event_routes,
 )
+from dragon.api.sessions import SessionCodec
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError, ValidationFailed
 from dragon.domain.notification_routing import RoutingTable, parse_routing
@@ -44,12 +53,14 @@ from dragon.services.auth import IssuedKey, JwtSettings
 from dragon.services.container import InboxSettings, NotifySettings, Services
 from dragon.services.context import SYSTEM_CALLER
 from dragon.services.notifications import DeliveryRules
-from dragon.settings import Profile, Settings, secret_list
+from dragon.settings import Profile, Settings, origin_list, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 
@@ -161,6 +172,24 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
     )
 
 
+def session_codec(settings: Settings, *, clock: Clock) -> SessionCodec:
+    if settings.secret_key is not None:
+        secret = settings.secret_key.get_secret_value().encode()
+    else:
+        # check_secrets refused this in prod; in dev, sessions last as long as the process.
+        secret = secrets.token_bytes(32)
+        log.warning(
+            "console_secret_generated",
+            hint="set DRAGON_SECRET_KEY so console sessions survive a restart",
+        )
+    return SessionCodec(
+        secret,
+        clock=clock,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        max_age=timedelta(hours=settings.session_max_hours),
+    )
+
+
 def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
     """Printed once, to the terminal only: never through the log pipeline."""
     base = f"http://{settings.host}:{settings.port}"
@@ -217,7 +246,10 @@ class Lifecycle:
         tasks = [
             asyncio.create_task(
                 run_expiry_sweeps(self.services, every_seconds=self.settings.expiry_sweep_seconds)
-            )
+            ),
+            asyncio.create_task(
+                run_dashboard_feed(self.services, every_seconds=self.settings.live_poll_seconds)
+            ),
         ]
         if self.settings.worker_enabled:
             tasks.append(
@@ -288,14 +320,42 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         deliveries.router,
         notifications.router,
         slack_actions.router,
+        dashboard.router,
+        playground.router,
     ):
         app.include_router(router)
-    check_table_covers(app.routes)
     install_error_handlers(app)
+    install_console(app, codec=session_codec(settings, clock=clock))
+    check_table_covers(app.routes)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    origins = origin_list(settings.cors_origins)
+    if origins:
+        # Only listed origins get a grant, and only they may send credentials.
+        app.add_middleware(
+            AllowlistCORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Correlation-ID",
+                "Idempotency-Key",
+                "X-CSRF-Token",
+            ],
+            expose_headers=[
+                "X-Correlation-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+            ],
+        )
     return app

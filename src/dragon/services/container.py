@@ -14,6 +14,7 @@ from dragon.domain.notifications import ChatAction
 from dragon.domain.ports import (
     ChatDirectory,
     DeliveryInbox,
+    LiveUpdates,
     NotificationChannel,
     StoreHealth,
     UnitOfWorkFactory,
@@ -23,10 +24,13 @@ from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
 from dragon.services.chat_approvals import ChatApprovals
+from dragon.services.dashboard import DashboardService
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
+from dragon.services.live_updates import InProcessBroadcaster
 from dragon.services.notifications import DeliveryRules, NotificationService
+from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
 
@@ -82,6 +86,9 @@ class Services:
     chat: ChatApprovals
     notify: NotifySettings
     breakers: BreakerRegistry
+    dashboard: DashboardService
+    live: LiveUpdates
+    playground: Playground
 
     @classmethod
     def build(
@@ -132,4 +139,7 @@ class Services:
             audit=AuditLog(uow),
             health=health,
             breakers=BreakerRegistry(clock=clock),
+            dashboard=DashboardService(uow, clock=clock),
+            live=InProcessBroadcaster(),
+            playground=Playground(clock=clock),
         )
