@@ -36,6 +36,8 @@ DUMMY_IDS = {
     "delivery_id": "dlv_" + "0" * 28,
     "decision_id": "dec_" + "0" * 28,
     "key_id": "key_" + "0" * 28,
+    "run_id": "run_" + "0" * 28,
+    "name": "some-runbook",
     "notification_id": "ntf_" + "0" * 28,
 }
 # The specification the app's ACCESS table must match: who may call each route.
@@ -108,6 +110,19 @@ BARS: dict[Route, Access] = {
     ("GET", "/keys"): Role.ADMIN,
     ("POST", "/keys"): Role.ADMIN,
     ("POST", "/keys/{key_id}/revoke"): Role.ADMIN,
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
+    ("GET", "/api/v1/runs"): Role.VIEWER,
+    ("GET", "/api/v1/runs/{run_id}"): Role.VIEWER,
+    ("GET", "/api/v1/actions/switch"): Role.VIEWER,
+    ("PUT", "/api/v1/actions/switch"): Role.ADMIN,
+    ("POST", "/api/v1/runbooks"): Role.ADMIN,
+    ("GET", "/api/v1/runbooks"): Role.VIEWER,
+    ("GET", "/api/v1/runbooks/{name}"): Role.VIEWER,
+    ("POST", "/api/v1/runbooks/{name}/runs"): Role.DEVELOPER,
+    ("POST", "/api/generate"): Role.DEVELOPER,
+    ("POST", "/api/pr"): Role.DEVELOPER,
+    ("POST", "/api/create-autofix-pr"): Role.DEVELOPER,
 }
 ROUTES: list[Route] = sorted(BARS)
 PROTECTED = [route for route in ROUTES if BARS[route] != PUBLIC]
@@ -188,7 +203,7 @@ async def observed(
     )
     app = create_app(settings, clock=FakeClock())
     outcomes: dict[tuple[Route, str], Outcome] = {}
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         auth = app.state.services.auth
         secrets = {}
         for role in Role:

@@ -77,6 +77,20 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/decisions/{decision_id}/reject"): Role.APPROVER,
     ("POST", "/api/decisions"): Role.DEVELOPER,
     ("POST", "/api/approvals"): Role.APPROVER,
+    # Runs and the actions kill switch.
+    ("GET", "/api/v1/runs"): Role.VIEWER,
+    ("GET", "/api/v1/runs/{run_id}"): Role.VIEWER,
+    ("GET", "/api/v1/actions/switch"): Role.VIEWER,
+    ("PUT", "/api/v1/actions/switch"): Role.ADMIN,
+    # Runbooks.
+    ("POST", "/api/v1/runbooks"): Role.ADMIN,
+    ("GET", "/api/v1/runbooks"): Role.VIEWER,
+    ("GET", "/api/v1/runbooks/{name}"): Role.VIEWER,
+    ("POST", "/api/v1/runbooks/{name}/runs"): Role.DEVELOPER,
+    # The original system's action routes: each proposes a decision.
+    ("POST", "/api/generate"): Role.DEVELOPER,
+    ("POST", "/api/pr"): Role.DEVELOPER,
+    ("POST", "/api/create-autofix-pr"): Role.DEVELOPER,
     # Policy.
     ("GET", "/api/v1/policy"): Role.VIEWER,
     ("PUT", "/api/v1/policy"): Role.ADMIN,
@@ -84,6 +98,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     # Audit.
     ("GET", "/api/v1/audit"): Role.ADMIN,
     ("GET", "/api/v1/audit/verify"): Role.ADMIN,
+    # Triage: the gatekeeper evaluates text and creates nothing.
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
     # API keys.
     ("GET", "/api/v1/keys"): Role.ADMIN,
     ("POST", "/api/v1/keys"): Role.ADMIN,

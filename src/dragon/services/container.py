@@ -9,11 +9,14 @@ from typing import Any
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.errors import Unauthenticated
+from dragon.domain.execution import ActionHandler
 from dragon.domain.notification_routing import RoutingTable
 from dragon.domain.notifications import ChatAction
 from dragon.domain.ports import (
     ChatDirectory,
     DeliveryInbox,
+    FailureAnalyzer,
+    JobLogSource,
     LiveUpdates,
     NotificationChannel,
     StoreHealth,
@@ -21,6 +24,7 @@ from dragon.domain.ports import (
     WebhookAdapter,
 )
 from dragon.domain.signals import Normalized, NormalizeOptions
+from dragon.services.actions_switch import ActionsSwitchService
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
 from dragon.services.chat_approvals import ChatApprovals
@@ -30,9 +34,13 @@ from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
 from dragon.services.live_updates import InProcessBroadcaster
 from dragon.services.notifications import DeliveryRules, NotificationService
+from dragon.services.outcomes import OutcomeService
 from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
+from dragon.services.runbooks import RUN_RUNBOOK, RunbookHandler, RunbookService
+from dragon.services.runs import ExecutionSettings, RunService
+from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,19 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class ExecutionWiring:
+    """What execution needs from the wiring: a handler per executable action, and limits."""
+
+    handlers: Mapping[str, ActionHandler] = field(default_factory=dict)
+    # Runbook-only steps (http_call, notify); runbooks may also use every handler above.
+    runbook_steps: Mapping[str, ActionHandler] = field(default_factory=dict)
+    settings: ExecutionSettings = field(default_factory=ExecutionSettings)
+    actions_enabled: bool = True
+    dry_run: bool = False
+    closers: Sequence[Callable[[], Awaitable[None]]] = ()
+
+
+@dataclass(frozen=True)
 class Services:
     auth: AuthService
     incidents: IncidentService
@@ -82,13 +103,18 @@ class Services:
     health: StoreHealth
     ingest: IngestService
     processor: DeliveryProcessor
-    notifications: NotificationService
-    chat: ChatApprovals
-    notify: NotifySettings
+    triage: TriageService
     breakers: BreakerRegistry
     dashboard: DashboardService
     live: LiveUpdates
     playground: Playground
+    runs: RunService
+    actions: ActionsSwitchService
+    runbooks: RunbookService
+    outcomes: OutcomeService
+    notifications: NotificationService
+    chat: ChatApprovals
+    notify: NotifySettings
 
     @classmethod
     def build(
@@ -100,12 +126,41 @@ class Services:
         jwt: JwtSettings,
         inbox: InboxSettings,
         delivery_inbox: DeliveryInbox,
+        triage: TriageSettings | None = None,
+        analyzer: FailureAnalyzer | None = None,
+        job_logs: JobLogSource | None = None,
+        breakers: BreakerRegistry | None = None,
+        execution: ExecutionWiring | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
         notify: NotifySettings | None = None,
     ) -> Services:
         policies = PolicyService(uow, clock=clock)
         notify = notify or NotifySettings()
         decisions = DecisionService(uow, policies=policies, clock=clock)
+        execution = execution or ExecutionWiring()
+        handlers = dict(execution.handlers)
+        handlers[RUN_RUNBOOK] = RunbookHandler(
+            uow, steps={**execution.handlers, **execution.runbook_steps}
+        )
+        actions = ActionsSwitchService(
+            uow,
+            clock=clock,
+            setting_enabled=execution.actions_enabled,
+            dry_run=execution.dry_run,
+        )
         return cls(
+            runs=RunService(
+                uow,
+                policies=policies,
+                switch=actions,
+                handlers=handlers,
+                clock=clock,
+                settings=execution.settings,
+                closers=execution.closers,
+            ),
+            actions=actions,
+            runbooks=RunbookService(uow, decisions=decisions, clock=clock),
+            outcomes=OutcomeService(uow, decisions=decisions, clock=clock),
             notifications=NotificationService(
                 uow,
                 routing=notify.routing,
@@ -135,10 +190,19 @@ class Services:
             auth=AuthService(uow, clock=clock, jwt_settings=jwt),
             incidents=IncidentService(uow, clock=clock),
             decisions=decisions,
+            triage=TriageService(
+                uow,
+                decisions=decisions,
+                analyzer=analyzer or BuiltinAnalyzer(),
+                clock=clock,
+                settings=triage or TriageSettings(),
+                logs=job_logs,
+                closers=closers,
+            ),
             policies=policies,
             audit=AuditLog(uow),
             health=health,
-            breakers=BreakerRegistry(clock=clock),
+            breakers=breakers or BreakerRegistry(clock=clock),
             dashboard=DashboardService(uow, clock=clock),
             live=InProcessBroadcaster(),
             playground=Playground(clock=clock),

@@ -194,6 +194,11 @@ class SqlPolicyRepository(SessionRepository):
         stmt = sa.select(PolicyVersion).order_by(entity.id.desc()).limit(limit)
         return list(await self.session.scalars(stmt))
 
+    async def by_version(self, version: str) -> PolicyVersion | None:
+        entity: Any = PolicyVersion
+        stmt = sa.select(PolicyVersion).where(entity.version == version).limit(1)
+        return await self.session.scalar(stmt)
+
 
 class SqlAuditRepository(SessionRepository):
     async def head(self) -> tuple[int, str]:

@@ -21,7 +21,11 @@ from dragon.domain.ports import (
     NotificationRepository,
     PolicyRepository,
     PrincipalRepository,
+    RunbookRepository,
+    RunRepository,
     SignalRepository,
+    SwitchRepository,
+    TriageRepository,
 )
 from dragon.store.dashboard import SqlDashboardRepository
 from dragon.store.database import Database, unavailable, unavailable_cause
@@ -40,6 +44,8 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.runs import SqlRunbookRepository, SqlRunRepository, SqlSwitchRepository
+from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
@@ -56,8 +62,12 @@ class SqlUnitOfWork:
         self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
-        self.notifications: NotificationRepository = SqlNotificationRepository(session)
         self.dashboard: DashboardRepository = SqlDashboardRepository(session)
+        self.triages: TriageRepository = SqlTriageRepository(session)
+        self.runs: RunRepository = SqlRunRepository(session)
+        self.runbooks: RunbookRepository = SqlRunbookRepository(session)
+        self.switches: SwitchRepository = SqlSwitchRepository(session)
+        self.notifications: NotificationRepository = SqlNotificationRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_notifications"
-down_revision = "0002"
+down_revision = "0005_runs_runbooks"
 branch_labels = None
 depends_on = None
 
