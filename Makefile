@@ -13,7 +13,7 @@ DRAGON_TEST_POSTGRES_URL ?=
 CONTRACT := tests/contract
 CONTRACT_STAMP := $(CONTRACT)/node_modules/.package-lock.json
 
-.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-console clean contract-deps
+.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-console bench-notifications bench-runs clean contract-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,10 +63,13 @@ bench-ingest: install
 bench-console: install
 	$(BIN)/python bench/bench_console.py
 
+bench-notifications: install
+	$(BIN)/python bench/bench_notifications.py
+
 bench-triage: install
 	$(BIN)/python bench/bench_triage.py
 
-bench: bench-ingest bench-triage bench-console
+bench: bench-ingest bench-triage bench-console bench-notifications
 	$(BIN)/python bench/bench_core.py
 
 clean:

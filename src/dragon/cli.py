@@ -21,10 +21,10 @@ from rich.table import Table
 
 from dragon.app import build_services, create_app
 from dragon.domain.clock import system_clock
-from dragon.domain.enums import DeliveryStatus, Role
+from dragon.domain.enums import DeliveryStatus, NotificationStatus, Role
 from dragon.domain.errors import DragonError, PolicyInvalid
 from dragon.domain.policy import parse_policy
-from dragon.domain.ports import DeliveryQuery, Page
+from dragon.domain.ports import DeliveryQuery, NotificationQuery, Page
 from dragon.logs import configure_logging
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM, Caller
@@ -51,6 +51,8 @@ cli.add_typer(policy_cli, name="policy")
 cli.add_typer(audit_cli, name="audit")
 deliveries_cli = typer.Typer(help="Inspect and retry inbox deliveries.", no_args_is_help=True)
 cli.add_typer(deliveries_cli, name="deliveries")
+notifications_cli = typer.Typer(help="Inspect and retry notifications.", no_args_is_help=True)
+cli.add_typer(notifications_cli, name="notifications")
 # Output is read by scripts and editors as much as by people: lines are never wrapped (a
 # `FILE:LINE:` must stay whole), and anything that came from input or the store is escaped, so
 # text such as "[/x]" in a name or a policy prints as itself instead of being taken for markup.
@@ -74,6 +76,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
         try:
             return await work(services)
         finally:
+            await services.notifications.close()
             await services.runs.close()
             await database.dispose()
 
@@ -357,6 +360,42 @@ def deliveries_retry(
     """Send a dead delivery back to the worker with its attempts reset (audited)."""
     _with_services(lambda s: s.ingest.retry(CLI_CALLER, delivery_id))
     out.print(f"{escape(delivery_id)} is pending again")
+
+
+@notifications_cli.command("list")
+def notifications_list(
+    status: Annotated[
+        NotificationStatus | None,
+        typer.Option(help="pending, sent, failed, throttled or skipped"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+) -> None:
+    """List notifications, newest first (failed ones need attention). Targets are masked."""
+    rows, _ = _with_services(
+        lambda s: s.notifications.find(NotificationQuery(status=status, page=Page(limit=limit)))
+    )
+    table = Table("event", "channel", "status", "attempts", "created", "last error")
+    table.add_column("id", no_wrap=True)
+    for n in rows:
+        table.add_row(
+            escape(n.event),
+            escape(n.channel),
+            n.status.value,
+            str(n.attempts),
+            f"{n.created_at:%Y-%m-%d %H:%M:%S}",
+            escape((n.last_error or "-")[:60]),
+            n.id,
+        )
+    out.print(table)
+
+
+@notifications_cli.command("retry")
+def notifications_retry(
+    notification_id: Annotated[str, typer.Argument(help="a failed notification's id")],
+) -> None:
+    """Send a failed notification again with its attempts reset (audited)."""
+    _with_services(lambda s: s.notifications.retry(CLI_CALLER, notification_id))
+    out.print(f"{escape(notification_id)} is pending again")
 
 
 def main() -> None:

@@ -139,10 +139,16 @@ def state_of(
 
 
 def subject_of(
-    incident: Incident | None, decision: Decision | None, details: dict[str, Any] | None
+    incident: Incident | None,
+    decision: Decision | None,
+    details: dict[str, Any] | None,
+    *,
+    escalate: bool = False,
 ) -> dict[str, Any]:
     """The snapshot stored with an outbox event (JSON), read back by `notice_of`."""
     subject: dict[str, Any] = {"details": dict(details or {})}
+    if escalate:
+        subject["escalate"] = True
     if incident is not None:
         subject["incident"] = {
             "id": incident.id,

@@ -101,4 +101,15 @@ def build_channels(
     http: httpx.AsyncClient,
     slack: SlackClient | None,
 ) -> dict[str, NotificationChannel]:
-    return {name: FACTORIES[spec["type"]](name, spec, http, slack) for name, spec in specs.items()}
+    channels: dict[str, NotificationChannel] = {}
+    for name, spec in specs.items():
+        try:
+            channels[name] = FACTORIES[spec["type"]](name, spec, http, slack)
+        except (ValueError, TypeError) as exc:
+            # A malformed value (a webhook secret that is not base64, a port that is not a
+            # number); the message names the channel and the kind of problem, never the value.
+            raise ValidationFailed(
+                f"notification channel {name}: a setting is malformed ({type(exc).__name__})",
+                code="notification_config_invalid",
+            ) from None
+    return channels

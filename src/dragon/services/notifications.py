@@ -118,7 +118,8 @@ class NotificationService:
 
     def _route_of(self, event: NotificationEvent, incident: IncidentBrief | None) -> Route | None:
         route = self._routing.route_for(incident)
-        if route is not None and event.event == DECISION_ESCALATED:
+        escalating = event.event == DECISION_ESCALATED or event.subject.get("escalate")
+        if route is not None and escalating:
             return self._routing.escalation_of(route)
         return route
 
@@ -184,18 +185,16 @@ class NotificationService:
                 item.attempts += 1
                 item.next_attempt_at = now + _LEASE
                 event = await uow.notifications.event_of(item.event_id)
-                thread = None
-                if item.incident_id:
-                    thread = await uow.notifications.thread_of(
-                        incident_id=item.incident_id, channel=item.channel
-                    )
+                thread = await uow.notifications.thread_of(
+                    incident_id=item.incident_id, decision_id=item.decision_id, channel=item.channel
+                )
                 notice = notice_of(
                     event=item.event,
                     notification_id=item.id,
                     occurred_at=event.created_at if event else now,
                     subject=event.subject if event else {},
                 )
-                key = f"{item.channel}/{item.incident_id or item.id}"
+                key = f"{item.channel}/{item.incident_id or item.decision_id or item.id}"
                 jobs.append(_Job(item.id, item.channel, key, notice, thread))
             await uow.commit()
         return jobs

@@ -21,10 +21,12 @@ async def notify(
     incident: Incident | None = None,
     decision: Decision | None = None,
     details: dict[str, Any] | None = None,
+    escalate: bool = False,
 ) -> None:
     """Queue `event` (`incident.opened`, `decision.approved`, `run.failed`, ...) about an
     incident and/or decision. A decision's incident is looked up when not given, so routing
-    by severity, source, repository and labels works for decision events too."""
+    by severity, source, repository and labels works for decision events too. `escalate`
+    sends it to the escalation route instead (a run that did not help, say)."""
     if incident is None and decision is not None and decision.incident_id:
         incident = await uow.incidents.get(decision.incident_id)
     await uow.notifications.add_event(
@@ -33,7 +35,7 @@ async def notify(
             event=event,
             incident_id=incident.id if incident else None,
             decision_id=decision.id if decision else None,
-            subject=subject_of(incident, decision, details),
+            subject=subject_of(incident, decision, details, escalate=escalate),
             created_at=now,
         )
     )

@@ -61,15 +61,19 @@ class SqlNotificationRepository(SessionRepository):
         )
         return (await self.session.scalars(stmt)).first()
 
-    async def thread_of(self, *, incident_id: str, channel: str) -> str | None:
+    async def thread_of(
+        self, *, incident_id: str | None, decision_id: str | None, channel: str
+    ) -> str | None:
         entity: Any = Notification
+        if incident_id:
+            about = entity.incident_id == incident_id
+        elif decision_id:
+            about = sa.and_(entity.incident_id.is_(None), entity.decision_id == decision_id)
+        else:
+            return None
         stmt = (
             sa.select(entity.external_ref)
-            .where(
-                entity.incident_id == incident_id,
-                entity.channel == channel,
-                entity.external_ref.is_not(None),
-            )
+            .where(about, entity.channel == channel, entity.external_ref.is_not(None))
             .order_by(entity.id)
             .limit(1)
         )
