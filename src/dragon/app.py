@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI
@@ -40,6 +42,7 @@ from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.jobs import DELIVERY_JOBS, job_app, run_job_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 
 log = structlog.get_logger("dragon")
@@ -96,7 +99,9 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
         health=SqlStoreHealth(database),
         clock=clock,
         inbox=inbox_settings(settings),
-        delivery_inbox=GroupCommitInbox(database),
+        delivery_inbox=GroupCommitInbox(
+            database, jobs=DELIVERY_JOBS if settings.uses_procrastinate() else None
+        ),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
             key=jwt_key,
@@ -104,6 +109,14 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
             audience=settings.jwt_audience,
         ),
     )
+
+
+def delivery_worker(settings: Settings, services: Services) -> Coroutine[Any, Any, None]:
+    """The worker loop for the configured job engine (docs/decisions/0008)."""
+    if settings.uses_procrastinate():
+        jobs = job_app(services, database_url=settings.database_url)
+        return run_job_worker(jobs, concurrency=settings.worker_concurrency)
+    return run_delivery_worker(services, poll_seconds=settings.worker_poll_seconds)
 
 
 def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
@@ -165,13 +178,7 @@ class Lifecycle:
             )
         ]
         if self.settings.worker_enabled:
-            tasks.append(
-                asyncio.create_task(
-                    run_delivery_worker(
-                        self.services, poll_seconds=self.settings.worker_poll_seconds
-                    )
-                )
-            )
+            tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
         return tasks
 
     @contextlib.asynccontextmanager
@@ -183,6 +190,11 @@ class Lifecycle:
             self.mark_ready(app)
         else:
             background.append(asyncio.create_task(self.retry_initialisation(app)))
+        # What start-up built (modules, the app, mappers) lives as long as the process: keep
+        # it out of the collector's full passes, which would otherwise walk all of it again
+        # and again under load (a pause that shows as tail latency).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -225,6 +237,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         app.include_router(router)
     check_table_covers(app.routes)
     install_error_handlers(app)
+    # Innermost, so every middleware around it (body limit, correlation, any added later)
+    # also sees the webhook requests it serves.
+    app.add_middleware(
+        webhooks.WebhookFastPath, ingest=services.ingest, sources=services.ingest.sources
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

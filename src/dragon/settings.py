@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEAK_SECRET_VALUES = frozenset(
@@ -102,6 +102,28 @@ class Settings(BaseSettings):
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
+    job_engine: Literal["auto", "inbox", "procrastinate"] = Field(
+        "auto",
+        description="what runs delivery processing: procrastinate (PostgreSQL only) or the "
+        "inbox itself; auto picks procrastinate on PostgreSQL and the inbox on SQLite",
+    )
+    worker_concurrency: int = Field(
+        2, ge=1, le=64, description="jobs one procrastinate worker process runs at once"
+    )
+
+    @model_validator(mode="after")
+    def _job_engine_fits_the_store(self) -> Settings:
+        if self.job_engine == "procrastinate" and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "DRAGON_JOB_ENGINE=procrastinate needs a PostgreSQL DRAGON_DATABASE_URL"
+            )
+        return self
+
+    def uses_procrastinate(self) -> bool:
+        """Whether delivery processing runs on procrastinate jobs (see docs/decisions/0008)."""
+        if self.job_engine == "auto":
+            return self.database_url.startswith("postgresql")
+        return self.job_engine == "procrastinate"
 
     def secret_problems(self) -> list[str]:
         """Every weak or missing secret, each with how to fix it."""

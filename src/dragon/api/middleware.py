@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,11 +33,37 @@ _DOCS_CSP = (
 access_log = structlog.get_logger("dragon.access")
 
 
+_RAW_SECURITY_HEADERS = [
+    (name.lower().encode(), value.encode()) for name, value in _SECURITY_HEADERS.items()
+]
+_RAW_CSP = (b"content-security-policy", _API_CSP.encode())
+_RAW_DOCS_CSP = (b"content-security-policy", _DOCS_CSP.encode())
+_RAW_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_RAW_CORRELATION = CORRELATION_HEADER.encode()
+
+
 def accepted_correlation_id(value: str | None) -> str:
     """Keep a caller's id when it is short and safe to log; otherwise make a new one."""
     if value and _SAFE_CORRELATION.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
+
+
+def with_context_headers(
+    headers: list[tuple[bytes, bytes]], *, correlation_id: bytes, docs: bool, https: bool
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers plus the correlation id (replacing any) and the security
+    headers the response did not set itself. Works on the raw list: this runs per response."""
+    kept = [(name, value) for name, value in headers if name.lower() != _RAW_CORRELATION]
+    present = {name.lower() for name, _ in kept}
+    kept.append((_RAW_CORRELATION, correlation_id))
+    kept.extend(header for header in _RAW_SECURITY_HEADERS if header[0] not in present)
+    if b"content-security-policy" not in present:
+        kept.append(_RAW_DOCS_CSP if docs else _RAW_CSP)
+    if https:
+        kept = [(name, value) for name, value in kept if name.lower() != _RAW_HSTS[0]]
+        kept.append(_RAW_HSTS)
+    return kept
 
 
 class RequestContextMiddleware:
@@ -48,38 +74,45 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = dict(scope["headers"]).get(CORRELATION_HEADER.encode())
+        raw = None
+        for name, value in scope["headers"]:
+            if name == _RAW_CORRELATION:
+                raw = value
+                break
         correlation_id = accepted_correlation_id(raw.decode("latin-1") if raw else None)
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         path: str = scope["path"]
         started = time.perf_counter()
-        status_holder: dict[str, int] = {}
-        csp = _DOCS_CSP if path in ("/docs", "/redoc") else _API_CSP
+        status = 500
+        raw_id = correlation_id.encode()
+        docs = path in ("/docs", "/redoc")
         https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[CORRELATION_HEADER] = correlation_id
-                for name, value in _SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", csp)
-                if https:
-                    headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+                status = message["status"]
+                message["headers"] = with_context_headers(
+                    list(message.get("headers", ())),
+                    correlation_id=raw_id,
+                    docs=docs,
+                    https=https,
+                )
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            try:
-                await self.app(scope, receive, send_with_headers)
-            finally:
-                access_log.info(
-                    "request",
-                    method=scope["method"],
-                    path=path,
-                    status=status_holder.get("status", 500),
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+        # bind/reset rather than the bound_contextvars context manager: this runs per request.
+        tokens = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            access_log.info(
+                "request",
+                method=scope["method"],
+                path=path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 class BodyTooLarge(HTTPException):

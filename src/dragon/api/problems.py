@@ -82,27 +82,32 @@ def _field_errors(exc: RequestValidationError) -> tuple[bool, list[dict[str, Any
     return malformed, errors
 
 
+def dragon_problem(exc: DragonError, *, correlation_id: str | None) -> Response:
+    """The answer to a DragonError, wherever it was raised (a route or a pure ASGI path)."""
+    status = STATUS_BY_KIND[exc.kind]
+    headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
+    details = dict(exc.details)
+    errors = details.pop("errors", None)
+    # A detail named like an envelope member (`status`, say) must not replace it, nor turn
+    # the answer into a 500 by colliding with problem()'s own parameters.
+    extra = {k: v for k, v in details.items() if k not in _RESERVED}
+    return problem(
+        status,
+        exc.code,
+        exc.message,
+        correlation_id=correlation_id,
+        errors=errors,
+        headers=headers,
+        **extra,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DragonError)
     async def _dragon_error(request: Request, exc: DragonError) -> Response:
-        status = STATUS_BY_KIND[exc.kind]
-        headers = {"Retry-After": "5"} if status == 503 else None
-        if status == 401:
-            headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
-        details = dict(exc.details)
-        errors = details.pop("errors", None)
-        # A detail named like an envelope member (`status`, say) must not replace it, nor turn
-        # the answer into a 500 by colliding with problem()'s own parameters.
-        extra = {k: v for k, v in details.items() if k not in _RESERVED}
-        return problem(
-            status,
-            exc.code,
-            exc.message,
-            correlation_id=correlation_id_of(request),
-            errors=errors,
-            headers=headers,
-            **extra,
-        )
+        return dragon_problem(exc, correlation_id=correlation_id_of(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
