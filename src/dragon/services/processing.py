@@ -54,11 +54,11 @@ class DeliveryProcessor:
         self._clock = clock
         self._max_attempts = max_attempts
 
-    async def run_due(self, *, batch: int = 25) -> int:
-        """One pass over due deliveries; returns how many this worker took (settled or
-        rescheduled), so a caller can loop until nothing is left."""
-        now = self._clock()
-        return await self._settle(lambda uow: uow.deliveries.claim_due(now=now, limit=batch))
+    async def run_due(self, *, batch: int = 25, overdue: timedelta = timedelta(0)) -> int:
+        """One pass over deliveries due at least `overdue` ago; returns how many this worker
+        took (settled or rescheduled), so a caller can loop until nothing is left."""
+        due = self._clock() - overdue
+        return await self._settle(lambda uow: uow.deliveries.claim_due(now=due, limit=batch))
 
     async def run_batch(self, delivery_ids: Sequence[str]) -> int:
         """Process the named deliveries (a job engine's unit of work) that are still pending

@@ -12,6 +12,8 @@ stalled jobs of dead workers back to procrastinate.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from sqlalchemy.engine import make_url
@@ -25,6 +27,7 @@ PROCESS_TASK = "dragon.process_deliveries"
 SWEEP_TASK = "dragon.sweep_deliveries"
 DELIVERY_JOBS = JobQueue(queue=QUEUE, task=PROCESS_TASK)
 SWEEP_BATCH = 200
+SWEEP_OVERDUE = timedelta(seconds=10)
 # Acceptance first when the worker shares a server process (see workers.deliveries).
 LULL_SECONDS = 0.25
 YIELD_AT_MOST_SECONDS = 5.0
@@ -50,11 +53,14 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
         settled = await services.processor.run_batch(delivery_ids)
         log.debug("delivery_job_done", deliveries=len(delivery_ids), settled=settled)
 
-    @app.periodic(cron="*/5 * * * * *", periodic_id="deliveries")
-    @app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK)
+    # Ahead of the delivery jobs (a backlog of them must not delay it), but only for what is
+    # overdue: a delivery whose job is merely waiting its turn is left to that job.
+    # croniter reads a sixth field as seconds: every five seconds.
+    @app.periodic(cron="* * * * * */5", periodic_id="deliveries")
+    @app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK, priority=10)
     async def sweep_deliveries(timestamp: int) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
-        while await services.processor.run_due(batch=SWEEP_BATCH) > 0:
+        while await services.processor.run_due(batch=SWEEP_BATCH, overdue=SWEEP_OVERDUE) > 0:
             pass
         for job in await app.job_manager.get_stalled_jobs(queue=QUEUE):
             log.warning("delivery_job_stalled", job_id=job.id, task=job.task_name)
