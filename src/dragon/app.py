@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from dragon.api.access import check_table_covers, enforce_access
 from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
+from dragon.api.rate_limits import RateLimiter
 from dragon.api.routes import (
     audit,
     decisions,
@@ -208,6 +209,7 @@ class Lifecycle:
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     check_secrets(settings)
+    rate_limiter = RateLimiter(settings.rate_limit_items())
     database = connect(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
@@ -223,6 +225,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.state.services = services
     app.state.database = database
     app.state.ready = False
+    app.state.rate_limiter = rate_limiter
     for router in (
         health.router,
         keys.router,

@@ -7,11 +7,13 @@ import re
 import time
 
 import structlog
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.problems import problem
+from dragon.api.rate_limits import STATE_KEY as RATE_LIMIT_STATE
+from dragon.api.rate_limits import RateVerdict
 
 CORRELATION_HEADER = "x-correlation-id"
 # fullmatch, not `$`: `$` also matches before a trailing newline, which would let "id\n" through.
@@ -80,7 +82,8 @@ class RequestContextMiddleware:
                 raw = value
                 break
         correlation_id = accepted_correlation_id(raw.decode("latin-1") if raw else None)
-        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        state = scope.setdefault("state", {})
+        state["correlation_id"] = correlation_id
         path: str = scope["path"]
         started = time.perf_counter()
         status = 500
@@ -98,6 +101,11 @@ class RequestContextMiddleware:
                     docs=docs,
                     https=https,
                 )
+                verdict: RateVerdict | None = state.get(RATE_LIMIT_STATE)
+                if verdict is not None:
+                    headers = MutableHeaders(scope=message)
+                    for name, value in verdict.headers().items():
+                        headers[name] = value
             await send(message)
 
         # bind/reset rather than the bound_contextvars context manager: this runs per request.

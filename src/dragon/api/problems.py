@@ -24,6 +24,7 @@ STATUS_BY_KIND = {
     ErrorKind.FORBIDDEN: 403,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
+    ErrorKind.RATE_LIMITED: 429,
     ErrorKind.UNAVAILABLE: 503,
 }
 _HTTP_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -85,7 +86,9 @@ def _field_errors(exc: RequestValidationError) -> tuple[bool, list[dict[str, Any
 def dragon_problem(exc: DragonError, *, correlation_id: str | None) -> Response:
     """The answer to a DragonError, wherever it was raised (a route or a pure ASGI path)."""
     status = STATUS_BY_KIND[exc.kind]
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = None
+    if status in (429, 503):
+        headers = {"Retry-After": str(exc.details.get("retry_after", 5))}
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
     details = dict(exc.details)

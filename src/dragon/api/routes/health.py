@@ -33,7 +33,7 @@ async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Respon
             headers={"Retry-After": "5"},
             checks=checks,
         )
-    return {"status": "ok", "checks": checks}
+    return {"status": "ok", "checks": checks, "breakers": svc.breakers.states()}
 
 
 @router.get("/readyz", response_model=None)
