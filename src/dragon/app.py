@@ -5,30 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import secrets
 import sys
 from collections.abc import AsyncIterator, Coroutine
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
-from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from dragon.api.middleware import (
+    AllowlistCORSMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from dragon.api.problems import install_error_handlers
 from dragon.api.rate_limits import RateLimiter
 from dragon.api.routes import (
     audit,
+    dashboard,
     decisions,
     deliveries,
     health,
     incidents,
     keys,
+    playground,
     policy,
     webhooks,
 )
 from dragon.api.routes import (
     events as event_routes,
 )
+from dragon.api.sessions import SessionCodec
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError
 from dragon.domain.ports import WebhookAdapter
@@ -37,13 +47,15 @@ from dragon.integrations import alertmanager, events, github, gitlab, jenkins
 from dragon.services.auth import IssuedKey, JwtSettings
 from dragon.services.container import InboxSettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.settings import Profile, Settings, secret_list
+from dragon.settings import Profile, Settings, origin_list, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.jobs import DELIVERY_JOBS, job_app, run_job_worker
+from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.sweeper import run_expiry_sweeps
 
 log = structlog.get_logger("dragon")
@@ -120,6 +132,24 @@ def delivery_worker(settings: Settings, services: Services) -> Coroutine[Any, An
     return run_delivery_worker(services, poll_seconds=settings.worker_poll_seconds)
 
 
+def session_codec(settings: Settings, *, clock: Clock) -> SessionCodec:
+    if settings.secret_key is not None:
+        secret = settings.secret_key.get_secret_value().encode()
+    else:
+        # check_secrets refused this in prod; in dev, sessions last as long as the process.
+        secret = secrets.token_bytes(32)
+        log.warning(
+            "console_secret_generated",
+            hint="set DRAGON_SECRET_KEY so console sessions survive a restart",
+        )
+    return SessionCodec(
+        secret,
+        clock=clock,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        max_age=timedelta(hours=settings.session_max_hours),
+    )
+
+
 def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
     """Printed once, to the terminal only: never through the log pipeline."""
     base = f"http://{settings.host}:{settings.port}"
@@ -176,7 +206,10 @@ class Lifecycle:
         tasks = [
             asyncio.create_task(
                 run_expiry_sweeps(self.services, every_seconds=self.settings.expiry_sweep_seconds)
-            )
+            ),
+            asyncio.create_task(
+                run_dashboard_feed(self.services, every_seconds=self.settings.live_poll_seconds)
+            ),
         ]
         if self.settings.worker_enabled:
             tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
@@ -236,10 +269,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.router,
         event_routes.router,
         deliveries.router,
+        dashboard.router,
+        playground.router,
     ):
         app.include_router(router)
-    check_table_covers(app.routes)
     install_error_handlers(app)
+    install_console(app, codec=session_codec(settings, clock=clock))
+    check_table_covers(app.routes)
     # Innermost, so every middleware around it (body limit, correlation, any added later)
     # also sees the webhook requests it serves.
     app.add_middleware(
@@ -251,4 +287,29 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    origins = origin_list(settings.cors_origins)
+    if origins:
+        # Only listed origins get a grant, and only they may send credentials.
+        app.add_middleware(
+            AllowlistCORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Correlation-ID",
+                "Idempotency-Key",
+                "X-CSRF-Token",
+            ],
+            expose_headers=[
+                "X-Correlation-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+            ],
+        )
     return app

@@ -9,6 +9,7 @@ import time
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.problems import problem
@@ -32,16 +33,31 @@ _DOCS_CSP = (
     "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "connect-src 'self'; frame-ancestors 'none'"
 )
+# Console pages: scripts and styles from this origin only, never inline; forms post here only.
+_CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+_NON_CONSOLE_PREFIXES = ("/api/", "/webhooks/", "/livez", "/readyz", "/health", "/openapi.json")
 access_log = structlog.get_logger("dragon.access")
 
 
 _RAW_SECURITY_HEADERS = [
     (name.lower().encode(), value.encode()) for name, value in _SECURITY_HEADERS.items()
 ]
-_RAW_CSP = (b"content-security-policy", _API_CSP.encode())
-_RAW_DOCS_CSP = (b"content-security-policy", _DOCS_CSP.encode())
+_RAW_CSPS = {
+    csp: (b"content-security-policy", csp.encode()) for csp in (_API_CSP, _DOCS_CSP, _CONSOLE_CSP)
+}
 _RAW_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 _RAW_CORRELATION = CORRELATION_HEADER.encode()
+
+
+def csp_for(path: str) -> str:
+    if path in ("/docs", "/redoc"):
+        return _DOCS_CSP
+    if path.startswith(_NON_CONSOLE_PREFIXES):
+        return _API_CSP
+    return _CONSOLE_CSP
 
 
 def accepted_correlation_id(value: str | None) -> str:
@@ -52,7 +68,11 @@ def accepted_correlation_id(value: str | None) -> str:
 
 
 def with_context_headers(
-    headers: list[tuple[bytes, bytes]], *, correlation_id: bytes, docs: bool, https: bool
+    headers: list[tuple[bytes, bytes]],
+    *,
+    correlation_id: bytes,
+    csp: tuple[bytes, bytes],
+    https: bool,
 ) -> list[tuple[bytes, bytes]]:
     """The response's headers plus the correlation id (replacing any) and the security
     headers the response did not set itself. Works on the raw list: this runs per response."""
@@ -61,7 +81,7 @@ def with_context_headers(
     kept.append((_RAW_CORRELATION, correlation_id))
     kept.extend(header for header in _RAW_SECURITY_HEADERS if header[0] not in present)
     if b"content-security-policy" not in present:
-        kept.append(_RAW_DOCS_CSP if docs else _RAW_CSP)
+        kept.append(csp)
     if https:
         kept = [(name, value) for name, value in kept if name.lower() != _RAW_HSTS[0]]
         kept.append(_RAW_HSTS)
@@ -88,7 +108,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         raw_id = correlation_id.encode()
-        docs = path in ("/docs", "/redoc")
+        csp = _RAW_CSPS[csp_for(path)]
         https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
@@ -98,7 +118,7 @@ class RequestContextMiddleware:
                 message["headers"] = with_context_headers(
                     list(message.get("headers", ())),
                     correlation_id=raw_id,
-                    docs=docs,
+                    csp=csp,
                     https=https,
                 )
                 verdict: RateVerdict | None = state.get(RATE_LIMIT_STATE)
@@ -186,3 +206,25 @@ class BodyLimitMiddleware:
             correlation_id=scope.get("state", {}).get("correlation_id"),
         )
         await response(scope, receive, send)
+
+
+class AllowlistCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a response to an unlisted origin carries no CORS header at
+    all: Starlette adds Allow-Credentials and Expose-Headers to every response, granted or not."""
+
+    async def simple_response(
+        self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
+    ) -> None:
+        async def only_granted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "access-control-allow-origin" not in headers:
+                    for name in (
+                        "access-control-allow-credentials",
+                        "access-control-expose-headers",
+                    ):
+                        if name in headers:
+                            del headers[name]
+            await send(message)
+
+        await super().simple_response(scope, receive, only_granted, request_headers)

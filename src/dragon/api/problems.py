@@ -107,10 +107,13 @@ def dragon_problem(exc: DragonError, *, correlation_id: str | None) -> Response:
     )
 
 
+async def dragon_error_response(request: Request, exc: DragonError) -> Response:
+    """The problem+json answer to a DragonError (the console renders its own pages instead)."""
+    return dragon_problem(exc, correlation_id=correlation_id_of(request))
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DragonError)
-    async def _dragon_error(request: Request, exc: DragonError) -> Response:
-        return dragon_problem(exc, correlation_id=correlation_id_of(request))
+    app.add_exception_handler(DragonError, dragon_error_response)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
