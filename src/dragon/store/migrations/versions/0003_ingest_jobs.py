@@ -1,7 +1,7 @@
 """procrastinate's job tables on PostgreSQL (delivery processing runs on them there)
 
 Revision ID: 0003_ingest_jobs
-Revises: 0002
+Revises: 0006_notifications
 Create Date: 2026-12-02
 
 The schema is the one the pinned procrastinate release ships (constraints.txt); a later
@@ -17,7 +17,7 @@ from alembic import op
 from procrastinate.schema import SchemaManager
 
 revision = "0003_ingest_jobs"
-down_revision = "0002"
+down_revision = "0006_notifications"
 branch_labels = None
 depends_on = None
 
