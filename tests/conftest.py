@@ -31,6 +31,11 @@ _URL = os.environ.get("DRAGON_DATABASE_URL", "")
 POSTGRES_URL = _URL if _URL.startswith("postgresql") else ""
 
 
+PROCRASTINATE_TABLES = (
+    "procrastinate_jobs",
+    "procrastinate_periodic_defers",
+    "procrastinate_workers",
+)
 WEBHOOK_SECRETS = {
     "github": "github-webhook-secret-for-tests-0123456789",
     "gitlab": "gitlab-webhook-token-for-tests-0123456789",
@@ -79,7 +84,8 @@ async def database_url(migrated_template: str, tmp_path: Path) -> str:
     """A fresh, migrated, empty database for one test."""
     if POSTGRES_URL:
         engine = create_async_engine(POSTGRES_URL)
-        tables = ", ".join(t.name for t in metadata.sorted_tables)
+        # procrastinate's jobs too (delivery processing runs on them on PostgreSQL).
+        tables = ", ".join([*(t.name for t in metadata.sorted_tables), *PROCRASTINATE_TABLES])
         async with engine.begin() as connection:
             await connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await engine.dispose()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import secrets
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
@@ -86,6 +88,7 @@ from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.jobs import DELIVERY_JOBS, job_app, run_job_worker
 from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
@@ -343,7 +346,9 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
         health=SqlStoreHealth(database),
         clock=clock,
         inbox=inbox_settings(settings),
-        delivery_inbox=GroupCommitInbox(database),
+        delivery_inbox=GroupCommitInbox(
+            database, jobs=DELIVERY_JOBS if settings.uses_procrastinate() else None
+        ),
         triage=triage_settings(settings),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
@@ -353,6 +358,14 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
         ),
         notify=notify_settings(settings, clock=clock),
     )
+
+
+def delivery_worker(settings: Settings, services: Services) -> Coroutine[Any, Any, None]:
+    """The worker loop for the configured job engine (docs/decisions/0008)."""
+    if settings.uses_procrastinate():
+        jobs = job_app(services, database_url=settings.database_url)
+        return run_job_worker(jobs, concurrency=settings.worker_concurrency)
+    return run_delivery_worker(services, poll_seconds=settings.worker_poll_seconds)
 
 
 def session_codec(settings: Settings, *, clock: Clock) -> SessionCodec:
@@ -436,13 +449,7 @@ class Lifecycle:
             ),
         ]
         if self.settings.worker_enabled:
-            tasks.append(
-                asyncio.create_task(
-                    run_delivery_worker(
-                        self.services, poll_seconds=self.settings.worker_poll_seconds
-                    )
-                )
-            )
+            tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
             if self.settings.triage_enabled:
                 tasks.append(
                     asyncio.create_task(
@@ -474,6 +481,11 @@ class Lifecycle:
             self.mark_ready(app)
         else:
             background.append(asyncio.create_task(self.retry_initialisation(app)))
+        # What start-up built (modules, the app, mappers) lives as long as the process: keep
+        # it out of the collector's full passes, which would otherwise walk all of it again
+        # and again under load (a pause that shows as tail latency).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -531,6 +543,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     install_error_handlers(app)
     install_console(app, codec=session_codec(settings, clock=clock))
     check_table_covers(app.routes)
+    # Innermost, so every middleware around it (body limit, correlation, any added later)
+    # also sees the webhook requests it serves.
+    app.add_middleware(
+        webhooks.WebhookFastPath, ingest=services.ingest, sources=services.ingest.sources
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dragon.app import build_services, create_app
+from dragon.app import build_services, create_app, delivery_worker
 from dragon.domain.clock import system_clock
 from dragon.domain.enums import DeliveryStatus, NotificationStatus, Role
 from dragon.domain.errors import DragonError, PolicyInvalid
@@ -31,7 +31,6 @@ from dragon.services.context import SYSTEM, Caller
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
-from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
@@ -120,6 +119,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address [DRAGON_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="bind port [DRAGON_PORT]")] = None,
     reload: Annotated[bool, typer.Option(help="restart on code changes (development)")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="server processes sharing the port (one per core)")
+    ] = 1,
 ) -> None:
     """Run the API, console and embedded worker."""
     if host:
@@ -145,8 +147,9 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 20,
     }
-    if reload:
-        uvicorn.run("dragon.cli:app_factory", reload=True, **options)
+    if reload or workers > 1:
+        # uvicorn's supervisor runs the processes; each drains on SIGTERM as uvicorn does.
+        uvicorn.run("dragon.cli:app_factory", reload=reload, workers=workers, **options)
         return
     server = _DrainingServer(uvicorn.Config("dragon.cli:app_factory", **options))
     server.run()
@@ -169,9 +172,7 @@ def worker() -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         tasks = [
-            asyncio.create_task(
-                run_delivery_worker(services, poll_seconds=settings.worker_poll_seconds)
-            ),
+            asyncio.create_task(delivery_worker(settings, services)),
             asyncio.create_task(
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
@@ -189,7 +190,8 @@ def worker() -> None:
                 )
             )
         await services.actions.record_setting(CLI_CALLER)
-        err.print(f"dragon worker started on {database.dialect}")
+        engine = "procrastinate" if settings.uses_procrastinate() else "the inbox"
+        err.print(f"dragon worker started on {database.dialect}, jobs on {engine}")
         await stop.wait()
         # A pass in progress finishes its transaction or rolls back; either way nothing is lost.
         for task in tasks:

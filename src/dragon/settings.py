@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Literal
 
 from limits import RateLimitItem, parse
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEAK_SECRET_VALUES = frozenset(
@@ -144,6 +144,28 @@ class Settings(BaseSettings):
     live_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="how often each process looks for changes to push live"
     )
+    job_engine: Literal["auto", "inbox", "procrastinate"] = Field(
+        "auto",
+        description="what runs delivery processing: procrastinate (PostgreSQL only) or the "
+        "inbox itself; auto picks procrastinate on PostgreSQL and the inbox on SQLite",
+    )
+    worker_concurrency: int = Field(
+        2, ge=1, le=64, description="jobs one procrastinate worker process runs at once"
+    )
+
+    @model_validator(mode="after")
+    def _job_engine_fits_the_store(self) -> Settings:
+        if self.job_engine == "procrastinate" and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "DRAGON_JOB_ENGINE=procrastinate needs a PostgreSQL DRAGON_DATABASE_URL"
+            )
+        return self
+
+    def uses_procrastinate(self) -> bool:
+        """Whether delivery processing runs on procrastinate jobs (see docs/decisions/0008)."""
+        if self.job_engine == "auto":
+            return self.database_url.startswith("postgresql")
+        return self.job_engine == "procrastinate"
 
     # Triage: the analyzer that proposes a decision for every new incident.
     triage_enabled: bool = Field(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -42,6 +42,16 @@ _NON_CONSOLE_PREFIXES = ("/api/", "/webhooks/", "/livez", "/readyz", "/health", 
 access_log = structlog.get_logger("dragon.access")
 
 
+_RAW_SECURITY_HEADERS = [
+    (name.lower().encode(), value.encode()) for name, value in _SECURITY_HEADERS.items()
+]
+_RAW_CSPS = {
+    csp: (b"content-security-policy", csp.encode()) for csp in (_API_CSP, _DOCS_CSP, _CONSOLE_CSP)
+}
+_RAW_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_RAW_CORRELATION = CORRELATION_HEADER.encode()
+
+
 def csp_for(path: str) -> str:
     if path in ("/docs", "/redoc"):
         return _DOCS_CSP
@@ -54,7 +64,28 @@ def accepted_correlation_id(value: str | None) -> str:
     """Keep a caller's id when it is short and safe to log; otherwise make a new one."""
     if value and _SAFE_CORRELATION.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
+
+
+def with_context_headers(
+    headers: list[tuple[bytes, bytes]],
+    *,
+    correlation_id: bytes,
+    csp: tuple[bytes, bytes],
+    https: bool,
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers plus the correlation id (replacing any) and the security
+    headers the response did not set itself. Works on the raw list: this runs per response."""
+    kept = [(name, value) for name, value in headers if name.lower() != _RAW_CORRELATION]
+    present = {name.lower() for name, _ in kept}
+    kept.append((_RAW_CORRELATION, correlation_id))
+    kept.extend(header for header in _RAW_SECURITY_HEADERS if header[0] not in present)
+    if b"content-security-policy" not in present:
+        kept.append(csp)
+    if https:
+        kept = [(name, value) for name, value in kept if name.lower() != _RAW_HSTS[0]]
+        kept.append(_RAW_HSTS)
+    return kept
 
 
 class RequestContextMiddleware:
@@ -65,43 +96,51 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = dict(scope["headers"]).get(CORRELATION_HEADER.encode())
+        raw = None
+        for name, value in scope["headers"]:
+            if name == _RAW_CORRELATION:
+                raw = value
+                break
         correlation_id = accepted_correlation_id(raw.decode("latin-1") if raw else None)
         state = scope.setdefault("state", {})
         state["correlation_id"] = correlation_id
         path: str = scope["path"]
         started = time.perf_counter()
-        status_holder: dict[str, int] = {}
-        csp = csp_for(path)
+        status = 500
+        raw_id = correlation_id.encode()
+        csp = _RAW_CSPS[csp_for(path)]
         https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[CORRELATION_HEADER] = correlation_id
-                for name, value in _SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", csp)
-                if https:
-                    headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+                status = message["status"]
+                message["headers"] = with_context_headers(
+                    list(message.get("headers", ())),
+                    correlation_id=raw_id,
+                    csp=csp,
+                    https=https,
+                )
                 verdict: RateVerdict | None = state.get(RATE_LIMIT_STATE)
                 if verdict is not None:
+                    headers = MutableHeaders(scope=message)
                     for name, value in verdict.headers().items():
                         headers[name] = value
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            try:
-                await self.app(scope, receive, send_with_headers)
-            finally:
-                access_log.info(
-                    "request",
-                    method=scope["method"],
-                    path=path,
-                    status=status_holder.get("status", 500),
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+        # bind/reset rather than the bound_contextvars context manager: this runs per request.
+        tokens = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            access_log.info(
+                "request",
+                method=scope["method"],
+                path=path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 class BodyTooLarge(HTTPException):

@@ -83,8 +83,8 @@ def _field_errors(exc: RequestValidationError) -> tuple[bool, list[dict[str, Any
     return malformed, errors
 
 
-async def dragon_error_response(request: Request, exc: DragonError) -> Response:
-    """The problem+json answer to a DragonError (the console renders its own pages instead)."""
+def dragon_problem(exc: DragonError, *, correlation_id: str | None) -> Response:
+    """The answer to a DragonError, wherever it was raised (a route or a pure ASGI path)."""
     status = STATUS_BY_KIND[exc.kind]
     headers = None
     if status in (429, 503):
@@ -100,11 +100,16 @@ async def dragon_error_response(request: Request, exc: DragonError) -> Response:
         status,
         exc.code,
         exc.message,
-        correlation_id=correlation_id_of(request),
+        correlation_id=correlation_id,
         errors=errors,
         headers=headers,
         **extra,
     )
+
+
+async def dragon_error_response(request: Request, exc: DragonError) -> Response:
+    """The problem+json answer to a DragonError (the console renders its own pages instead)."""
+    return dragon_problem(exc, correlation_id=correlation_id_of(request))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -158,6 +158,11 @@ class DeliveryRepository(Protocol):
         worker holds."""
         ...
 
+    async def claim_many(self, delivery_ids: Sequence[str], *, now: datetime) -> list[Delivery]:
+        """Lock those of `delivery_ids` that are pending and due, skipping rows another
+        worker holds."""
+        ...
+
     async def claim(self, delivery_id: str) -> Delivery | None:
         """Lock a pending delivery for processing; None if it is gone, settled or locked."""
         ...
@@ -165,10 +170,25 @@ class DeliveryRepository(Protocol):
     async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery as accepted, before the inbox stores it: a plain value, cheap to make on
+    the hot path. `ignored` (a reason) stores it as settled; otherwise it is pending."""
+
+    id: str
+    source: str
+    delivery_key: str
+    event_type: str
+    body: bytes
+    headers: Mapping[str, str]
+    received_at: datetime
+    ignored: str | None = None
+
+
 class DeliveryInbox(Protocol):
     """Where accepted deliveries are committed before Dragon answers their sender."""
 
-    async def add(self, delivery: Delivery) -> Delivery | None:
+    async def add(self, delivery: NewDelivery) -> Delivery | None:
         """Commit `delivery` unless (source, delivery_key) exists; returns the existing one."""
         ...
 

@@ -7,6 +7,7 @@ Nothing is acknowledged before it is committed. Processing happens later, in the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,13 @@ from dragon.domain.entities import Delivery
 from dragon.domain.enums import DeliveryStatus
 from dragon.domain.errors import Conflict, Malformed, NotFound
 from dragon.domain.ids import new_id
-from dragon.domain.ports import DeliveryInbox, DeliveryQuery, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.ports import (
+    DeliveryInbox,
+    DeliveryQuery,
+    NewDelivery,
+    UnitOfWorkFactory,
+    WebhookAdapter,
+)
 from dragon.domain.signals import NormalizeOptions
 from dragon.services.audit_log import record
 from dragon.services.context import Caller
@@ -72,6 +79,21 @@ class IngestService:
         self._options = options
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
+        self._last_arrival = -float("inf")  # time.monotonic() of the latest delivery
+
+    async def lull(self, *, quiet: float, longest: float) -> bool:
+        """Wait until no delivery has arrived for `quiet` seconds (True), or `longest` passed
+        with deliveries still arriving (False): how work that shares this process with the
+        accept path gives acceptance the priority."""
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            idle = now - self._last_arrival
+            if idle >= quiet:
+                return True
+            if now - started >= longest:
+                return False
+            await asyncio.sleep(min(quiet - idle, longest - (now - started)))
 
     def on_accepted(self, listener: Callable[[], None]) -> None:
         """Called after each newly stored pending delivery (the embedded worker wakes up)."""
@@ -79,6 +101,11 @@ class IngestService:
 
     async def close(self) -> None:
         await self._inbox.close()
+
+    @property
+    def sources(self) -> list[str]:
+        """The webhook sources with a receiver."""
+        return list(self._adapters)
 
     def adapter(self, source: str) -> WebhookAdapter:
         try:
@@ -129,19 +156,17 @@ class IngestService:
         body: bytes,
         ignored: str | None,
     ) -> Receipt:
+        self._last_arrival = time.monotonic()
         now = self._clock()
-        delivery = Delivery(
+        delivery = NewDelivery(
             id=new_id("dlv", now),
             source=source,
             delivery_key=key[:200],
             event_type=event_type[:64],
             body=body,
             headers=headers,
-            status=DeliveryStatus.IGNORED if ignored else DeliveryStatus.PENDING,
-            next_attempt_at=now,
             received_at=now,
-            processed_at=now if ignored else None,
-            result={"ignored": ignored} if ignored else {},
+            ignored=ignored,
         )
         existing = await self._inbox.add(delivery)
         if existing is not None:
@@ -158,7 +183,7 @@ class IngestService:
                 status="ignored",
                 delivery_id=delivery.id,
                 event_type=delivery.event_type,
-                delivery_status=delivery.status.value,
+                delivery_status=DeliveryStatus.IGNORED.value,
                 reason=ignored,
             )
         for listener in self._listeners:

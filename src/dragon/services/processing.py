@@ -4,7 +4,7 @@ dead-letter state after the last attempt."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 import structlog
@@ -54,19 +54,29 @@ class DeliveryProcessor:
         self._clock = clock
         self._max_attempts = max_attempts
 
-    async def run_due(self, *, batch: int = 25) -> int:
-        """One pass over due deliveries; returns how many this worker took (settled or
-        rescheduled), so a caller can loop until nothing is left.
+    async def run_due(self, *, batch: int = 25, overdue: timedelta = timedelta(0)) -> int:
+        """One pass over deliveries due at least `overdue` ago; returns how many this worker
+        took (settled or rescheduled), so a caller can loop until nothing is left."""
+        due = self._clock() - overdue
+        return await self._settle(lambda uow: uow.deliveries.claim_due(now=due, limit=batch))
 
-        The pass claims its own batch (workers sharing a store skip each other's rows) and
-        settles it in one transaction, so one commit and one audit-chain append serve them
-        all. Fingerprint locks are taken up front in sorted order, so two workers' batches
-        cannot deadlock. If anything fails, the pass is rolled back and each delivery is
-        processed on its own, so a bad delivery cannot hold back the others."""
+    async def run_batch(self, delivery_ids: Sequence[str]) -> int:
+        """Process the named deliveries (a job engine's unit of work) that are still pending
+        and due; ones settled meanwhile, held by another worker or not yet due are skipped,
+        so running a job twice, or after a sweep got there first, changes nothing."""
+        now = self._clock()
+        return await self._settle(lambda uow: uow.deliveries.claim_many(delivery_ids, now=now))
+
+    async def _settle(self, claim: Callable[[UnitOfWork], Awaitable[list[Delivery]]]) -> int:
+        """Claim a batch (workers sharing a store skip each other's rows) and settle it in one
+        transaction, so one commit and one audit-chain append serve them all. Fingerprint
+        locks are taken up front in sorted order, so two workers' batches cannot deadlock.
+        If anything fails, the pass is rolled back and each delivery is processed on its own,
+        so a bad delivery cannot hold back the others."""
         claimed: list[str] = []
         try:
             async with self._uow() as uow:
-                deliveries = await uow.deliveries.claim_due(now=self._clock(), limit=batch)
+                deliveries = await claim(uow)
                 claimed = [d.id for d in deliveries]
                 meanings = [(d, self._meaning(d)) for d in deliveries]
                 await _lock_fingerprints(uow, [m for _, m in meanings])

@@ -1,27 +1,40 @@
 """Webhook receivers. Public routes: each one authenticates its sender by the sender's own
-mechanism (HMAC signature or token) before anything is parsed or stored."""
+mechanism (HMAC signature or token) before anything is parsed or stored.
+
+The routes below are what OpenAPI documents and the access table lists. Requests to them are
+served by `WebhookFastPath`, a pure ASGI layer inside the app's middleware (so correlation
+ids, security headers, the body limit and any middleware added later still apply) that
+answers without FastAPI's routing and dependency machinery: that machinery cost more than
+storing the delivery. Both run `receive_webhook`, so they answer alike.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dragon.api.access import GuardedRoute, services
+from dragon.api.access import ACCESS, PUBLIC, GuardedRoute, services
+from dragon.api.problems import dragon_problem
+from dragon.domain.errors import DragonError
 from dragon.services.container import Services
-from dragon.services.ingest import Receipt
+from dragon.services.ingest import IngestService, Receipt
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=GuardedRoute)
+PREFIX = "/webhooks"
+router = APIRouter(prefix=PREFIX, tags=["webhooks"], route_class=GuardedRoute)
 _RECEIPT_DOC: dict[int | str, dict[str, Any]] = {
     202: {"description": "stored durably; processing follows (or `ignored` with a reason)"},
     200: {"description": "a redelivery: the original delivery's id and state; nothing changed"},
     401: {"description": "signature or token missing or wrong"},
 }
+_PONG = orjson.dumps({"status": "pong"})
 
 
-def receipt_response(receipt: Receipt) -> Response:
+def receipt_body(receipt: Receipt) -> tuple[int, bytes]:
     body: dict[str, Any] = {
         "status": receipt.status,
         "delivery_id": receipt.delivery_id,
@@ -32,20 +45,87 @@ def receipt_response(receipt: Receipt) -> Response:
         body["reason"] = receipt.reason
     if receipt.duplicate:
         body["result"] = receipt.result
-    return Response(
-        orjson.dumps(body),
-        status_code=200 if receipt.duplicate else 202,
-        media_type="application/json",
-    )
+    return (200 if receipt.duplicate else 202), orjson.dumps(body)
+
+
+def receipt_response(receipt: Receipt) -> Response:
+    status, content = receipt_body(receipt)
+    return Response(content, status_code=status, media_type="application/json")
+
+
+async def receive_webhook(
+    ingest: IngestService, source: str, *, headers: dict[str, str], body: bytes
+) -> tuple[int, bytes]:
+    """Authenticate (before parsing anything), then store; the status and JSON body to send."""
+    ingest.authenticate(source, headers=headers, body=body)
+    if source == "github" and headers.get("x-github-event") == "ping":
+        return 200, _PONG
+    return receipt_body(await ingest.receive(source, headers=headers, body=body))
 
 
 async def _receive(source: str, request: Request, svc: Services) -> Response:
     body = await request.body()
-    headers = dict(request.headers)  # Starlette gives the names lower-cased
-    svc.ingest.authenticate(source, headers=headers, body=body)
-    if source == "github" and headers.get("x-github-event") == "ping":
-        return Response(orjson.dumps({"status": "pong"}), media_type="application/json")
-    return receipt_response(await svc.ingest.receive(source, headers=headers, body=body))
+    status, content = await receive_webhook(
+        svc.ingest, source, headers=dict(request.headers), body=body
+    )
+    return Response(content, status_code=status, media_type="application/json")
+
+
+class WebhookFastPath:
+    """Serves `POST /webhooks/{source}` for the sources whose route the access table lists as
+    public; everything else passes to the app. Errors are the same problem+json answers the
+    app's handlers give; a body over the limit is refused by the body-limit middleware
+    around this one, exactly as on any route."""
+
+    def __init__(self, app: ASGIApp, *, ingest: IngestService, sources: Iterable[str]) -> None:
+        self.app = app
+        self.ingest = ingest
+        self.paths = {
+            f"{PREFIX}/{source}": source
+            for source in sources
+            if ACCESS.get(("POST", f"{PREFIX}/{source}")) == PUBLIC
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        source = (
+            self.paths.get(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+            else None
+        )
+        if source is None:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender left before its body arrived: nothing was stored
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        # ASGI servers give header names lower-cased, as the adapters expect.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        try:
+            status, content = await receive_webhook(
+                self.ingest, source, headers=headers, body=b"".join(chunks)
+            )
+        except DragonError as exc:
+            correlation_id = scope.get("state", {}).get("correlation_id")
+            await dragon_problem(exc, correlation_id=correlation_id)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
 
 
 @router.post("/github", status_code=202, responses=_RECEIPT_DOC)

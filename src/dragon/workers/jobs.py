@@ -1,0 +1,82 @@
+"""Delivery processing on procrastinate, the PostgreSQL job engine (docs/decisions/0008).
+
+The inbox stays the source of truth. Each batch the inbox stores is deferred as one
+`process_deliveries` job in the same transaction (store.inbox.JobQueue), so a committed
+delivery always has a job and a rolled-back one never does. A job only names delivery ids;
+the processor claims those still pending (SKIP LOCKED) and settles them idempotently, so a job
+run twice, or after another worker got there first, changes nothing. A periodic sweep covers
+what a job cannot: retries that came due, and deliveries whose job was lost or whose worker
+died mid-batch (their transaction rolled back, so they are pending again); it also hands the
+stalled jobs of dead workers back to procrastinate.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+from procrastinate import App, PsycopgConnector, RetryStrategy
+from sqlalchemy.engine import make_url
+
+from dragon.services.container import Services
+from dragon.store.inbox import JobQueue
+
+log = structlog.get_logger("dragon.worker")
+QUEUE = "deliveries"
+PROCESS_TASK = "dragon.process_deliveries"
+SWEEP_TASK = "dragon.sweep_deliveries"
+DELIVERY_JOBS = JobQueue(queue=QUEUE, task=PROCESS_TASK)
+SWEEP_BATCH = 200
+SWEEP_OVERDUE = timedelta(seconds=10)
+# Acceptance first when the worker shares a server process (see workers.deliveries).
+LULL_SECONDS = 0.25
+YIELD_AT_MOST_SECONDS = 5.0
+
+
+def conninfo(database_url: str) -> str:
+    """procrastinate's psycopg connection string for Dragon's SQLAlchemy URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App:
+    """The procrastinate app whose tasks run Dragon's delivery processing."""
+    app = App(
+        connector=PsycopgConnector(
+            conninfo=conninfo(database_url), min_size=1, max_size=max(2, pool_size)
+        )
+    )
+
+    @app.task(name=PROCESS_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=10))
+    async def process_deliveries(delivery_ids: list[str]) -> None:
+        await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
+        settled = await services.processor.run_batch(delivery_ids)
+        log.debug("delivery_job_done", deliveries=len(delivery_ids), settled=settled)
+
+    # Ahead of the delivery jobs (a backlog of them must not delay it), but only for what is
+    # overdue: a delivery whose job is merely waiting its turn is left to that job.
+    # croniter reads a sixth field as seconds: every five seconds.
+    @app.periodic(cron="* * * * * */5", periodic_id="deliveries")
+    @app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK, priority=10)
+    async def sweep_deliveries(timestamp: int) -> None:
+        await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
+        while await services.processor.run_due(batch=SWEEP_BATCH, overdue=SWEEP_OVERDUE) > 0:
+            pass
+        for job in await app.job_manager.get_stalled_jobs(queue=QUEUE):
+            log.warning("delivery_job_stalled", job_id=job.id, task=job.task_name)
+            await app.job_manager.retry_job(job)
+
+    return app
+
+
+async def run_job_worker(app: App, *, concurrency: int) -> None:
+    """Run procrastinate's worker on the deliveries queue until cancelled; a job in progress
+    finishes or is rolled back (and its deliveries swept later), so nothing is lost."""
+    async with app.open_async():
+        await app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=concurrency,
+            install_signal_handlers=False,
+            delete_jobs="successful",
+            shutdown_graceful_timeout=10,
+        )

@@ -1,0 +1,5 @@
+"""Fixtures shared by the tests that run real `dragon` processes."""
+
+from tests.integration.test_ingest_processes import launch, process_tests_database
+
+__all__ = ["launch", "process_tests_database"]
