@@ -11,6 +11,8 @@ import structlog
 from fastapi import Depends, FastAPI
 
 from dragon.api.access import check_table_covers, enforce_access
+from dragon.api.deadline import DeadlineMiddleware
+from dragon.api.idempotency import IdempotencyMiddleware
 from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
 from dragon.api.routes import (
@@ -20,6 +22,7 @@ from dragon.api.routes import (
     health,
     incidents,
     keys,
+    metrics,
     policy,
     webhooks,
 )
@@ -28,7 +31,7 @@ from dragon.api.routes import (
 )
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError
-from dragon.domain.ports import WebhookAdapter
+from dragon.domain.ports import IdempotencyStore, WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
 from dragon.integrations import alertmanager, events, github, gitlab, jenkins
 from dragon.services.auth import IssuedKey, JwtSettings
@@ -37,7 +40,10 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Profile, Settings, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
+from dragon.store.idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
 from dragon.store.inbox import GroupCommitInbox
+from dragon.store.operational_stats import SqlOperationalStats
+from dragon.store.redis_client import connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
@@ -194,10 +200,23 @@ class Lifecycle:
             await self.database.dispose()
 
 
+def idempotency_store(settings: Settings) -> IdempotencyStore:
+    if settings.redis_url is None:
+        return MemoryIdempotencyStore()
+    redis = connect_redis(
+        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+    )
+    return RedisIdempotencyStore(redis, prefix=f"{settings.redis_key_prefix}idem:")
+
+
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     check_secrets(settings)
     database = connect(
-        settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        echo=settings.db_echo,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        slow_query_ms=settings.slow_query_ms,
     )
     services = build_services(settings, database, clock=clock)
     lifecycle = Lifecycle(settings, services, database)
@@ -221,10 +240,24 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.router,
         event_routes.router,
         deliveries.router,
+        metrics.router,
     ):
         app.include_router(router)
     check_table_covers(app.routes)
     install_error_handlers(app)
+    app.state.clock = clock
+    app.state.operational_stats = SqlOperationalStats(database)
+    app.state.metrics_token = (
+        settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    )
+    app.state.breaker_states = dict
+    app.add_middleware(
+        IdempotencyMiddleware,
+        store=idempotency_store(settings),
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        lease_seconds=settings.request_timeout_seconds + 5,
+    )
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -11,6 +11,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dragon.api.metrics import observe_request
 from dragon.api.problems import problem
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -73,13 +74,17 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_headers)
             finally:
+                elapsed = time.perf_counter() - started
+                status = status_holder.get("status", 500)
                 access_log.info(
                     "request",
                     method=scope["method"],
                     path=path,
-                    status=status_holder.get("status", 500),
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
                 )
+                route = getattr(scope.get("route"), "path", None)
+                observe_request(method=scope["method"], route=route, status=status, seconds=elapsed)
 
 
 class BodyTooLarge(HTTPException):
