@@ -25,6 +25,8 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/bandit --quiet --configfile pyproject.toml --recursive src
+	$(BIN)/python .ci/audit_dependencies.py
 
 unit-test: install
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest

@@ -76,11 +76,13 @@ class SecretFileSource(PydanticBaseSettingsSource):
 
 
 def secret_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
-    """The settings that hold secrets: each can also come from `DRAGON_<NAME>_FILE`."""
+    """The settings that hold secrets, each of which can also come from `DRAGON_<NAME>_FILE`:
+    every SecretStr, and the database URL (its password)."""
     return [
         name
         for name, field in settings_cls.model_fields.items()
-        if field.annotation is not None and "SecretStr" in str(field.annotation)
+        if name == "database_url"
+        or (field.annotation is not None and "SecretStr" in str(field.annotation))
     ]
 
 

@@ -24,7 +24,9 @@ def test_every_secret_setting_can_come_from_a_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     names = secret_setting_names(Settings)
-    assert {"secret_key", "jwt_secret", "github_webhook_secret", "redis_url"} <= set(names)
+    assert {"secret_key", "jwt_secret", "github_webhook_secret", "redis_url", "database_url"} <= set(
+        names
+    )
     for name in names:
         path = tmp_path / name
         path.write_text(f"{name}-{STRONG}\n", encoding="utf-8")
@@ -34,7 +36,8 @@ def test_every_secret_setting_can_come_from_a_file(
 
     for name in names:
         value = getattr(settings, name)
-        assert value.get_secret_value() == f"{name}-{STRONG}"  # the trailing newline dropped
+        plain = value if isinstance(value, str) else value.get_secret_value()
+        assert plain == f"{name}-{STRONG}"  # the trailing newline dropped
 
 
 def test_a_secret_set_both_ways_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
