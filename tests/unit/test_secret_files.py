@@ -24,9 +24,8 @@ def test_every_secret_setting_can_come_from_a_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     names = secret_setting_names(Settings)
-    assert {"secret_key", "jwt_secret", "github_webhook_secret", "redis_url", "database_url"} <= set(
-        names
-    )
+    expected = {"secret_key", "jwt_secret", "github_webhook_secret", "redis_url", "database_url"}
+    assert expected <= set(names)
     for name in names:
         path = tmp_path / name
         path.write_text(f"{name}-{STRONG}\n", encoding="utf-8")
