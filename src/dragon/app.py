@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import structlog
 from fastapi import Depends, FastAPI
@@ -15,6 +16,8 @@ from dragon.api.deadline import DeadlineMiddleware
 from dragon.api.idempotency import IdempotencyMiddleware
 from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
+from dragon.api.rate_limits import RateLimiter, SharedStorage
+from dragon.api.readiness import Readiness
 from dragon.api.routes import (
     audit,
     decisions,
@@ -40,10 +43,14 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Profile, Settings, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
-from dragon.store.idempotency import MemoryIdempotencyStore, RedisIdempotencyStore
+from dragon.store.idempotency import (
+    FallbackIdempotencyStore,
+    MemoryIdempotencyStore,
+    RedisIdempotencyStore,
+)
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.operational_stats import SqlOperationalStats
-from dragon.store.redis_client import connect_redis
+from dragon.store.redis_client import RedisGuard, connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.sweeper import run_expiry_sweeps
@@ -129,10 +136,18 @@ def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
 class Lifecycle:
     """Start-up and shut-down of one process: first-start work, background tasks, readiness."""
 
-    def __init__(self, settings: Settings, services: Services, database: Database) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        database: Database,
+        *,
+        redis: RedisGuard | None = None,
+    ) -> None:
         self.settings = settings
         self.services = services
         self.database = database
+        self.redis = redis
 
     async def initialise(self) -> bool:
         """First-start work that needs a migrated store; False (and logged) until it has one."""
@@ -198,15 +213,37 @@ class Lifecycle:
             await asyncio.gather(*background, return_exceptions=True)
             await self.services.ingest.close()
             await self.database.dispose()
+            if self.redis is not None:
+                await self.redis.close()
 
 
-def idempotency_store(settings: Settings) -> IdempotencyStore:
+@dataclass(frozen=True)
+class SharedState:
+    """What replicas share through Redis, or each process keeps when there is none."""
+
+    redis: RedisGuard | None
+    rate_limiter: RateLimiter
+    idempotency: IdempotencyStore
+
+
+def shared_state(settings: Settings, services: Services) -> SharedState:
+    rates = settings.rate_limit_items()
     if settings.redis_url is None:
-        return MemoryIdempotencyStore()
-    redis = connect_redis(
-        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+        return SharedState(None, RateLimiter(rates), MemoryIdempotencyStore())
+    url = settings.redis_url.get_secret_value()
+    timeout = settings.redis_timeout_seconds
+    # One failure opens it: no request pays a dead Redis's timeout twice.
+    breaker = services.breakers.breaker("redis", failure_threshold=1, reset_seconds=5.0)
+    guard = RedisGuard(connect_redis(url, timeout_seconds=timeout), breaker=breaker)
+    shared = SharedStorage(
+        redis_url=url, key_prefix=settings.redis_key_prefix, timeout_seconds=timeout, guard=guard
     )
-    return RedisIdempotencyStore(redis, prefix=f"{settings.redis_key_prefix}idem:")
+    idempotency = FallbackIdempotencyStore(
+        RedisIdempotencyStore(guard.redis, prefix=f"{settings.redis_key_prefix}idem:"),
+        fallback=MemoryIdempotencyStore(),
+        guard=guard,
+    )
+    return SharedState(guard, RateLimiter(rates, shared=shared), idempotency)
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
@@ -219,7 +256,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         slow_query_ms=settings.slow_query_ms,
     )
     services = build_services(settings, database, clock=clock)
-    lifecycle = Lifecycle(settings, services, database)
+    shared = shared_state(settings, services)
+    lifecycle = Lifecycle(settings, services, database, redis=shared.redis)
     app = FastAPI(
         title="Dragon",
         summary="Governed DevOps incident orchestrator",
@@ -230,6 +268,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.state.services = services
     app.state.database = database
     app.state.ready = False
+    app.state.rate_limiter = shared.rate_limiter
+    app.state.readiness = Readiness(
+        services.health, redis=shared.redis, cache_seconds=settings.readiness_cache_seconds
+    )
     for router in (
         health.router,
         keys.router,
@@ -250,10 +292,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.state.metrics_token = (
         settings.metrics_token.get_secret_value() if settings.metrics_token else None
     )
-    app.state.breaker_states = dict
+    app.state.breaker_states = services.breakers.states
     app.add_middleware(
         IdempotencyMiddleware,
-        store=idempotency_store(settings),
+        store=shared.idempotency,
         ttl_seconds=settings.idempotency_ttl_seconds,
         lease_seconds=settings.request_timeout_seconds + 5,
     )

@@ -11,7 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from limits import RateLimitItem, parse
+from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -155,6 +156,10 @@ class Settings(BaseSettings):
     worker_enabled: bool = Field(
         True, description="run the delivery worker inside the server process (embedded mode)"
     )
+    rate_limits: str = Field(
+        "playground=10/hour,approvals=20/hour,generate=50/hour",
+        description="requests allowed per route scope, comma-separated `scope=rate`",
+    )
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
@@ -217,6 +222,15 @@ class Settings(BaseSettings):
         extra = {v.strip().lower() for v in self.weak_secrets.split(",") if v.strip()}
         return WEAK_SECRET_VALUES | extra
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates_parse(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
+
+    def rate_limit_items(self) -> dict[str, RateLimitItem]:
+        return parse_rate_limits(self.rate_limits)
+
     def secret_problems(self) -> list[str]:
         """Every weak or missing secret, each with how to fix it."""
         problems: list[str] = []
@@ -255,3 +269,21 @@ def secret_list(value: SecretStr | None) -> tuple[str, ...]:
     if value is None:
         return ()
     return tuple(part.strip() for part in value.get_secret_value().split(",") if part.strip())
+
+
+def parse_rate_limits(spec: str) -> dict[str, RateLimitItem]:
+    """`scope=rate,scope=rate`, rates as the limits library writes them (`10/hour`)."""
+    rates: dict[str, RateLimitItem] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        scope, sep, rate = part.partition("=")
+        if not sep or not scope.strip():
+            raise ValueError(f"{part!r} is not `scope=rate`, for example `playground=10/hour`")
+        try:
+            rates[scope.strip()] = parse(rate.strip())
+        except ValueError:
+            raise ValueError(
+                f"{rate.strip()!r} is not a rate, for example `10/hour` or `50 per minute`"
+            ) from None
+    return rates

@@ -12,6 +12,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from dragon.app import create_app
+from dragon.services.container import Services
 from dragon.settings import Settings
 from tests.conftest import Keys
 
@@ -301,7 +302,18 @@ async def test_readiness_and_its_health_alias_report_the_database_and_migrations
         assert response.json() == {
             "status": "ok",
             "checks": {"database": "ok", "migrations": "ok"},
+            "breakers": {},
         }
+
+
+async def test_readiness_shows_every_breaker_and_its_state(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    services.breakers.breaker("github", failure_threshold=1).failed()
+    services.breakers.breaker("slack")
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["breakers"] == {"github": "open", "slack": "closed"}
 
 
 async def test_unmigrated_store_starts_but_is_not_ready(tmp_path: Path) -> None:

@@ -4,12 +4,15 @@ from settings a test adjusts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -69,3 +72,58 @@ def make_app(settings: Settings, clock: FakeClock) -> AppFactory:
                 yield application, http
 
     return build
+
+
+class RedisLink:
+    """A TCP relay on 127.0.0.1 in front of the real Redis that a test can cut and restore,
+    or make hang (accept, never answer), without touching the shared Redis server."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = closed_port()
+        self.hanging = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        if self.hanging:
+            await reader.read()  # hold the connection open, answer nothing
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers.add(upstream_writer)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+@pytest.fixture
+async def redis_link() -> AsyncIterator[RedisLink]:
+    target = urlsplit(REDIS_URL)
+    link = RedisLink(target.hostname or "127.0.0.1", target.port or 6379)
+    await link.up()
+    yield link
+    await link.down()

@@ -13,6 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.metrics import observe_request
 from dragon.api.problems import problem
+from dragon.api.rate_limits import STATE_KEY as RATE_LIMIT_STATE
+from dragon.api.rate_limits import RateVerdict
 
 CORRELATION_HEADER = "x-correlation-id"
 # fullmatch, not `$`: `$` also matches before a trailing newline, which would let "id\n" through.
@@ -51,7 +53,8 @@ class RequestContextMiddleware:
             return
         raw = dict(scope["headers"]).get(CORRELATION_HEADER.encode())
         correlation_id = accepted_correlation_id(raw.decode("latin-1") if raw else None)
-        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        state = scope.setdefault("state", {})
+        state["correlation_id"] = correlation_id
         path: str = scope["path"]
         started = time.perf_counter()
         status_holder: dict[str, int] = {}
@@ -68,6 +71,10 @@ class RequestContextMiddleware:
                 headers.setdefault("Content-Security-Policy", csp)
                 if https:
                     headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+                verdict: RateVerdict | None = state.get(RATE_LIMIT_STATE)
+                if verdict is not None:
+                    for name, value in verdict.headers().items():
+                        headers[name] = value
             await send(message)
 
         with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):

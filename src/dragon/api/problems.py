@@ -24,6 +24,7 @@ STATUS_BY_KIND = {
     ErrorKind.FORBIDDEN: 403,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
+    ErrorKind.RATE_LIMITED: 429,
     ErrorKind.UNAVAILABLE: 503,
 }
 _HTTP_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -86,7 +87,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DragonError)
     async def _dragon_error(request: Request, exc: DragonError) -> Response:
         status = STATUS_BY_KIND[exc.kind]
-        headers = {"Retry-After": "5"} if status == 503 else None
+        headers = None
+        if status in (429, 503):
+            headers = {"Retry-After": str(exc.details.get("retry_after", 5))}
         if status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
         details = dict(exc.details)

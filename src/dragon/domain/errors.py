@@ -9,7 +9,9 @@
     ├── Conflict                the target's state forbids the operation (kind: conflict)
     │   └── InvalidTransition   a state machine refused a transition
     ├── PolicyInvalid           a policy document did not validate (kind: invalid)
+    ├── RateLimited             too many requests in the window; retry later (kind: rate_limited)
     └── Unavailable             a dependency is down; retry later (kind: unavailable)
+        └── CircuitOpen         (domain/breaker.py) the dependency's breaker is open
 
 The codes are listed in docs/errors.md; the API maps `kind` to an HTTP status.
 """
@@ -28,6 +30,7 @@ class ErrorKind(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
 
 
@@ -74,6 +77,11 @@ class Conflict(DragonError):
 
 class InvalidTransition(Conflict):
     default_code = "invalid_transition"
+
+
+class RateLimited(DragonError):
+    kind = ErrorKind.RATE_LIMITED
+    default_code = "rate_limited"
 
 
 class Unavailable(DragonError):

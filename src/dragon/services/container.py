@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
 from dragon.domain.signals import Normalized, NormalizeOptions
@@ -38,6 +39,7 @@ class Services:
     health: StoreHealth
     ingest: IngestService
     processor: DeliveryProcessor
+    breakers: BreakerRegistry
 
     @classmethod
     def build(
@@ -74,4 +76,5 @@ class Services:
             policies=policies,
             audit=AuditLog(uow),
             health=health,
+            breakers=BreakerRegistry(clock=clock),
         )

@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from dragon.domain.ports import IdempotencyRecord, StoredResponse
+from dragon.store.redis_client import RedisGuard
 
 
 def encode(record: IdempotencyRecord) -> bytes:
@@ -103,3 +104,33 @@ class MemoryIdempotencyStore:
 
     async def release(self, key: str) -> None:
         self._records.pop(key, None)
+
+
+class FallbackIdempotencyStore:
+    """Redis through the guard, this process's memory while Redis is unusable."""
+
+    def __init__(
+        self, primary: RedisIdempotencyStore, *, fallback: MemoryIdempotencyStore, guard: RedisGuard
+    ) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._guard = guard
+
+    async def claim(
+        self, key: str, *, fingerprint: str, lease_seconds: float
+    ) -> IdempotencyRecord | None:
+        return await self._guard.run(
+            lambda: self._primary.claim(key, fingerprint=fingerprint, lease_seconds=lease_seconds),
+            lambda: self._fallback.claim(key, fingerprint=fingerprint, lease_seconds=lease_seconds),
+        )
+
+    async def complete(self, key: str, *, record: IdempotencyRecord, ttl_seconds: int) -> None:
+        await self._guard.run(
+            lambda: self._primary.complete(key, record=record, ttl_seconds=ttl_seconds),
+            lambda: self._fallback.complete(key, record=record, ttl_seconds=ttl_seconds),
+        )
+
+    async def release(self, key: str) -> None:
+        await self._guard.run(
+            lambda: self._primary.release(key), lambda: self._fallback.release(key)
+        )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from dragon.api.access import GuardedRoute, caller, services
+from dragon.api.rate_limits import rate_limit
 from dragon.api.responses import json_response
 from dragon.api.routes.incidents import Cursor, Limit
 from dragon.api.schemas import (
@@ -26,6 +27,8 @@ from dragon.services.context import Caller
 from dragon.services.decisions import Proposal
 
 router = APIRouter(tags=["decisions"], route_class=GuardedRoute)
+# Verdicts are counted per principal: a stolen or scripted approver key cannot flood a queue.
+_VERDICT_LIMIT = [Depends(rate_limit("approvals", by="principal"))]
 
 
 def _proposal(body: DecisionCreate, title: str) -> Proposal:
@@ -104,7 +107,11 @@ async def _verdict(
     return json_response(DecisionOut.of(view.decision, view.approvals))
 
 
-@router.post("/api/v1/decisions/{decision_id}/approve", response_model=DecisionOut)
+@router.post(
+    "/api/v1/decisions/{decision_id}/approve",
+    response_model=DecisionOut,
+    dependencies=_VERDICT_LIMIT,
+)
 async def approve_decision(
     decision_id: str,
     body: VerdictIn,
@@ -114,7 +121,11 @@ async def approve_decision(
     return await _verdict(svc, who, decision_id, Verdict.APPROVE, body.justification)
 
 
-@router.post("/api/v1/decisions/{decision_id}/reject", response_model=DecisionOut)
+@router.post(
+    "/api/v1/decisions/{decision_id}/reject",
+    response_model=DecisionOut,
+    dependencies=_VERDICT_LIMIT,
+)
 async def reject_decision(
     decision_id: str,
     body: VerdictIn,
@@ -134,7 +145,12 @@ async def legacy_propose_decision(
     return await _propose(svc, who, _proposal(body, body.title or body.action))
 
 
-@router.post("/api/approvals", response_model=DecisionOut, tags=["compatibility"])
+@router.post(
+    "/api/approvals",
+    response_model=DecisionOut,
+    tags=["compatibility"],
+    dependencies=_VERDICT_LIMIT,
+)
 async def legacy_approval(
     body: LegacyApproval,
     who: Annotated[Caller, Depends(caller)],
