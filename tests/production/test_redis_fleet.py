@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from tests.api.test_decisions_api import pending, verdict
