@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
 DRAGON_TEST_POSTGRES_URL ?=
 
-.PHONY: install run test lint unit-test bench bench-ingest clean
+.PHONY: install run test lint unit-test bench bench-ingest bench-production clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,10 @@ test: lint
 bench-ingest: install
 	$(BIN)/python bench/bench_ingest.py
 
-bench: bench-ingest
+bench-production: install
+	$(BIN)/python bench/bench_production.py
+
+bench: bench-ingest bench-production
 	$(BIN)/python bench/bench_core.py
 
 clean:

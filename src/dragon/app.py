@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -16,7 +16,7 @@ from dragon.api.deadline import DeadlineMiddleware
 from dragon.api.idempotency import IdempotencyMiddleware
 from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from dragon.api.problems import install_error_handlers
-from dragon.api.rate_limits import RateLimiter, SharedStorage
+from dragon.api.rate_limits import RateLimiter, SharedStorage, rate_limit
 from dragon.api.readiness import Readiness
 from dragon.api.routes import (
     audit,
@@ -32,6 +32,7 @@ from dragon.api.routes import (
 from dragon.api.routes import (
     events as event_routes,
 )
+from dragon.api.tracing import TracingMiddleware, tracer_provider
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError
 from dragon.domain.ports import IdempotencyStore, WebhookAdapter
@@ -148,6 +149,7 @@ class Lifecycle:
         self.services = services
         self.database = database
         self.redis = redis
+        self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
         """First-start work that needs a migrated store; False (and logged) until it has one."""
@@ -215,6 +217,8 @@ class Lifecycle:
             await self.database.dispose()
             if self.redis is not None:
                 await self.redis.close()
+            for close in self.closers:
+                await asyncio.to_thread(close)  # flushes exporters: blocking I/O
 
 
 @dataclass(frozen=True)
@@ -279,12 +283,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         decisions.router,
         policy.router,
         audit.router,
-        webhooks.router,
         event_routes.router,
         deliveries.router,
         metrics.router,
     ):
         app.include_router(router)
+    # Opt-in: a per-address limit costs every delivery a round trip to the limit's storage.
+    limited = "webhooks" in settings.rate_limit_items()
+    app.include_router(
+        webhooks.router,
+        dependencies=[Depends(rate_limit("webhooks", by="address"))] if limited else None,
+    )
     check_table_covers(app.routes)
     install_error_handlers(app)
     app.state.clock = clock
@@ -306,4 +315,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
     app.add_middleware(RequestContextMiddleware)
+    if settings.otel_endpoint:
+        # Outermost, so the access log line of a request carries its trace id too.
+        provider = tracer_provider(
+            endpoint=settings.otel_endpoint, service_name=settings.otel_service_name
+        )
+        lifecycle.closers.append(provider.shutdown)
+        app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("dragon"))
     return app

@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from dragon.app import create_app
+from dragon.logs import configure_logging
 from dragon.settings import Settings
 from tests.conftest import FakeClock
 
@@ -127,3 +130,20 @@ async def redis_link() -> AsyncIterator[RedisLink]:
     await link.up()
     yield link
     await link.down()
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], None]]:
+    """Dragon's real JSON log pipeline onto the test's captured stderr (started from the test
+    body, where that stream is in place), uncached so no logger keeps the stream after it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def start() -> None:
+        configure_logging(level="info", fmt="json")
+        structlog.configure(cache_logger_on_first_use=False)
+        capsys.readouterr()
+
+    yield start
+    structlog.reset_defaults()
+    root.handlers[:], root.level = handlers, level

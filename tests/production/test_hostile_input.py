@@ -6,15 +6,12 @@ never a forged log line."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 
-from dragon.logs import configure_logging
 from tests.conftest import Keys
 
 INJECTIONS = [
@@ -152,23 +149,6 @@ async def test_an_oversized_body_on_every_creating_route_is_413(
         assert answer.status_code == 413, path
         assert answer.json()["code"] == "body_too_large"
     assert await incident_count(client, keys) == 0
-
-
-@pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], None]]:
-    """Dragon's real JSON log pipeline onto the test's captured stderr (started from the test
-    body, where that stream is in place), uncached so no logger keeps the stream after it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-
-    def start() -> None:
-        configure_logging(level="info", fmt="json")
-        structlog.configure(cache_logger_on_first_use=False)
-        capsys.readouterr()
-
-    yield start
-    structlog.reset_defaults()
-    root.handlers[:], root.level = handlers, level
 
 
 async def test_a_newline_in_the_correlation_id_or_the_path_forges_no_log_line(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from tests.api.test_decisions_api import pending, verdict
@@ -122,3 +123,26 @@ async def test_dragon_returns_to_redis_when_it_is_back(
     assert recovered["breakers"]["redis"] == "closed"
     assert limited.status_code == 200
     assert limited.headers["x-ratelimit-remaining"] == "1"
+
+
+async def test_a_configured_webhook_limit_counts_each_sender_address(
+    make_app: AppFactory, redis_prefix: str
+) -> None:
+    async with make_app(**with_redis(REDIS_URL, redis_prefix, rate_limits="webhooks=2/minute")) as (
+        app,
+        http,
+    ):
+        answers = [
+            await http.post("/webhooks/github", content=b"{}", headers={"X-GitHub-Event": "ping"})
+            for _ in range(3)
+        ]
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as other:
+            elsewhere = await other.post(
+                "/webhooks/github", content=b"{}", headers={"X-GitHub-Event": "ping"}
+            )
+
+    assert [a.status_code for a in answers[:2]] == [401, 401]  # unsigned, refused by signature
+    assert answers[2].status_code == 429
+    assert answers[2].json()["code"] == "rate_limited"
+    assert elsewhere.status_code == 401  # another sender has its own count
