@@ -196,7 +196,9 @@ def main() -> None:  # noqa: PLR0915 - one script, read top to bottom
     with ExitStack() as stack:
 
         def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-            process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
 
             def stop() -> None:
                 process.send_signal(signal.SIGTERM)
