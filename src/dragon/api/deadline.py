@@ -1,5 +1,6 @@
-"""Every request has a deadline. One that runs past it is cut: the caller gets a 503
-`request_timeout` with Retry-After (if no byte of the answer has left yet) and the cut is logged.
+"""Every request has a deadline for its answer to start. One that runs past it is cut: the caller
+gets a 503 `request_timeout` with Retry-After, and the cut is logged. An answer already under way
+(a stream) is not cut.
 Work cut this way rolls back: the unit of work never committed it.
 
 The request runs as a task of its own so the answer leaves at the deadline even when the work
@@ -51,6 +52,11 @@ class DeadlineMiddleware:
         if done:
             task.result()
             return
+        if started:
+            # The answer is under way (a stream, say): the deadline bounds the wait for its
+            # first byte, not how long it may flow.
+            await task
+            return
         cut = True
         task.cancel()
         self._cut.add(task)
@@ -62,10 +68,7 @@ class DeadlineMiddleware:
             method=scope["method"],
             path=scope["path"],
             deadline_seconds=self.seconds,
-            response_started=started,
         )
-        if started:
-            return  # the answer is half sent; the server closes the connection
         response = problem(
             503,
             "request_timeout",
