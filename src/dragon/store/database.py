@@ -120,7 +120,13 @@ def unavailable_cause(exc: BaseException | None) -> bool:
     exhausted) rather than a problem with the statement itself."""
     if isinstance(exc, OperationalError | TimeoutError | OSError | sa_exc.TimeoutError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if not isinstance(exc, DBAPIError):
+        return False
+    # SQLSTATE class 08 (connection exception) and 57P (the server shutting down, crashed or
+    # still starting up: "the database system is starting up") mean "not reachable right now".
+    state = getattr(exc.orig, "sqlstate", None)
+    starting_or_gone = isinstance(state, str) and state.startswith(("08", "57P"))
+    return bool(exc.connection_invalidated) or starting_or_gone
 
 
 def pool_exhausted_cause(exc: BaseException | None) -> bool:
