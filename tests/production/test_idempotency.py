@@ -165,3 +165,16 @@ async def test_a_key_in_memory_expires_after_its_time_to_live() -> None:
     assert await store.claim("k", fingerprint="other", lease_seconds=35) is not None
     now[0] += 2
     assert await store.claim("k", fingerprint="other", lease_seconds=35) is None
+
+
+async def test_an_issued_api_key_is_never_kept_for_a_replay(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    headers = {**keys.of("admin"), "Idempotency-Key": "new-key"}
+    body = {"name": "ci-bot", "role": "developer"}
+    first = await client.post("/api/v1/keys", json=body, headers=headers)
+    again = await client.post("/api/v1/keys", json=body, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in again.headers
+    assert again.json().get("key") != first.json()["key"]

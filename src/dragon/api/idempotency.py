@@ -8,7 +8,8 @@ one caller cannot read another's answers. Answers that depend on the moment rath
 request (401, 403, 409, 429, 5xx) are not kept: the key is released and a retry runs afresh.
 
 Webhooks and events are left out: the inbox deduplicates them durably, on the sender's delivery
-id or on the Idempotency-Key itself (a repeat answers 200 with the original delivery).
+id or on the Idempotency-Key itself (a repeat answers 200 with the original delivery). So is
+`POST /api/v1/keys`: its answer holds a new API key's secret, which is never kept anywhere.
 Requests without the header pay one header scan and nothing else.
 """
 
@@ -29,8 +30,15 @@ _MAX_STORED_BODY = 1024 * 1024
 _NOT_KEPT = frozenset({401, 403, 408, 409, 425, 429})
 _SKIPPED_HEADERS = frozenset({"content-length", "date", "x-correlation-id", REPLAYED})
 _POLL_SECONDS = 0.05
-# Routes whose deliveries the inbox deduplicates itself.
-_INBOX_ROUTES = ("/webhooks/", "/api/v1/events", "/api/ci/event", "/api/observability/alert")
+# Routes whose deliveries the inbox deduplicates itself, and routes whose answer shows a secret
+# once (an API key): that answer must not be kept in Redis or memory for a day.
+_EXEMPT_ROUTES = (
+    "/webhooks/",
+    "/api/v1/events",
+    "/api/ci/event",
+    "/api/observability/alert",
+    "/api/v1/keys",
+)
 
 
 def _keepable(status: int) -> bool:
@@ -68,7 +76,7 @@ class IdempotencyMiddleware:
                 raw_key = value
             elif name in (b"authorization", b"x-api-key"):
                 credential += value
-        if raw_key is None or scope["path"].startswith(_INBOX_ROUTES):
+        if raw_key is None or scope["path"].startswith(_EXEMPT_ROUTES):
             await self.app(scope, receive, send)
             return
         correlation_id = scope.get("state", {}).get("correlation_id")
