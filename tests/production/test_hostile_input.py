@@ -177,3 +177,24 @@ async def test_a_newline_in_the_correlation_id_or_the_path_forges_no_log_line(
     assert all(
         event["correlation_id"] == answer.headers["x-correlation-id"] for event in events[:1]
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/v1/incidents", "q"),
+        ("/api/v1/incidents", "repo"),
+        ("/api/v1/incidents", "source"),
+        ("/api/v1/incidents", "cursor"),
+        ("/api/v1/decisions", "action"),
+        ("/api/v1/decisions", "incident_id"),
+        ("/api/v1/deliveries", "source"),
+    ],
+)
+async def test_a_nul_in_a_query_parameter_is_a_400(
+    client: httpx.AsyncClient, keys: Keys, path: str, name: str
+) -> None:
+    answer = await client.get(path, params={name: "a\x00b"}, headers=keys.of("admin"))
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "query_invalid"

@@ -34,6 +34,36 @@ _DOCS_CSP = (
     "connect-src 'self'; frame-ancestors 'none'"
 )
 access_log = structlog.get_logger("dragon.access")
+# No route has a control character in its path; PostgreSQL cannot even compare text with NUL.
+_CONTROL_IN_PATH = re.compile(r"[\x00-\x1f\x7f]")
+
+
+async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        404,
+        "route_not_found",
+        "no route has control characters in its path",
+        correlation_id=scope.get("state", {}).get("correlation_id"),
+    )
+    await response(scope, receive, send)
+
+
+async def _nul_in_query(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        400,
+        "query_invalid",
+        "a query parameter holds a NUL character (%00), which no value may contain",
+        correlation_id=scope.get("state", {}).get("correlation_id"),
+    )
+    await response(scope, receive, send)
+
+
+def _refusal(path: str, query: bytes) -> ASGIApp | None:
+    if _CONTROL_IN_PATH.search(path):
+        return _no_such_route
+    if b"%00" in query:
+        return _nul_in_query
+    return None
 
 
 def accepted_correlation_id(value: str | None) -> str:
@@ -77,9 +107,10 @@ class RequestContextMiddleware:
                         headers[name] = value
             await send(message)
 
+        app = _refusal(path, scope.get("query_string", b"")) or self.app
         with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
             try:
-                await self.app(scope, receive, send_with_headers)
+                await app(scope, receive, send_with_headers)
             finally:
                 elapsed = time.perf_counter() - started
                 status = status_holder.get("status", 500)
