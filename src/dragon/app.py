@@ -4,34 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from fastapi import Depends, FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
 from dragon.api.deadline import DeadlineMiddleware
 from dragon.api.idempotency import IdempotencyMiddleware
-from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from dragon.api.middleware import (
+    AllowlistCORSMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from dragon.api.problems import install_error_handlers
 from dragon.api.rate_limits import RateLimiter, SharedStorage, rate_limit
 from dragon.api.readiness import Readiness
 from dragon.api.routes import (
     audit,
+    dashboard,
     decisions,
     deliveries,
     health,
     incidents,
     keys,
     metrics,
+    playground,
     policy,
     webhooks,
 )
 from dragon.api.routes import (
     events as event_routes,
 )
+from dragon.api.sessions import SessionCodec
 from dragon.api.tracing import TracingMiddleware, tracer_provider
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError
@@ -41,7 +51,7 @@ from dragon.integrations import alertmanager, events, github, gitlab, jenkins
 from dragon.services.auth import IssuedKey, JwtSettings
 from dragon.services.container import InboxSettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.settings import Profile, Settings, secret_list
+from dragon.settings import Profile, Settings, origin_list, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.idempotency import (
@@ -53,7 +63,9 @@ from dragon.store.inbox import GroupCommitInbox
 from dragon.store.operational_stats import SqlOperationalStats
 from dragon.store.redis_client import RedisGuard, connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.sweeper import run_expiry_sweeps
 
 log = structlog.get_logger("dragon")
@@ -117,6 +129,24 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+    )
+
+
+def session_codec(settings: Settings, *, clock: Clock) -> SessionCodec:
+    if settings.secret_key is not None:
+        secret = settings.secret_key.get_secret_value().encode()
+    else:
+        # check_secrets refused this in prod; in dev, sessions last as long as the process.
+        secret = secrets.token_bytes(32)
+        log.warning(
+            "console_secret_generated",
+            hint="set DRAGON_SECRET_KEY so console sessions survive a restart",
+        )
+    return SessionCodec(
+        secret,
+        clock=clock,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        max_age=timedelta(hours=settings.session_max_hours),
     )
 
 
@@ -185,7 +215,10 @@ class Lifecycle:
         tasks = [
             asyncio.create_task(
                 run_expiry_sweeps(self.services, every_seconds=self.settings.expiry_sweep_seconds)
-            )
+            ),
+            asyncio.create_task(
+                run_dashboard_feed(self.services, every_seconds=self.settings.live_poll_seconds)
+            ),
         ]
         if self.settings.worker_enabled:
             tasks.append(
@@ -286,6 +319,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         event_routes.router,
         deliveries.router,
         metrics.router,
+        dashboard.router,
+        playground.router,
     ):
         app.include_router(router)
     # Opt-in: a per-address limit costs every delivery a round trip to the limit's storage.
@@ -294,8 +329,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.router,
         dependencies=[Depends(rate_limit("webhooks", by="address"))] if limited else None,
     )
-    check_table_covers(app.routes)
     install_error_handlers(app)
+    install_console(app, codec=session_codec(settings, clock=clock))
+    check_table_covers(app.routes)
     app.state.clock = clock
     app.state.operational_stats = SqlOperationalStats(database)
     app.state.metrics_token = (
@@ -315,6 +351,31 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    origins = origin_list(settings.cors_origins)
+    if origins:
+        # Only listed origins get a grant, and only they may send credentials.
+        app.add_middleware(
+            AllowlistCORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Correlation-ID",
+                "Idempotency-Key",
+                "X-CSRF-Token",
+            ],
+            expose_headers=[
+                "X-Correlation-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+            ],
+        )
     if settings.otel_endpoint:
         # Outermost, so the access log line of a request carries its trace id too.
         provider = tracer_provider(

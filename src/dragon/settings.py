@@ -163,6 +163,18 @@ class Settings(BaseSettings):
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
+    session_idle_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="console sessions end after this long without a request"
+    )
+    session_max_hours: int = Field(
+        12, ge=1, le=24 * 30, description="console sessions end this long after login, whatever"
+    )
+    cors_origins: str = Field(
+        "", description="origins allowed to call the API from a browser, comma-separated"
+    )
+    live_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often each process looks for changes to push live"
+    )
     secret_min_bytes: int = Field(
         MIN_SECRET_BYTES, ge=8, le=1024, description="shortest secret accepted"
     )
@@ -262,6 +274,10 @@ class Settings(BaseSettings):
                 elif len(raw.encode()) < self.secret_min_bytes:
                     problems.append(f"{env} is shorter than {self.secret_min_bytes} bytes; {fix}")
         return problems
+
+
+def origin_list(value: str) -> list[str]:
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
 
 
 def secret_list(value: SecretStr | None) -> tuple[str, ...]:

@@ -7,13 +7,22 @@ from dataclasses import dataclass, field
 
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
-from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.ports import (
+    DeliveryInbox,
+    LiveUpdates,
+    StoreHealth,
+    UnitOfWorkFactory,
+    WebhookAdapter,
+)
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
+from dragon.services.dashboard import DashboardService
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
+from dragon.services.live_updates import InProcessBroadcaster
+from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
 
@@ -40,6 +49,9 @@ class Services:
     ingest: IngestService
     processor: DeliveryProcessor
     breakers: BreakerRegistry
+    dashboard: DashboardService
+    live: LiveUpdates
+    playground: Playground
 
     @classmethod
     def build(
@@ -77,4 +89,7 @@ class Services:
             audit=AuditLog(uow),
             health=health,
             breakers=BreakerRegistry(clock=clock),
+            dashboard=DashboardService(uow, clock=clock),
+            live=InProcessBroadcaster(),
+            playground=Playground(clock=clock),
         )

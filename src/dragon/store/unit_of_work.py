@@ -14,6 +14,7 @@ from dragon.domain.ports import (
     ApprovalRepository,
     AuditRepository,
     CorrelationRepository,
+    DashboardRepository,
     DecisionRepository,
     DeliveryRepository,
     IncidentRepository,
@@ -21,6 +22,7 @@ from dragon.domain.ports import (
     PrincipalRepository,
     SignalRepository,
 )
+from dragon.store.dashboard import SqlDashboardRepository
 from dragon.store.database import (
     Database,
     pool_exhausted,
@@ -58,6 +60,7 @@ class SqlUnitOfWork:
         self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
+        self.dashboard: DashboardRepository = SqlDashboardRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()
