@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
 DRAGON_TEST_POSTGRES_URL ?=
 
-.PHONY: install run test lint unit-test bench bench-ingest bench-production clean
+# The contract tests' mock server (Prism) and GitHub's OpenAPI description, pinned by the lock.
+CONTRACT := tests/contract
+CONTRACT_STAMP := $(CONTRACT)/node_modules/.package-lock.json
+
+.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-production clean contract-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(CONTRACT_STAMP): $(CONTRACT)/package.json $(CONTRACT)/package-lock.json
+	npm ci --prefix $(CONTRACT) --no-audit --no-fund --loglevel=error
+	touch $(CONTRACT_STAMP)
+
+contract-deps: $(CONTRACT_STAMP)
 
 run: install
 	$(BIN)/dragon migrate
@@ -28,10 +38,10 @@ lint: install
 	$(BIN)/bandit --quiet --configfile pyproject.toml --recursive src
 	$(BIN)/python .ci/audit_dependencies.py
 
-unit-test: install
+unit-test: install contract-deps
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
 
-test: lint
+test: lint contract-deps
 	@echo "== test suite on SQLite =="
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
 	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \
@@ -44,11 +54,14 @@ test: lint
 bench-ingest: install
 	$(BIN)/python bench/bench_ingest.py
 
+bench-triage: install
+	$(BIN)/python bench/bench_triage.py
+
 bench-production: install
 	$(BIN)/python bench/bench_production.py
 
-bench: bench-ingest bench-production
+bench: bench-ingest bench-triage bench-production
 	$(BIN)/python bench/bench_core.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CONTRACT)/node_modules

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import structlog
+import yaml
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -33,9 +36,15 @@ from dragon.api.routes import (
     health,
     incidents,
     keys,
+    legacy_actions,
     metrics,
+    notifications,
     playground,
     policy,
+    runbooks,
+    runs,
+    slack_actions,
+    triage,
     webhooks,
 )
 from dragon.api.routes import (
@@ -43,15 +52,41 @@ from dragon.api.routes import (
 )
 from dragon.api.sessions import SessionCodec
 from dragon.api.tracing import TracingMiddleware, tracer_provider
+from dragon.domain.breaker import BreakerRegistry, CircuitBreaker
 from dragon.domain.clock import Clock, system_clock
-from dragon.domain.errors import DragonError
+from dragon.domain.errors import DragonError, ValidationFailed
+from dragon.domain.execution import ActionHandler, BySource
+from dragon.domain.notification_routing import RoutingTable, parse_routing
 from dragon.domain.ports import IdempotencyStore, WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
-from dragon.integrations import alertmanager, events, github, gitlab, jenkins
+from dragon.integrations import (
+    alertmanager,
+    events,
+    github,
+    github_logs,
+    gitlab,
+    gitlab_logs,
+    jenkins,
+    jenkins_logs,
+    slack,
+)
+from dragon.integrations.action_http import default_timeout
+from dragon.integrations.channels import build_channels
+from dragon.integrations.github_actions import GitHubActions, GitHubSettings, parse_fixers
+from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
+from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
+from dragon.integrations.http_step import HttpStep
+from dragon.integrations.jenkins_api import JenkinsActions, JenkinsClient
+from dragon.integrations.job_logs import JobLogs, TailLimits, VendorLogFetcher
+from dragon.integrations.llm import LlmAnalyzer, LlmSettings
+from dragon.integrations.llm import build_client as build_llm_client
 from dragon.services.auth import IssuedKey, JwtSettings
-from dragon.services.container import InboxSettings, Services
+from dragon.services.container import ExecutionWiring, InboxSettings, NotifySettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.settings import Profile, Settings, origin_list, secret_list
+from dragon.services.notifications import DeliveryRules
+from dragon.services.runs import ExecutionSettings
+from dragon.services.triage import TriageSettings
+from dragon.settings import Profile, Settings, origin_list, runbook_map, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.idempotency import (
@@ -66,7 +101,10 @@ from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.live_feed import run_dashboard_feed
+from dragon.workers.notifications import run_notification_worker
+from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
+from dragon.workers.triage import run_triage_worker
 
 log = structlog.get_logger("dragon")
 
@@ -115,20 +153,249 @@ def inbox_settings(settings: Settings) -> InboxSettings:
     )
 
 
+def triage_settings(settings: Settings) -> TriageSettings:
+    return TriageSettings(
+        runbooks=runbook_map(settings.triage_runbooks),
+        change_freeze=settings.change_freeze,
+        max_attempts=settings.triage_max_attempts,
+    )
+
+
+def llm_analyzer(settings: Settings, breakers: BreakerRegistry) -> LlmAnalyzer | None:
+    if not settings.llm_base_url:
+        return None
+    llm = LlmSettings(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        total_timeout=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
+    return LlmAnalyzer(
+        build_llm_client(llm, connect_timeout=settings.llm_connect_timeout_seconds),
+        settings=llm,
+        breaker=breakers.breaker(
+            "llm",
+            failure_threshold=settings.llm_breaker_threshold,
+            reset_seconds=settings.llm_breaker_reset_seconds,
+        ),
+    )
+
+
+def job_log_source(
+    settings: Settings, breakers: BreakerRegistry
+) -> tuple[JobLogs | None, list[httpx.AsyncClient]]:
+    """The vendors whose job logs triage may fetch: those with credentials configured."""
+    limits = TailLimits(
+        max_bytes=settings.triage_log_max_bytes, timeout=settings.triage_log_timeout_seconds
+    )
+    fetchers: dict[str, tuple[VendorLogFetcher, CircuitBreaker]] = {}
+    clients: list[httpx.AsyncClient] = []
+
+    def client() -> httpx.AsyncClient:
+        made = httpx.AsyncClient(
+            timeout=httpx.Timeout(limits.timeout, connect=min(5.0, limits.timeout)),
+            follow_redirects=True,
+            max_redirects=3,
+        )
+        clients.append(made)
+        return made
+
+    if settings.triage_github_token:
+        fetchers[github_logs.SOURCE] = (
+            github_logs.GithubJobLogs(
+                client(),
+                api_url=settings.triage_github_api_url,
+                token=settings.triage_github_token.get_secret_value(),
+                limits=limits,
+            ),
+            breakers.breaker("github_logs"),
+        )
+    if settings.triage_gitlab_token:
+        fetchers[gitlab_logs.SOURCE] = (
+            gitlab_logs.GitlabJobLogs(
+                client(),
+                base_url=settings.triage_gitlab_url,
+                token=settings.triage_gitlab_token.get_secret_value(),
+                limits=limits,
+            ),
+            breakers.breaker("gitlab_logs"),
+        )
+    if settings.triage_jenkins_url:
+        token = settings.triage_jenkins_token
+        fetchers[jenkins_logs.SOURCE] = (
+            jenkins_logs.JenkinsJobLogs(
+                client(),
+                base_url=settings.triage_jenkins_url,
+                user=settings.triage_jenkins_user,
+                token=token.get_secret_value() if token else None,
+                limits=limits,
+            ),
+            breakers.breaker("jenkins_logs"),
+        )
+    return (JobLogs(fetchers) if fetchers else None), clients
+
+
+def github_auth(settings: Settings, *, clock: Clock) -> GitHubAuth | None:
+    if settings.github_token is not None:
+        return GitHubAuth(clock=clock, token=settings.github_token.get_secret_value())
+    app_id, key = settings.github_app_id, settings.github_app_private_key
+    installation = settings.github_app_installation_id
+    if app_id and key is not None and installation:
+        app = GitHubApp(app_id, key.get_secret_value(), installation)
+        return GitHubAuth(clock=clock, app=app)
+    return None
+
+
+def execution_wiring(
+    settings: Settings, *, clock: Clock, breakers: BreakerRegistry
+) -> ExecutionWiring:
+    """A handler for each action Dragon can execute with the vendors configured here; one
+    shared HTTP client and one circuit breaker per vendor."""
+    # action -> source -> handler: a rerun of a GitLab pipeline goes to GitLab, and so on.
+    by_source: dict[str, dict[str, ActionHandler]] = {}
+    closers = []
+
+    def client_for(base_url: str) -> httpx.AsyncClient:
+        http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=default_timeout(settings.http_timeout_seconds),
+            headers={"User-Agent": "dragon"},
+        )
+        closers.append(http.aclose)
+        return http
+
+    def offer(source: str, handler: ActionHandler, *actions: str) -> None:
+        for action in actions:
+            by_source.setdefault(action, {})[source] = handler
+
+    auth = github_auth(settings, clock=clock)
+    if auth is not None:
+        http = client_for(settings.github_api_url)
+        client = GitHubClient(http, auth=auth, breaker=breakers.breaker("github"))
+        gh = GitHubActions(
+            client,
+            settings=GitHubSettings(
+                git_url=settings.github_git_url,
+                fixers=tuple(parse_fixers(settings.autofix_fixers)),
+            ),
+        )
+        # Triage's catalog names, and the core catalog's, for the same actions.
+        offer("github", gh.rerun_failed_jobs, "rerun_job", "rerun_failed_jobs")
+        offer("github", gh.autofix_pull_request, "open_autofix_pr", "autofix_pull_request")
+        offer("github", gh.revert_pull_request, "open_revert_pr", "revert_pull_request")
+        offer("github", gh.comment, "comment")
+    if settings.gitlab_token is not None:
+        gl = GitLabActions(
+            GitLabClient(
+                client_for(settings.gitlab_api_url),
+                token=settings.gitlab_token.get_secret_value(),
+                breaker=breakers.breaker("gitlab"),
+            )
+        )
+        offer("gitlab", gl.retry, "rerun_job", "rerun_failed_jobs")
+        offer("gitlab", gl.comment, "comment")
+    if settings.jenkins_url and settings.jenkins_user and settings.jenkins_api_token:
+        jenkins = JenkinsActions(
+            JenkinsClient(
+                client_for(settings.jenkins_url),
+                user=settings.jenkins_user,
+                token=settings.jenkins_api_token.get_secret_value(),
+                breaker=breakers.breaker("jenkins"),
+            )
+        )
+        offer("jenkins", jenkins.build, "rerun_job", "rerun_failed_jobs")
+    handlers: dict[str, ActionHandler] = {
+        action: BySource(vendors) for action, vendors in by_source.items()
+    }
+    runbook_http = httpx.AsyncClient(
+        timeout=default_timeout(settings.http_timeout_seconds), headers={"User-Agent": "dragon"}
+    )
+    closers.append(runbook_http.aclose)
+    return ExecutionWiring(
+        handlers=handlers,
+        runbook_steps={"http_call": HttpStep(runbook_http, breakers=breakers)},
+        settings=ExecutionSettings(
+            lease_seconds=settings.run_lease_seconds,
+            max_attempts=settings.run_max_attempts,
+            public_url=settings.public_url,
+            retention_count=settings.run_retention_count,
+            retention_age=timedelta(days=settings.run_retention_days),
+        ),
+        actions_enabled=settings.actions_enabled,
+        dry_run=settings.actions_dry_run,
+        closers=closers,
+    )
+
+
+def load_routing(settings: Settings) -> RoutingTable:
+    """The notification routing file, validated; no file means no channels."""
+    if not settings.notifications_file:
+        return RoutingTable()
+    path = Path(settings.notifications_file)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed(
+            f"DRAGON_NOTIFICATIONS_FILE cannot be read: {type(exc).__name__}",
+            code="notification_config_invalid",
+        ) from None
+    return parse_routing(document)
+
+
+def notify_settings(settings: Settings, *, clock: Clock) -> NotifySettings:
+    routing = load_routing(settings)
+    http = httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False)
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    slack_client = (
+        slack.SlackClient(http, token=token, api_url=settings.slack_api_url) if token else None
+    )
+    signing = settings.slack_signing_secret
+    secret = signing.get_secret_value() if signing else None
+
+    def verify_chat(*, headers: Mapping[str, str], body: bytes) -> None:
+        slack.verify_request(headers=headers, body=body, secret=secret, now=clock().timestamp())
+
+    return NotifySettings(
+        routing=routing,
+        channels=build_channels(routing.channels, http=http, slack=slack_client),
+        rules=DeliveryRules(
+            max_attempts=settings.notification_max_attempts,
+            remind_before=timedelta(seconds=settings.approval_remind_before_seconds),
+            escalate_before=timedelta(seconds=settings.approval_escalate_before_seconds),
+        ),
+        directory=slack.SlackDirectory(slack_client),
+        verify_chat=verify_chat,
+        parse_chat=slack.parse_action,
+        close=http.aclose,
+    )
+
+
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
     jwt_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    breakers = BreakerRegistry(clock=clock)
+    analyzer = llm_analyzer(settings, breakers)
+    logs, log_clients = job_log_source(settings, breakers)
+    closers = [c.aclose for c in log_clients] + ([analyzer.close] if analyzer else [])
     return Services.build(
         SqlUnitOfWorkFactory(database),
+        breakers=breakers,
+        analyzer=analyzer,
+        job_logs=logs,
+        closers=closers,
+        execution=execution_wiring(settings, clock=clock, breakers=breakers),
         health=SqlStoreHealth(database),
         clock=clock,
         inbox=inbox_settings(settings),
         delivery_inbox=GroupCommitInbox(database),
+        triage=triage_settings(settings),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
             key=jwt_key,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+        notify=notify_settings(settings, clock=clock),
     )
 
 
@@ -193,6 +460,7 @@ class Lifecycle:
                 if issued:
                     announce_admin_key(issued, self.settings)
             await self.services.policies.ensure_stored(SYSTEM_CALLER)
+            await self.services.actions.record_setting(SYSTEM_CALLER)
         except DragonError as exc:
             log.error("initialisation_failed", code=exc.code, error=exc.message)
             return False
@@ -228,6 +496,26 @@ class Lifecycle:
                     )
                 )
             )
+            if self.settings.triage_enabled:
+                tasks.append(
+                    asyncio.create_task(
+                        run_triage_worker(
+                            self.services, poll_seconds=self.settings.triage_poll_seconds
+                        )
+                    )
+                )
+            tasks.append(
+                asyncio.create_task(
+                    run_action_worker(self.services, poll_seconds=self.settings.worker_poll_seconds)
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    run_notification_worker(
+                        self.services, poll_seconds=self.settings.notification_poll_seconds
+                    )
+                )
+            )
         return tasks
 
     @contextlib.asynccontextmanager
@@ -247,6 +535,9 @@ class Lifecycle:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.services.ingest.close()
+            await self.services.triage.close()
+            await self.services.runs.close()
+            await self.services.notifications.close()
             await self.database.dispose()
             if self.redis is not None:
                 await self.redis.close()
@@ -321,6 +612,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         metrics.router,
         dashboard.router,
         playground.router,
+        triage.router,
+        runs.router,
+        runbooks.router,
+        legacy_actions.router,
+        notifications.router,
+        slack_actions.router,
     ):
         app.include_router(router)
     # Opt-in: a per-address limit costs every delivery a round trip to the limit's storage.

@@ -47,6 +47,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/webhooks/gitlab"): PUBLIC,
     ("POST", "/webhooks/jenkins"): PUBLIC,
     ("POST", "/webhooks/alertmanager"): PUBLIC,
+    # Slack's Approve/Reject buttons: public, authenticated by Slack's signing secret.
+    ("POST", "/integrations/slack/actions"): PUBLIC,
     # Events from any tool, and the original system's routes for them.
     ("POST", "/api/v1/events"): Role.DEVELOPER,
     ("POST", "/api/ci/event"): Role.DEVELOPER,
@@ -55,6 +57,10 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/deliveries"): Role.ADMIN,
     ("GET", "/api/v1/deliveries/{delivery_id}"): Role.ADMIN,
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"): Role.ADMIN,
+    # Notifications: failures and retries.
+    ("GET", "/api/v1/notifications"): Role.ADMIN,
+    ("GET", "/api/v1/notifications/{notification_id}"): Role.ADMIN,
+    ("POST", "/api/v1/notifications/{notification_id}/retry"): Role.ADMIN,
     # Identity.
     ("GET", "/api/v1/me"): Role.VIEWER,
     # Incidents.
@@ -73,6 +79,20 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/decisions/{decision_id}/reject"): Role.APPROVER,
     ("POST", "/api/decisions"): Role.DEVELOPER,
     ("POST", "/api/approvals"): Role.APPROVER,
+    # Runs and the actions kill switch.
+    ("GET", "/api/v1/runs"): Role.VIEWER,
+    ("GET", "/api/v1/runs/{run_id}"): Role.VIEWER,
+    ("GET", "/api/v1/actions/switch"): Role.VIEWER,
+    ("PUT", "/api/v1/actions/switch"): Role.ADMIN,
+    # Runbooks.
+    ("POST", "/api/v1/runbooks"): Role.ADMIN,
+    ("GET", "/api/v1/runbooks"): Role.VIEWER,
+    ("GET", "/api/v1/runbooks/{name}"): Role.VIEWER,
+    ("POST", "/api/v1/runbooks/{name}/runs"): Role.DEVELOPER,
+    # The original system's action routes: each proposes a decision.
+    ("POST", "/api/generate"): Role.DEVELOPER,
+    ("POST", "/api/pr"): Role.DEVELOPER,
+    ("POST", "/api/create-autofix-pr"): Role.DEVELOPER,
     # Policy.
     ("GET", "/api/v1/policy"): Role.VIEWER,
     ("PUT", "/api/v1/policy"): Role.ADMIN,
@@ -80,6 +100,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     # Audit.
     ("GET", "/api/v1/audit"): Role.ADMIN,
     ("GET", "/api/v1/audit/verify"): Role.ADMIN,
+    # Triage: the gatekeeper evaluates text and creates nothing.
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
     # API keys.
     ("GET", "/api/v1/keys"): Role.ADMIN,
     ("POST", "/api/v1/keys"): Role.ADMIN,

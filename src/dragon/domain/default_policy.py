@@ -10,6 +10,8 @@ version: 1          # policy format version; only 1 exists
 name: default
 defaults:
   expires_in: 24h   # how long an approval request stays open: integer + s, m, h or d
+limits:
+  actions_per_repo_per_hour: 10   # blast radius: runs beyond this per repository and hour fail
 
 rules:
   # Destructive actions (pushing a revert, rolling back) change a protected branch directly,

@@ -11,10 +11,13 @@ from dragon.domain.enums import (
     DecisionStatus,
     DeliveryStatus,
     IncidentStatus,
+    NotificationStatus,
     PrincipalKind,
     RiskLevel,
     Role,
+    RunStatus,
     Severity,
+    TriageStatus,
     Verdict,
 )
 
@@ -190,3 +193,111 @@ class IncidentLink:
     linked_id: str
     reason: str
     created_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class TriageRun:
+    """One incident's automatic triage. The row is the claim: one per incident, taken under a
+    lease by one worker at a time, finished in the same transaction as its decision."""
+
+    incident_id: str
+    status: TriageStatus
+    token: str
+    attempts: int = 0
+    lease_until: datetime
+    decision_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class Run:
+    """One execution of a decision's action: queued -> running -> succeeded | failed.
+
+    `idempotency_key` is derived from the decision and unique in the store, so a decision has
+    at most one run however many workers race for it. `log` holds the step-by-step record,
+    `intent` the remote call that was about to be made (kept across a crash)."""
+
+    id: str
+    decision_id: str
+    idempotency_key: str
+    action: str
+    status: RunStatus = RunStatus.QUEUED
+    incident_id: str | None = None
+    repo: str | None = None
+    dry_run: bool = False
+    attempts: int = 0
+    max_attempts: int = 5
+    next_attempt_at: datetime
+    lease_expires_at: datetime | None = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # After an action on a CI failure: "fixed" or "did_not_help", from the next CI result.
+    outcome: str | None = None
+    outcome_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Runbook:
+    """One immutable version of a registered runbook manifest."""
+
+    id: str
+    name: str
+    version: str
+    description: str
+    manifest: dict[str, Any]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(kw_only=True, eq=False)
+class ActionsSwitch:
+    """The admin's kill switch for every action, stored so every worker process sees it."""
+
+    name: str
+    enabled: bool
+    reason: str = ""
+    changed_by: str
+    changed_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class NotificationEvent:
+    """The outbox: one state change worth telling people about, written in the same
+    transaction as the change. `subject` is a snapshot of the incident and decision."""
+
+    id: str
+    event: str
+    incident_id: str | None = None
+    decision_id: str | None = None
+    subject: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime
+    routed_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Notification:
+    """One event's delivery to one channel, with its retries."""
+
+    id: str
+    event_id: str
+    event: str
+    incident_id: str | None = None
+    decision_id: str | None = None
+    channel: str
+    route: str
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    state: str = ""
+    external_ref: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None

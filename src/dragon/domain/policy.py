@@ -24,6 +24,8 @@ A policy is YAML (DEFAULT_POLICY_TEXT in default_policy.py is a worked example):
         expires_in: 4h            # require_approval only: 1m..30d
     default:                      # required; applies when no rule matched (its id is "default")
       effect: require_approval
+    limits:                       # optional: the blast radius of executed actions
+      actions_per_repo_per_hour: 10   # 1..10000; runs beyond it in the last hour fail
 
 A condition on a fact the decision does not have (no repo, say) never holds.
 """
@@ -54,7 +56,9 @@ DEFAULT_RULE_ID = "default"
 DEFAULT_EXPIRY = timedelta(hours=24)
 DEFAULT_APPROVER_ROLES: tuple[Role, ...] = (Role.APPROVER,)
 
-_TOP_KEYS = ("version", "name", "defaults", "rules", "default")
+_TOP_KEYS = ("version", "name", "defaults", "rules", "default", "limits")
+_LIMIT_KEYS = ("actions_per_repo_per_hour",)
+MAX_ACTIONS_PER_REPO_PER_HOUR = 10_000
 _RULE_KEYS = ("id", "description", "match", "effect", "approvals", "roles", "expires_in", "reason")
 _MATCH_KEYS = (
     "action",
@@ -144,6 +148,8 @@ class Policy:
     rules: tuple[Rule, ...]
     version: str
     source: str
+    # At most this many actions run per repository in any hour; None: no limit.
+    actions_per_repo_per_hour: int | None = None
 
     def __post_init__(self) -> None:
         if not self.rules or self.rules[-1].match != RuleMatch():
@@ -210,11 +216,31 @@ def parse_policy(text: str) -> Policy:
     ]
     if "default" in top:
         rules.append(_read_rule(reader, top["default"], "default", expiry=expiry, ids=None))
+    per_repo = _read_limits(reader, top["limits"]) if "limits" in top else None
 
     if reader.problems or name is None:
         raise PolicyInvalid(sorted(reader.problems, key=lambda problem: problem.line or 0))
     built = tuple(rule for rule in rules if rule is not None)
-    return Policy(name=name, rules=built, version=policy_version(text), source=text)
+    return Policy(
+        name=name,
+        rules=built,
+        version=policy_version(text),
+        source=text,
+        actions_per_repo_per_hour=per_repo,
+    )
+
+
+def _read_limits(reader: NodeReader, node: yaml.Node) -> int | None:
+    fields = reader.mapping(node, "limits", keys=_LIMIT_KEYS)
+    if not fields:
+        return None
+    return reader.optional(
+        fields,
+        "actions_per_repo_per_hour",
+        path="limits",
+        default=None,
+        read=functools.partial(reader.integer, low=1, high=MAX_ACTIONS_PER_REPO_PER_HOUR),
+    )
 
 
 def _read_defaults(reader: NodeReader, node: yaml.Node) -> timedelta:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import configure_mappers, registry
 
 from dragon.domain.entities import (
+    ActionsSwitch,
     ApiKey,
     Approval,
     AuditEvent,
@@ -16,19 +17,27 @@ from dragon.domain.entities import (
     Delivery,
     Incident,
     IncidentLink,
+    Notification,
+    NotificationEvent,
     PolicyVersion,
     Principal,
+    Run,
+    Runbook,
     Signal,
+    TriageRun,
 )
 from dragon.domain.enums import (
     ApprovalChannel,
     DecisionStatus,
     DeliveryStatus,
     IncidentStatus,
+    NotificationStatus,
     PrincipalKind,
     RiskLevel,
     Role,
+    RunStatus,
     Severity,
+    TriageStatus,
     Verdict,
 )
 from dragon.store.coltypes import EnumText, UTCDateTime
@@ -256,6 +265,112 @@ incident_links = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# One row per incident: the primary key is what makes triage happen once per incident.
+triage_runs = sa.Table(
+    "triage_runs",
+    metadata,
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), primary_key=True),
+    sa.Column("status", EnumText(TriageStatus), nullable=False),
+    sa.Column("token", sa.String(40), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", UTCDateTime(), nullable=False),
+    sa.Column("decision_id", ID, sa.ForeignKey("decisions.id"), unique=True),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_triage_runs_status_lease_until", "status", "lease_until"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("decision_id", ID, sa.ForeignKey("decisions.id"), nullable=False, index=True),
+    # At most once: one run per decision, whatever races for it.
+    sa.Column("idempotency_key", sa.String(80), nullable=False, unique=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("status", EnumText(RunStatus), nullable=False),
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), index=True),
+    sa.Column("repo", sa.String(200)),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_expires_at", UTCDateTime()),
+    sa.Column("log", sa.JSON, nullable=False),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("outcome_at", UTCDateTime()),
+    sa.Index("ix_runs_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_runs_repo_started_at", "repo", "started_at"),
+)
+
+runbooks = sa.Table(
+    "runbooks",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    # Versions are immutable: registering the same name and version again is refused.
+    sa.UniqueConstraint("name", "version", name="uq_runbooks_name_version"),
+)
+
+actions_switches = sa.Table(
+    "actions_switches",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("changed_by", sa.String(128), nullable=False),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+)
+
+notification_events = sa.Table(
+    "notification_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("incident_id", ID),
+    sa.Column("decision_id", ID),
+    sa.Column("subject", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("routed_at", UTCDateTime()),
+    sa.Index("ix_notification_events_routed_at_id", "routed_at", "id"),
+    sa.Index("ix_notification_events_decision_event", "decision_id", "event"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("event_id", ID, sa.ForeignKey("notification_events.id"), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("incident_id", ID),
+    sa.Column("decision_id", ID),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("status", EnumText(NotificationStatus), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("state", sa.String(64), nullable=False),
+    sa.Column("external_ref", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_notifications_incident_channel", "incident_id", "channel", "id"),
+)
+
 # At most one unresolved incident per fingerprint, enforced by the database itself.
 sa.Index(
     "uq_incidents_open_fingerprint",
@@ -277,6 +392,12 @@ for cls, table in (
     (Delivery, deliveries),
     (Signal, signals),
     (IncidentLink, incident_links),
+    (TriageRun, triage_runs),
+    (Run, runs),
+    (Runbook, runbooks),
+    (ActionsSwitch, actions_switches),
+    (NotificationEvent, notification_events),
+    (Notification, notifications),
 ):
     mapper.map_imperatively(cls, table)
 

@@ -18,9 +18,14 @@ from dragon.domain.ports import (
     DecisionRepository,
     DeliveryRepository,
     IncidentRepository,
+    NotificationRepository,
     PolicyRepository,
     PrincipalRepository,
+    RunbookRepository,
+    RunRepository,
     SignalRepository,
+    SwitchRepository,
+    TriageRepository,
 )
 from dragon.store.dashboard import SqlDashboardRepository
 from dragon.store.database import (
@@ -35,6 +40,7 @@ from dragon.store.inbox import (
     SqlDeliveryRepository,
     SqlSignalRepository,
 )
+from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
     SqlApiKeyRepository,
     SqlApprovalRepository,
@@ -44,6 +50,8 @@ from dragon.store.repositories import (
     SqlPolicyRepository,
     SqlPrincipalRepository,
 )
+from dragon.store.runs import SqlRunbookRepository, SqlRunRepository, SqlSwitchRepository
+from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
@@ -61,6 +69,11 @@ class SqlUnitOfWork:
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
         self.dashboard: DashboardRepository = SqlDashboardRepository(session)
+        self.triages: TriageRepository = SqlTriageRepository(session)
+        self.runs: RunRepository = SqlRunRepository(session)
+        self.runbooks: RunbookRepository = SqlRunbookRepository(session)
+        self.switches: SwitchRepository = SqlSwitchRepository(session)
+        self.notifications: NotificationRepository = SqlNotificationRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()

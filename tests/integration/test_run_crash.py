@@ -1,0 +1,121 @@
+"""Crash test: `dragon worker` is killed with SIGKILL in the middle of a run (its call to GitHub
+made, the answer not yet back); after a restart the run completes and the action happened once,
+as counted by the GitHub stand-in on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dragon.domain.enums import RunStatus
+from dragon.domain.ports import Page, RunQuery
+from dragon.services.container import Services
+from tests.conftest import Keys
+from tests.fake_github import FakeGitHub
+from tests.integration.test_runs import COMMENTS, REPO, propose
+
+DRAGON = Path(sys.executable).parent / "dragon"
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as server:
+        yield server
+
+
+def worker_env(database_url: str, github: FakeGitHub) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
+    env.update(
+        DRAGON_DATABASE_URL=database_url,
+        DRAGON_GITHUB_TOKEN=github.state.token,
+        DRAGON_GITHUB_API_URL=github.url,
+        DRAGON_RUN_LEASE_SECONDS="3",
+        DRAGON_WORKER_POLL_SECONDS="0.2",
+        DRAGON_HTTP_TIMEOUT_SECONDS="30",
+        DRAGON_BOOTSTRAP_ADMIN="false",
+        DRAGON_LOG_FORMAT="json",
+    )
+    return env
+
+
+async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            str(DRAGON),
+            "worker",
+            env=env,
+            cwd=log.parent,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+
+async def eventually(check: Any, *, within: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_killed_mid_run_leaves_the_action_done_once_after_restart(  # noqa: PLR0917
+    client: httpx.AsyncClient,
+    keys: Keys,
+    services: Services,
+    github: FakeGitHub,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    decision = await propose(client, keys)
+    env = worker_env(database_url, github)
+    log = tmp_path / "worker.log"
+    # GitHub takes the comment at once but answers only after 20 s: the worker dies waiting.
+    github.state.stall[f"POST {COMMENTS}"] = 20.0
+    first = await start_worker(env, log)
+    try:
+
+        async def posted() -> bool:
+            return github.state.count("POST", COMMENTS) == 1
+
+        await eventually(posted, within=60, what="the worker's comment")
+        first.send_signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+
+    (run,) = (await services.runs.find(RunQuery(page=Page(limit=5))))[0]
+    assert run.status is RunStatus.RUNNING  # it died holding the run
+    github.state.stall.clear()
+
+    second = await start_worker(env, log)
+    try:
+
+        async def finished() -> bool:
+            return (await services.runs.get(run.id)).status is RunStatus.SUCCEEDED
+
+        await eventually(finished, within=60, what="the run to finish after the restart")
+    finally:
+        second.terminate()
+        assert await asyncio.wait_for(second.wait(), timeout=20) == 0, log.read_text()[-2000:]
+
+    assert github.state.count("POST", COMMENTS) == 1
+    assert len(github.state.comments[f"{REPO}#issues/7"]) == 1
+    done = await services.runs.get(run.id)
+    assert done.attempts == 2
+    steps = [(entry["step"], entry["status"]) for entry in done.log]
+    assert ("recovered", "ok") in steps
+    assert ("comment", "reused") in steps
+    view = await services.decisions.get(decision["id"])
+    assert view.decision.status.value == "succeeded"
+    assert (await services.audit.verify()).ok
