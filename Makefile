@@ -13,7 +13,7 @@ DRAGON_TEST_POSTGRES_URL ?=
 CONTRACT := tests/contract
 CONTRACT_STAMP := $(CONTRACT)/node_modules/.package-lock.json
 
-.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-console bench-notifications bench-runs clean contract-deps
+.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-console bench-notifications bench-runs bench-production clean contract-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,8 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/bandit --quiet --configfile pyproject.toml --recursive src
+	$(BIN)/python .ci/audit_dependencies.py
 
 unit-test: install contract-deps $(AXE)
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest
@@ -69,7 +71,10 @@ bench-notifications: install
 bench-triage: install
 	$(BIN)/python bench/bench_triage.py
 
-bench: bench-ingest bench-triage bench-console bench-notifications
+bench-production: install
+	$(BIN)/python bench/bench_production.py
+
+bench: bench-ingest bench-triage bench-console bench-notifications bench-production
 	$(BIN)/python bench/bench_core.py
 
 clean:

@@ -7,7 +7,8 @@ import contextlib
 import gc
 import secrets
 import sys
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,16 @@ from pydantic import SecretStr
 from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
+from dragon.api.deadline import DeadlineMiddleware
+from dragon.api.idempotency import IdempotencyMiddleware
 from dragon.api.middleware import (
     AllowlistCORSMiddleware,
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
 from dragon.api.problems import install_error_handlers
-from dragon.api.rate_limits import RateLimiter
+from dragon.api.rate_limits import RateLimiter, SharedStorage, rate_limit
+from dragon.api.readiness import Readiness
 from dragon.api.routes import (
     audit,
     dashboard,
@@ -36,6 +40,7 @@ from dragon.api.routes import (
     incidents,
     keys,
     legacy_actions,
+    metrics,
     notifications,
     playground,
     policy,
@@ -49,12 +54,13 @@ from dragon.api.routes import (
     events as event_routes,
 )
 from dragon.api.sessions import SessionCodec
+from dragon.api.tracing import TracingMiddleware, tracer_provider
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError, ValidationFailed
 from dragon.domain.execution import ActionHandler, BySource
 from dragon.domain.notification_routing import RoutingTable, parse_routing
-from dragon.domain.ports import WebhookAdapter
+from dragon.domain.ports import IdempotencyStore, WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
 from dragon.integrations import (
     alertmanager,
@@ -84,7 +90,14 @@ from dragon.services.triage import TriageSettings
 from dragon.settings import Profile, Settings, origin_list, runbook_map, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
+from dragon.store.idempotency import (
+    FallbackIdempotencyStore,
+    MemoryIdempotencyStore,
+    RedisIdempotencyStore,
+)
 from dragon.store.inbox import GroupCommitInbox
+from dragon.store.operational_stats import SqlOperationalStats
+from dragon.store.redis_client import RedisGuard, connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
@@ -403,10 +416,19 @@ def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
 class Lifecycle:
     """Start-up and shut-down of one process: first-start work, background tasks, readiness."""
 
-    def __init__(self, settings: Settings, services: Services, database: Database) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        database: Database,
+        *,
+        redis: RedisGuard | None = None,
+    ) -> None:
         self.settings = settings
         self.services = services
         self.database = database
+        self.redis = redis
+        self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
         """First-start work that needs a migrated store; False (and logged) until it has one."""
@@ -499,16 +521,53 @@ class Lifecycle:
             await self.services.runs.close()
             await self.services.notifications.close()
             await self.database.dispose()
+            if self.redis is not None:
+                await self.redis.close()
+            for close in self.closers:
+                await asyncio.to_thread(close)  # flushes exporters: blocking I/O
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What replicas share through Redis, or each process keeps when there is none."""
+
+    redis: RedisGuard | None
+    rate_limiter: RateLimiter
+    idempotency: IdempotencyStore
+
+
+def shared_state(settings: Settings, services: Services) -> SharedState:
+    rates = settings.rate_limit_items()
+    if settings.redis_url is None:
+        return SharedState(None, RateLimiter(rates), MemoryIdempotencyStore())
+    url = settings.redis_url.get_secret_value()
+    timeout = settings.redis_timeout_seconds
+    # One failure opens it: no request pays a dead Redis's timeout twice.
+    breaker = services.breakers.breaker("redis", failure_threshold=1, reset_seconds=5.0)
+    guard = RedisGuard(connect_redis(url, timeout_seconds=timeout), breaker=breaker)
+    shared = SharedStorage(
+        redis_url=url, key_prefix=settings.redis_key_prefix, timeout_seconds=timeout, guard=guard
+    )
+    idempotency = FallbackIdempotencyStore(
+        RedisIdempotencyStore(guard.redis, prefix=f"{settings.redis_key_prefix}idem:"),
+        fallback=MemoryIdempotencyStore(),
+        guard=guard,
+    )
+    return SharedState(guard, RateLimiter(rates, shared=shared), idempotency)
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     check_secrets(settings)
-    rate_limiter = RateLimiter(settings.rate_limit_items())
     database = connect(
-        settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        echo=settings.db_echo,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        slow_query_ms=settings.slow_query_ms,
     )
     services = build_services(settings, database, clock=clock)
-    lifecycle = Lifecycle(settings, services, database)
+    shared = shared_state(settings, services)
+    lifecycle = Lifecycle(settings, services, database, redis=shared.redis)
     app = FastAPI(
         title="Dragon",
         summary="Governed DevOps incident orchestrator",
@@ -519,7 +578,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.state.services = services
     app.state.database = database
     app.state.ready = False
-    app.state.rate_limiter = rate_limiter
+    app.state.rate_limiter = shared.rate_limiter
+    app.state.readiness = Readiness(
+        services.health, redis=shared.redis, cache_seconds=settings.readiness_cache_seconds
+    )
     for router in (
         health.router,
         keys.router,
@@ -527,9 +589,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         decisions.router,
         policy.router,
         audit.router,
-        webhooks.router,
         event_routes.router,
         deliveries.router,
+        metrics.router,
         dashboard.router,
         playground.router,
         triage.router,
@@ -540,6 +602,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         slack_actions.router,
     ):
         app.include_router(router)
+    # Opt-in: a per-address limit costs every delivery a round trip to the limit's storage.
+    limited = "webhooks" in settings.rate_limit_items()
+    app.include_router(
+        webhooks.router,
+        dependencies=[Depends(rate_limit("webhooks", by="address"))] if limited else None,
+    )
     install_error_handlers(app)
     install_console(app, codec=session_codec(settings, clock=clock))
     check_table_covers(app.routes)
@@ -548,6 +616,19 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.add_middleware(
         webhooks.WebhookFastPath, ingest=services.ingest, sources=services.ingest.sources
     )
+    app.state.clock = clock
+    app.state.operational_stats = SqlOperationalStats(database)
+    app.state.metrics_token = (
+        settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    )
+    app.state.breaker_states = services.breakers.states
+    app.add_middleware(
+        IdempotencyMiddleware,
+        store=shared.idempotency,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        lease_seconds=settings.request_timeout_seconds + 5,
+    )
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -579,4 +660,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
                 "Retry-After",
             ],
         )
+    if settings.otel_endpoint:
+        # Outermost, so the access log line of a request carries its trace id too.
+        provider = tracer_provider(
+            endpoint=settings.otel_endpoint, service_name=settings.otel_service_name
+        )
+        lifecycle.closers.append(provider.shutdown)
+        app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("dragon"))
     return app

@@ -6,12 +6,19 @@ Every field is listed, with its default, in README.md's settings table.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from limits import RateLimitItem, parse
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 WEAK_SECRET_VALUES = frozenset(
     {
@@ -29,6 +36,55 @@ WEAK_SECRET_VALUES = frozenset(
     }
 )
 MIN_SECRET_BYTES = 32
+
+
+class SecretFileError(ValueError):
+    """A `DRAGON_<NAME>_FILE` setting that cannot be used: unreadable, empty, or set alongside
+    `DRAGON_<NAME>` (which of the two is meant would be a guess)."""
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Secrets read from files, as Docker and Kubernetes mount them: `DRAGON_<NAME>_FILE` names
+    the file holding `DRAGON_<NAME>`'s value. One trailing newline (editors add it) is dropped."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._environ = dict(os.environ)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name in secret_setting_names(self.settings_cls):
+            env = f"DRAGON_{name.upper()}"
+            path = self._environ.get(f"{env}_FILE")
+            if not path:
+                continue
+            if self._environ.get(env):
+                raise SecretFileError(f"set {env} or {env}_FILE, not both")
+            try:
+                value = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SecretFileError(
+                    f"{env}_FILE names a file that cannot be read ({type(exc).__name__})"
+                ) from None
+            value = value.removesuffix("\n").removesuffix("\r")
+            if not value.strip():
+                raise SecretFileError(f"{env}_FILE names an empty file")
+            found[name] = value
+        return found
+
+
+def secret_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
+    """The settings that hold secrets, each of which can also come from `DRAGON_<NAME>_FILE`:
+    every SecretStr, and the database URL (its password)."""
+    return [
+        name
+        for name, field in settings_cls.model_fields.items()
+        if name == "database_url"
+        or (field.annotation is not None and "SecretStr" in str(field.annotation))
+    ]
 
 
 class Profile(StrEnum):
@@ -167,6 +223,65 @@ class Settings(BaseSettings):
             return self.database_url.startswith("postgresql")
         return self.job_engine == "procrastinate"
 
+    secret_min_bytes: int = Field(
+        MIN_SECRET_BYTES, ge=8, le=1024, description="shortest secret accepted"
+    )
+    weak_secrets: str = Field(
+        "", description="more refused secret values, comma-separated (the built-in list stays)"
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="redis:// URL for shared rate limits and idempotency; unset: in-process"
+    )
+    redis_key_prefix: str = Field(
+        "dragon:", min_length=1, description="prefix of every Redis key Dragon writes"
+    )
+    redis_timeout_seconds: float = Field(
+        0.25, gt=0, le=10, description="longest wait for one Redis command before falling back"
+    )
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="deadline of one request; past it the answer is 503"
+    )
+    db_pool_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="longest wait for a free database connection (then 503)"
+    )
+    slow_query_ms: float = Field(
+        250.0, ge=0, description="queries slower than this are logged with their duration"
+    )
+    idempotency_ttl_seconds: int = Field(
+        86400, ge=60, description="how long an Idempotency-Key and its stored response are kept"
+    )
+    readiness_cache_seconds: float = Field(
+        2.0, ge=0, le=60, description="how long /readyz reuses its dependency checks"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token /metrics requires; unset: /metrics is public"
+    )
+    otel_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint; unset: tracing is off"
+    )
+    otel_service_name: str = Field("dragon", description="service.name on exported spans")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            SecretFileSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    def refused_secret_values(self) -> frozenset[str]:
+        extra = {v.strip().lower() for v in self.weak_secrets.split(",") if v.strip()}
+        return WEAK_SECRET_VALUES | extra
+
     # Triage: the analyzer that proposes a decision for every new incident.
     triage_enabled: bool = Field(
         True, description="triage every new incident in the worker (needs the worker enabled)"
@@ -304,14 +419,16 @@ class Settings(BaseSettings):
             "gitlab_webhook_token": self.gitlab_webhook_token,
             "jenkins_webhook_secret": self.jenkins_webhook_secret,
             "alertmanager_token": self.alertmanager_token,
+            "metrics_token": self.metrics_token,
             "slack_signing_secret": self.slack_signing_secret,
         }
         if self.jwt_algorithm.startswith("HS"):
             optional["jwt_secret"] = self.jwt_secret
+        refused = self.refused_secret_values()
         for name, value in {**required, **optional}.items():
             env = f"DRAGON_{name.upper()}"
             fix = (
-                f"set {env} to at least {MIN_SECRET_BYTES} random bytes, for example the "
+                f"set {env} to at least {self.secret_min_bytes} random bytes, for example the "
                 "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
             if value is None:
@@ -320,10 +437,10 @@ class Settings(BaseSettings):
                 continue
             # Each of a rotation's values must be strong; surrounding whitespace adds no secrecy.
             for raw in secret_list(value) or ("",):
-                if raw.lower() in WEAK_SECRET_VALUES:
+                if raw.lower() in refused:
                     problems.append(f"{env} is a well-known value; {fix}")
-                elif len(raw.encode()) < MIN_SECRET_BYTES:
-                    problems.append(f"{env} is shorter than {MIN_SECRET_BYTES} bytes; {fix}")
+                elif len(raw.encode()) < self.secret_min_bytes:
+                    problems.append(f"{env} is shorter than {self.secret_min_bytes} bytes; {fix}")
         return problems
 
 

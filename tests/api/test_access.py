@@ -50,6 +50,7 @@ BARS: dict[Route, Access] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/v1/me"): Role.VIEWER,
     ("GET", "/api/v1/incidents"): Role.VIEWER,
     ("POST", "/api/v1/incidents"): Role.DEVELOPER,

@@ -40,6 +40,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    # Prometheus scrapes it without an API key; DRAGON_METRICS_TOKEN, when set, guards it.
+    ("GET", "/metrics"): PUBLIC,
     # Webhooks: public, each authenticated by its sender's signature or token.
     ("POST", "/webhooks/github"): PUBLIC,
     ("POST", "/webhooks/gitlab"): PUBLIC,

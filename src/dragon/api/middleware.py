@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dragon.api.metrics import observe_request
 from dragon.api.problems import problem
 from dragon.api.rate_limits import STATE_KEY as RATE_LIMIT_STATE
 from dragon.api.rate_limits import RateVerdict
@@ -40,6 +41,36 @@ _CONSOLE_CSP = (
 )
 _NON_CONSOLE_PREFIXES = ("/api/", "/webhooks/", "/livez", "/readyz", "/health", "/openapi.json")
 access_log = structlog.get_logger("dragon.access")
+# No route has a control character in its path; PostgreSQL cannot even compare text with NUL.
+_CONTROL_IN_PATH = re.compile(r"[\x00-\x1f\x7f]")
+
+
+async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        404,
+        "route_not_found",
+        "no route has control characters in its path",
+        correlation_id=scope.get("state", {}).get("correlation_id"),
+    )
+    await response(scope, receive, send)
+
+
+async def _nul_in_query(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        400,
+        "query_invalid",
+        "a query parameter holds a NUL character (%00), which no value may contain",
+        correlation_id=scope.get("state", {}).get("correlation_id"),
+    )
+    await response(scope, receive, send)
+
+
+def _refusal(path: str, query: bytes) -> ASGIApp | None:
+    if _CONTROL_IN_PATH.search(path):
+        return _no_such_route
+    if b"%00" in query:
+        return _nul_in_query
+    return None
 
 
 _RAW_SECURITY_HEADERS = [
@@ -128,18 +159,22 @@ class RequestContextMiddleware:
                         headers[name] = value
             await send(message)
 
+        app = _refusal(path, scope.get("query_string", b"")) or self.app
         # bind/reset rather than the bound_contextvars context manager: this runs per request.
         tokens = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
         try:
-            await self.app(scope, receive, send_with_headers)
+            await app(scope, receive, send_with_headers)
         finally:
+            elapsed = time.perf_counter() - started
             access_log.info(
                 "request",
                 method=scope["method"],
                 path=path,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
+            route = getattr(scope.get("route"), "path", None)
+            observe_request(method=scope["method"], route=route, status=status, seconds=elapsed)
             structlog.contextvars.reset_contextvars(**tokens)
 
 

@@ -3,8 +3,9 @@ per principal for authenticated ones. Every limited response carries X-RateLimit
 X-RateLimit-Remaining and X-RateLimit-Reset (RequestContextMiddleware adds them); a refusal is
 the 429 problem `rate_limited` with Retry-After.
 
-The storage is memory in embedded mode; a `limits` storage URI (Redis) shares the counts
-across replicas.
+The storage is memory in embedded mode. With Redis (`shared_storage`) the counts are shared by
+every replica; while Redis is unusable (the guard's breaker open) each process counts on its own
+in memory, so limits hold per replica rather than not at all.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Literal
 
 from fastapi import Request
 from limits import RateLimitItem
-from limits.aio.storage import Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from dragon.domain.errors import RateLimited
+from dragon.store.redis_client import RedisGuard
 
 STATE_KEY = "rate_limit"
 
@@ -42,8 +44,25 @@ class RateVerdict:
         }
 
 
+@dataclass(frozen=True)
+class SharedStorage:
+    """Where replicas share their counts: a Redis URL, its key prefix and timeout, and the
+    guard whose breaker says when to fall back to this process's memory."""
+
+    redis_url: str
+    key_prefix: str
+    timeout_seconds: float
+    guard: RedisGuard
+
+
 class RateLimiter:
-    def __init__(self, rates: Mapping[str, RateLimitItem], storage_uri: str = "memory://") -> None:
+    def __init__(
+        self,
+        rates: Mapping[str, RateLimitItem],
+        storage_uri: str = "memory://",
+        *,
+        shared: SharedStorage | None = None,
+    ) -> None:
         self._rates = dict(rates)
         # The limits library names its asyncio storages `async+<scheme>://`.
         uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
@@ -51,6 +70,17 @@ class RateLimiter:
         assert isinstance(storage, Storage)
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(self._storage)
+        self._shared: MovingWindowRateLimiter | None = None
+        self._guard = shared.guard if shared else None
+        if shared is not None:
+            redis_storage = RedisStorage(
+                f"async+{shared.redis_url}",
+                implementation="redispy",
+                key_prefix=f"{shared.key_prefix}ratelimit",
+                socket_timeout=shared.timeout_seconds,
+                socket_connect_timeout=shared.timeout_seconds,
+            )
+            self._shared = MovingWindowRateLimiter(redis_storage)
 
     def rate(self, scope: str) -> RateLimitItem:
         try:
@@ -60,8 +90,20 @@ class RateLimiter:
 
     async def hit(self, *, scope: str, key: str) -> RateVerdict:
         item = self.rate(scope)
-        allowed = await self._strategy.hit(item, scope, key)
-        stats = await self._strategy.get_window_stats(item, scope, key)
+        shared, guard = self._shared, self._guard
+        if shared is None or guard is None:
+            return await self._hit(self._strategy, item, scope=scope, key=key)
+        return await guard.run(
+            lambda: self._hit(shared, item, scope=scope, key=key),
+            lambda: self._hit(self._strategy, item, scope=scope, key=key),
+        )
+
+    @staticmethod
+    async def _hit(
+        strategy: MovingWindowRateLimiter, item: RateLimitItem, *, scope: str, key: str
+    ) -> RateVerdict:
+        allowed = await strategy.hit(item, scope, key)
+        stats = await strategy.get_window_stats(item, scope, key)
         reset_at = math.ceil(stats.reset_time)
         return RateVerdict(
             allowed=allowed,

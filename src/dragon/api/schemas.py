@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
 
@@ -24,8 +25,40 @@ from dragon.domain.enums import (
     Severity,
 )
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _one_line(value: str) -> str:
+    # NUL cannot be stored in PostgreSQL text, and control characters in a title only serve
+    # to mislead a terminal or a log reader.
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _printable_text(value: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("control characters other than tab and line breaks are not allowed")
+    return value
+
+
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=10_000),
+    AfterValidator(_printable_text),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(_one_line),
+]
+# A title that may be empty (an alias's optional summary, which becomes the title).
+OptionalTitle = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=300),
+    AfterValidator(_one_line),
+]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Repo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){1,4}$")]
 
@@ -44,7 +77,9 @@ Branch = Annotated[
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
 Justification = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=2000),
+    AfterValidator(_printable_text),
 ]
 
 
@@ -62,9 +97,9 @@ class IncidentCreate(Request):
     commit_sha: Sha | None = None
     environment: Name | None = None
     url: Url | None = None
-    labels: dict[Name, Annotated[str, StringConstraints(max_length=256)]] = Field(
-        default_factory=dict, max_length=50
-    )
+    labels: dict[
+        Name, Annotated[str, StringConstraints(max_length=256), AfterValidator(_one_line)]
+    ] = Field(default_factory=dict, max_length=50)
 
 
 class IncidentResolve(Request):

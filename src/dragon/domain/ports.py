@@ -469,3 +469,35 @@ class StoreHealth(Protocol):
     async def check(self) -> dict[str, str]:
         """Named checks, each "ok" or a short reason; raises nothing."""
         ...
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An answer kept for an Idempotency-Key, replayed byte for byte to a repeated request."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What a key holds: the fingerprint of the request that first used it, and its answer
+    (None while that first request is still running)."""
+
+    fingerprint: str
+    response: StoredResponse | None
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency keys shared by every replica (Redis) or kept by one process (memory)."""
+
+    async def claim(
+        self, key: str, *, fingerprint: str, lease_seconds: float
+    ) -> IdempotencyRecord | None:
+        """Take the key for a first use (None: the caller runs the request), or return what
+        the key already holds. A claim not completed within the lease lapses."""
+        ...
+
+    async def complete(self, key: str, *, record: IdempotencyRecord, ttl_seconds: int) -> None: ...
+    async def release(self, key: str) -> None: ...

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from dragon.domain.errors import Unavailable
+from dragon.store.query_metrics import instrument
 
 
 @dataclass
@@ -76,14 +77,28 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def connect(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
+def connect(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    pool_timeout: float = 2.0,
+    slow_query_ms: float = 250.0,
+) -> Database:
+    """`pool_timeout` bounds the wait for a free connection, after which the request gets a
+    503 (`database_pool_exhausted`) rather than hanging. SQLite's single writer connection is
+    the exception: writers queue for it by design (see docs/decisions/0002), up to 30 s."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         ensure_sqlite_directory(url)
         writer = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=30)
-        reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0)
+        reader = create_async_engine(
+            url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+        )
         _prepare_sqlite(writer, immediate=True)
         _prepare_sqlite(reader, immediate=False)
+        instrument(writer, slow_query_ms=slow_query_ms)
+        instrument(reader, slow_query_ms=slow_query_ms)
         return Database(url=url, writer=writer, reader=reader)
     engine = create_async_engine(
         url,
@@ -91,8 +106,9 @@ def connect(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=5,
+        pool_timeout=pool_timeout,
     )
+    instrument(engine, slow_query_ms=slow_query_ms)
     # The same pool: a connection's isolation level is set as it is checked out for reading and
     # restored when it goes back.
     reader = engine.execution_options(isolation_level="REPEATABLE READ")
@@ -104,7 +120,24 @@ def unavailable_cause(exc: BaseException | None) -> bool:
     exhausted) rather than a problem with the statement itself."""
     if isinstance(exc, OperationalError | TimeoutError | OSError | sa_exc.TimeoutError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if not isinstance(exc, DBAPIError):
+        return False
+    # SQLSTATE class 08 (connection exception) and 57P (the server shutting down, crashed or
+    # still starting up: "the database system is starting up") mean "not reachable right now".
+    state = getattr(exc.orig, "sqlstate", None)
+    starting_or_gone = isinstance(state, str) and state.startswith(("08", "57P"))
+    return bool(exc.connection_invalidated) or starting_or_gone
+
+
+def pool_exhausted_cause(exc: BaseException | None) -> bool:
+    """Whether `exc` is the pool's wait for a free connection running out."""
+    return isinstance(exc, sa_exc.TimeoutError)
+
+
+def pool_exhausted() -> Unavailable:
+    return Unavailable(
+        "every database connection is in use; retry shortly", code="database_pool_exhausted"
+    )
 
 
 def unavailable() -> Unavailable:

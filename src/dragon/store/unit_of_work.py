@@ -28,7 +28,13 @@ from dragon.domain.ports import (
     TriageRepository,
 )
 from dragon.store.dashboard import SqlDashboardRepository
-from dragon.store.database import Database, unavailable, unavailable_cause
+from dragon.store.database import (
+    Database,
+    pool_exhausted,
+    pool_exhausted_cause,
+    unavailable,
+    unavailable_cause,
+)
 from dragon.store.inbox import (
     SqlCorrelationRepository,
     SqlDeliveryRepository,
@@ -97,6 +103,8 @@ class SqlUnitOfWork:
                 "the change conflicts with data stored meanwhile; read it again and retry",
                 code="conflict_concurrent_write",
             ) from exc
+        if pool_exhausted_cause(exc):
+            raise pool_exhausted() from exc
         if unavailable_cause(exc):
             raise unavailable() from exc
 

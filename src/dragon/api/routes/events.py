@@ -11,7 +11,16 @@ from starlette.responses import Response
 
 from dragon.api.access import GuardedRoute, caller, services
 from dragon.api.routes.webhooks import receipt_response
-from dragon.api.schemas import Branch, Name, Repo, Request, Sha, Text, Title, Url
+from dragon.api.schemas import (
+    Branch,
+    Name,
+    OptionalTitle,
+    Repo,
+    Request,
+    Sha,
+    Title,
+    Url,
+)
 from dragon.domain.enums import Severity
 from dragon.domain.signals import SignalKind
 from dragon.services.container import Services
@@ -86,7 +95,7 @@ class LegacyAlert(Request):
     severity: Literal["critical", "high", "error", "warning", "info", "low"] = "warning"
     service: Name | None = None
     environment: Name | None = None
-    summary: Text = ""
+    summary: OptionalTitle = ""  # becomes the title: a title's limits
     labels: Labels = Field(default_factory=dict, max_length=50)
     url: Url | None = None
     commit: Sha | None = None

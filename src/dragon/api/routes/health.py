@@ -1,4 +1,5 @@
-"""Probes: /livez (the process answers), /readyz (the store is usable), /health (old alias)."""
+"""Probes: /livez (the process answers), /readyz (the store is usable; `degraded` without
+Redis), /health (old alias)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.responses import Response
 
 from dragon.api.access import GuardedRoute, services
 from dragon.api.problems import correlation_id_of, problem
+from dragon.api.readiness import Readiness
 from dragon.services.container import Services
 
 router = APIRouter(tags=["health"], route_class=GuardedRoute)
@@ -20,10 +22,12 @@ async def livez() -> dict[str, str]:
 
 
 async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Response:
-    checks = await svc.health.check()
+    readiness: Readiness = request.app.state.readiness
+    report = await readiness.report()
+    checks = dict(report.checks)
+    failing = report.failing
     if not getattr(request.app.state, "ready", False):
-        checks["startup"] = "initialisation has not finished"
-    failing = {name: state for name, state in checks.items() if state != "ok"}
+        checks["startup"] = failing["startup"] = "initialisation has not finished"
     if failing:
         return problem(
             503,
@@ -33,6 +37,15 @@ async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Respon
             headers={"Retry-After": "5"},
             checks=checks,
         )
+    degraded = report.degraded
+    if degraded:
+        # Still 200: degraded is not unready; the reasons say what is missing.
+        return {
+            "status": "degraded",
+            "checks": checks,
+            "degraded": degraded,
+            "breakers": svc.breakers.states(),
+        }
     return {"status": "ok", "checks": checks, "breakers": svc.breakers.states()}
 
 

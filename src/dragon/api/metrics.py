@@ -1,0 +1,79 @@
+"""Dragon's Prometheus metrics: request latency by route template, deliveries accepted, and the
+gauges read when /metrics is scraped (queue depth and age, deliveries and runs by status,
+pending approvals, breaker states, database pool use).
+
+Metrics live in prometheus-client's process-wide registry: each API process serves its own
+figures and Prometheus scrapes every replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from dragon.store.operational_stats import OperationalSnapshot
+
+UNMATCHED_ROUTE = "unmatched"  # keeps paths nobody serves from making a label value each
+REQUEST_SECONDS = Histogram(
+    "dragon_http_request_duration_seconds",
+    "Time to answer one HTTP request, by route template",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0),
+)
+DELIVERIES_ACCEPTED = Counter(
+    "dragon_deliveries_accepted_total",
+    "Webhook and event deliveries answered with a 2xx (durably in the inbox)",
+    ["route"],
+)
+DELIVERIES = Gauge("dragon_deliveries", "Deliveries in the inbox by status", ["status"])
+QUEUE_DEPTH = Gauge("dragon_queue_depth", "Deliveries waiting to be processed")
+QUEUE_AGE = Gauge(
+    "dragon_queue_oldest_age_seconds", "Age of the oldest delivery waiting to be processed"
+)
+RUNS = Gauge("dragon_runs", "Action runs by status", ["status"])
+PENDING_APPROVALS = Gauge("dragon_pending_approvals", "Decisions waiting for approval")
+BREAKER_OPEN = Gauge(
+    "dragon_breaker_state",
+    "Circuit breaker state: 0 closed, 1 half open, 2 open",
+    ["breaker"],
+)
+POOL_CONNECTIONS = Gauge(
+    "dragon_db_pool_connections", "Database pool connections by use", ["pool", "use"]
+)
+DEADLINE_EXCEEDED = Counter(
+    "dragon_request_deadline_exceeded_total", "Requests cut at their deadline", ["route"]
+)
+STORE_UP = Gauge("dragon_store_up", "1 when the last scrape could read the store")
+_BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+_DELIVERY_ROUTES = ("/webhooks/", "/api/v1/events", "/api/ci/event", "/api/observability/alert")
+
+
+def observe_request(*, method: str, route: str | None, status: int, seconds: float) -> None:
+    template = route or UNMATCHED_ROUTE
+    REQUEST_SECONDS.labels(method, template, str(status)).observe(seconds)
+    if 200 <= status < 300 and method == "POST" and template.startswith(_DELIVERY_ROUTES):
+        DELIVERIES_ACCEPTED.labels(template).inc()
+
+
+def publish(snapshot: OperationalSnapshot, *, breakers: Mapping[str, str], now: datetime) -> None:
+    STORE_UP.set(1 if snapshot.store_reachable else 0)
+    for status, count in snapshot.deliveries_by_status.items():
+        DELIVERIES.labels(status).set(count)
+    QUEUE_DEPTH.set(snapshot.deliveries_by_status.get("pending", 0))
+    oldest = snapshot.oldest_pending_at
+    QUEUE_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+    for status, count in snapshot.runs_by_status.items():
+        RUNS.labels(status).set(count)
+    PENDING_APPROVALS.set(snapshot.pending_approvals)
+    for name, state in breakers.items():
+        BREAKER_OPEN.labels(name).set(_BREAKER_VALUES.get(state, 2.0))
+    for pool, use in snapshot.pools.items():
+        POOL_CONNECTIONS.labels(pool, "size").set(use.size)
+        POOL_CONNECTIONS.labels(pool, "checked_out").set(use.checked_out)
+        POOL_CONNECTIONS.labels(pool, "overflow").set(use.overflow)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

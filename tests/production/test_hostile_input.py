@@ -1,0 +1,200 @@
+"""Hostile input: oversized and deeply nested bodies, invalid UTF-8, injection strings in text
+fields and query parameters, path traversal in identifiers, and header and log-line injection.
+Each gets a clear 4xx (or is stored as the inert text it is), never a 500, never half a write,
+never a forged log line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Keys
+
+INJECTIONS = [
+    "'; DROP TABLE incidents; --",
+    '" OR 1=1 --',
+    "1' UNION SELECT key_hash FROM api_keys --",
+    "{{ 7*7 }}",
+    "{% for x in ().__class__.__base__.__subclasses__() %}{{ x }}{% endfor %}",
+    "${7*7}",
+    "#{7*7}",
+    "<script>alert(1)</script>",
+    "%s%s%s%n",
+    "\u202eevil\u202c",
+]
+TRAVERSALS = ["..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e%2f", "..%5C..%5Cwindows", "%00", "a%00b"]
+
+
+async def incident_count(client: httpx.AsyncClient, keys: Keys) -> int:
+    listed = await client.get("/api/v1/incidents", headers=keys.of("viewer"))
+    assert listed.status_code == 200
+    return len(listed.json()["items"])
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+async def test_injection_strings_in_text_fields_are_stored_as_inert_text(
+    client: httpx.AsyncClient, keys: Keys, text: str
+) -> None:
+    made = await client.post(
+        "/api/v1/incidents",
+        json={"title": text, "description": text, "labels": {"team": text[:256]}},
+        headers=keys.of("developer"),
+    )
+
+    assert made.status_code == 201, made.text
+    read = await client.get(f"/api/v1/incidents/{made.json()['id']}", headers=keys.of("viewer"))
+    assert read.json()["title"] == text.strip()
+    assert read.json()["description"] == text.strip()
+    assert await incident_count(client, keys) == 1
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+@pytest.mark.parametrize(
+    "path", ["/api/v1/incidents", "/api/v1/decisions", "/api/v1/audit", "/api/v1/deliveries"]
+)
+async def test_injection_strings_in_query_parameters_are_a_4xx_or_match_nothing(
+    client: httpx.AsyncClient, keys: Keys, text: str, path: str
+) -> None:
+    await client.post("/api/v1/incidents", json={"title": "real"}, headers=keys.of("developer"))
+    for name in ("q", "status", "severity", "source", "repo", "cursor", "limit", "action"):
+        answer = await client.get(path, params={name: text}, headers=keys.of("admin"))
+        assert answer.status_code in (200, 400, 422), (name, answer.text)
+        if answer.status_code == 200:
+            assert all(text not in json.dumps(item) for item in answer.json()["items"])
+        else:
+            assert answer.headers["content-type"] == "application/problem+json"
+    assert await incident_count(client, keys) == 1
+
+
+@pytest.mark.parametrize("bad", ["\x00", "nul\x00inside", "bell\x07", "esc\x1b[31m"])
+async def test_control_characters_in_a_title_are_refused_with_422(
+    client: httpx.AsyncClient, keys: Keys, bad: str
+) -> None:
+    refused = await client.post(
+        "/api/v1/incidents", json={"title": bad}, headers=keys.of("developer")
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "validation_failed"
+    assert await incident_count(client, keys) == 0
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/api/v1/incidents/{}",
+        "/api/v1/incidents/{}/signals",
+        "/api/v1/decisions/{}",
+        "/api/v1/deliveries/{}",
+        "/api/v1/keys/{}",
+    ],
+)
+@pytest.mark.parametrize("traversal", TRAVERSALS)
+async def test_path_traversal_in_an_identifier_is_a_404(
+    client: httpx.AsyncClient, keys: Keys, template: str, traversal: str
+) -> None:
+    method = "DELETE" if template.startswith("/api/v1/keys") else "GET"
+    answer = await client.request(method, template.format(traversal), headers=keys.of("admin"))
+
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "root:" not in answer.text
+
+
+@pytest.mark.parametrize("depth", [64, 5000, 100_000])
+@pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v1/decisions", "/api/v1/events"])
+async def test_deeply_nested_json_is_a_clear_4xx(
+    client: httpx.AsyncClient, keys: Keys, depth: int, path: str
+) -> None:
+    body = '{"title": "nested", "labels": ' + "[" * depth + "]" * depth + "}"
+    answer = await client.post(
+        path,
+        content=body,
+        headers={**keys.of("developer"), "content-type": "application/json"},
+    )
+
+    assert answer.status_code in (400, 413, 422), answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert await incident_count(client, keys) == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v1/decisions", "/api/v1/events"])
+@pytest.mark.parametrize(
+    "raw", [b'{"title": "\xff\xfe"}', b"\xc3\x28", b'{"title": "\xed\xa0\x80"}']
+)
+async def test_invalid_utf8_is_a_400(
+    client: httpx.AsyncClient, keys: Keys, path: str, raw: bytes
+) -> None:
+    answer = await client.post(
+        path, content=raw, headers={**keys.of("developer"), "content-type": "application/json"}
+    )
+
+    assert answer.status_code in (400, 422), answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert await incident_count(client, keys) == 0
+
+
+async def test_an_oversized_body_on_every_creating_route_is_413(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    big = b'{"title": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    for path in ("/api/v1/incidents", "/api/v1/decisions", "/api/v1/events", "/api/v1/keys"):
+        answer = await client.post(
+            path, content=big, headers={**keys.of("admin"), "content-type": "application/json"}
+        )
+        assert answer.status_code == 413, path
+        assert answer.json()["code"] == "body_too_large"
+    assert await incident_count(client, keys) == 0
+
+
+async def test_a_newline_in_the_correlation_id_or_the_path_forges_no_log_line(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    json_logs: Callable[[], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    json_logs()
+    forged = '\n{"event": "forged", "level": "critical"}\r\n'
+    answer = await client.get(
+        "/api/v1/incidents/x%0A%7B%22event%22%3A%22forged%22%7D%0D%0A",
+        headers=[
+            *keys.of("viewer").items(),
+            ("X-Correlation-ID", forged.encode("latin-1").decode("latin-1")),
+        ],
+    )
+    await client.get("/api/v1/incidents", params={"q": forged}, headers=keys.of("viewer"))
+
+    assert answer.status_code == 404
+    assert "\n" not in answer.headers["x-correlation-id"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    events: list[dict[str, Any]] = [json.loads(line) for line in lines]  # one object per line
+    assert events
+    assert not any(event.get("event") == "forged" for event in events)
+    assert all(
+        event["correlation_id"] == answer.headers["x-correlation-id"] for event in events[:1]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/v1/incidents", "q"),
+        ("/api/v1/incidents", "repo"),
+        ("/api/v1/incidents", "source"),
+        ("/api/v1/incidents", "cursor"),
+        ("/api/v1/decisions", "action"),
+        ("/api/v1/decisions", "incident_id"),
+        ("/api/v1/deliveries", "source"),
+    ],
+)
+async def test_a_nul_in_a_query_parameter_is_a_400(
+    client: httpx.AsyncClient, keys: Keys, path: str, name: str
+) -> None:
+    answer = await client.get(path, params={name: "a\x00b"}, headers=keys.of("admin"))
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "query_invalid"

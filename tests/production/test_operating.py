@@ -1,0 +1,198 @@
+"""Operating Dragon: a request past its deadline is cut with a 503 and logged; an exhausted
+connection pool answers 503 after a short wait; slow queries are logged with their duration;
+/metrics speaks Prometheus' format and can be guarded by a token."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import structlog
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from dragon.store.database import Database
+from tests.conftest import POSTGRES_URL, Keys
+from tests.production.conftest import AppFactory
+
+INCIDENT = {"title": "disk full on db-1", "severity": "SEV3"}
+
+
+@contextlib.asynccontextmanager
+async def incidents_locked(database: Database) -> AsyncIterator[None]:
+    """Another session holds the incidents table (PostgreSQL) or the whole file (SQLite), so a
+    write waits behind it."""
+    if POSTGRES_URL:
+        async with database.writer.connect() as connection:
+            await connection.execute(sa.text("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE"))
+            yield
+            await connection.rollback()
+        return
+    path = make_url(database.url).database
+    assert path
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_a_request_past_its_deadline_is_a_503_and_stores_nothing(
+    make_app: AppFactory, keys: Keys
+) -> None:
+    async with make_app(request_timeout_seconds=0.5) as (app, http):
+        database: Database = app.state.database
+        with structlog.testing.capture_logs() as logged:
+            async with incidents_locked(database):
+                started = time.perf_counter()
+                cut = await http.post(
+                    "/api/v1/incidents", json=INCIDENT, headers=keys.of("developer")
+                )
+                waited = time.perf_counter() - started
+        listed = await http.get("/api/v1/incidents", headers=keys.of("viewer"))
+
+    assert cut.status_code == 503
+    assert cut.json()["code"] == "request_timeout"
+    assert cut.headers["retry-after"]
+    assert waited < 5
+    assert listed.json()["items"] == []
+    (event,) = [e for e in logged if e["event"] == "request_deadline_exceeded"]
+    assert event["path"] == "/api/v1/incidents"
+
+
+async def test_an_exhausted_pool_answers_503_after_a_short_wait(
+    make_app: AppFactory, keys: Keys
+) -> None:
+    async with make_app(db_pool_size=1, db_pool_timeout_seconds=0.3) as (app, http):
+        database: Database = app.state.database
+        async with contextlib.AsyncExitStack() as held:
+            # Every connection readers can have: one on SQLite; pool plus overflow on PostgreSQL.
+            for _ in range(2 if POSTGRES_URL else 1):
+                await held.enter_async_context(database.reader.connect())
+            started = time.perf_counter()
+            refused = await http.get("/api/v1/incidents", headers=keys.of("viewer"))
+            waited = time.perf_counter() - started
+        after = await http.get("/api/v1/incidents", headers=keys.of("viewer"))
+
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "database_pool_exhausted"
+    assert refused.headers["retry-after"]
+    assert 0.25 < waited < 5
+    assert after.status_code == 200
+
+
+async def test_slow_queries_are_logged_with_their_duration_and_without_parameters(
+    make_app: AppFactory, keys: Keys
+) -> None:
+    async with make_app(slow_query_ms=0) as (_, http):
+        with structlog.testing.capture_logs() as logged:
+            made = await http.post(
+                "/api/v1/incidents",
+                json={**INCIDENT, "title": "marker-title-8c1f"},
+                headers=keys.of("developer"),
+            )
+    assert made.status_code == 201
+    slow = [e for e in logged if e["event"] == "slow_query"]
+    assert any("INSERT INTO incidents" in e["statement"] for e in slow)
+    assert all(e["duration_ms"] >= 0 for e in slow)
+    assert not any("marker-title-8c1f" in str(e) for e in slow)
+
+
+def metric_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+async def test_metrics_are_public_prometheus_text_with_latency_by_route_template(
+    client: httpx.AsyncClient, keys: Keys, app: FastAPI
+) -> None:
+    made = await client.post("/api/v1/incidents", json=INCIDENT, headers=keys.of("developer"))
+    incident_id = made.json()["id"]
+    await client.get(f"/api/v1/incidents/{incident_id}", headers=keys.of("viewer"))
+    await client.get("/no/such/route/12345")
+
+    scraped = await client.get("/metrics")
+
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    samples = metric_samples(scraped.text)
+    routes = {
+        labels["route"] for labels, _ in samples["dragon_http_request_duration_seconds_count"]
+    }
+    assert {"/api/v1/incidents", "/api/v1/incidents/{incident_id}", "unmatched"} <= routes
+    assert not any(incident_id in route or "12345" in route for route in routes)
+    assert samples["dragon_pending_approvals"][0][1] == 0
+    assert samples["dragon_queue_depth"][0][1] >= 0
+    assert samples["dragon_store_up"][0][1] == 1
+    pools = {(labels["pool"], labels["use"]) for labels, _ in samples["dragon_db_pool_connections"]}
+    assert ("writer", "size") in pools
+    assert "dragon_db_query_duration_seconds_count" in samples
+
+
+async def test_pending_approvals_are_counted(client: httpx.AsyncClient, keys: Keys) -> None:
+    incident = await client.post(
+        "/api/v1/incidents",
+        json={**INCIDENT, "environment": "production"},
+        headers=keys.of("developer"),
+    )
+    decision = await client.post(
+        "/api/v1/decisions",
+        json={
+            "incident_id": incident.json()["id"],
+            "action": "rollback_deployment",
+            "title": "roll back",
+        },
+        headers=keys.of("developer"),
+    )
+    assert decision.json()["status"] == "pending_approval"
+
+    samples = metric_samples((await client.get("/metrics")).text)
+
+    assert samples["dragon_pending_approvals"][0][1] == 1
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [(None, 401), ("Bearer wrong-token-but-long-enough-0123456789", 401), ("good", 200)],
+)
+async def test_a_metrics_token_guards_metrics(
+    make_app: AppFactory, authorization: str | None, status: int
+) -> None:
+    token = "metrics-token-for-tests-0123456789abcdef"
+    headers = {}
+    if authorization is not None:
+        headers["Authorization"] = f"Bearer {token}" if authorization == "good" else authorization
+    async with make_app(metrics_token=SecretStr(token)) as (_, http):
+        answer = await http.get("/metrics", headers=headers)
+
+    assert answer.status_code == status
+    if status == 401:
+        assert answer.json()["code"] == "metrics_token_invalid"
+        assert token not in answer.text
+
+
+async def test_metrics_still_answer_with_the_store_down(make_app: AppFactory, keys: Keys) -> None:
+    async with make_app() as (app, http):
+        await app.state.database.dispose()
+        app.state.database.reader.sync_engine.pool._creator = _refuse
+        app.state.database.writer.sync_engine.pool._creator = _refuse
+        scraped = await http.get("/metrics")
+
+    assert scraped.status_code == 200
+    assert metric_samples(scraped.text)["dragon_store_up"][0][1] == 0
+
+
+def _refuse() -> None:
+    raise ConnectionRefusedError("the store is down")
