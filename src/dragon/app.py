@@ -374,7 +374,7 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
 
 
 def delivery_worker(settings: Settings, services: Services) -> Coroutine[Any, Any, None]:
-    """The worker loop for the configured job engine (docs/decisions/0008)."""
+    """The worker loop for the configured job engine (docs/decisions/0011)."""
     if settings.uses_procrastinate():
         jobs = job_app(services, database_url=settings.database_url)
         return run_job_worker(jobs, concurrency=settings.worker_concurrency)

@@ -218,7 +218,7 @@ class Settings(BaseSettings):
         return self
 
     def uses_procrastinate(self) -> bool:
-        """Whether delivery processing runs on procrastinate jobs (see docs/decisions/0008)."""
+        """Whether delivery processing runs on procrastinate jobs (see docs/decisions/0011)."""
         if self.job_engine == "auto":
             return self.database_url.startswith("postgresql")
         return self.job_engine == "procrastinate"

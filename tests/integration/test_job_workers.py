@@ -1,4 +1,4 @@
-"""Production workers on procrastinate (docs/decisions/0008), with real `dragon serve` and
+"""Production workers on procrastinate (docs/decisions/0011), with real `dragon serve` and
 `dragon worker` processes on a PostgreSQL store of the test's own: every accepted batch has its
 job from the same transaction, two workers share one backlog, and a worker killed with SIGKILL
 in the middle of a batch loses nothing and duplicates nothing."""

@@ -240,7 +240,7 @@ class GroupCommitInbox:
 class JobQueue:
     """Where the inbox enqueues processing on PostgreSQL: one procrastinate job per stored
     batch, deferred by procrastinate's own SQL function inside the batch's transaction, so a
-    delivery is committed if and only if its job is (docs/decisions/0008)."""
+    delivery is committed if and only if its job is (docs/decisions/0011)."""
 
     queue: str
     task: str

@@ -1,4 +1,4 @@
-"""Delivery processing on procrastinate, the PostgreSQL job engine (docs/decisions/0008).
+"""Delivery processing on procrastinate, the PostgreSQL job engine (docs/decisions/0011).
 
 The inbox stays the source of truth. Each batch the inbox stores is deferred as one
 `process_deliveries` job in the same transaction (store.inbox.JobQueue), so a committed

@@ -1,12 +1,12 @@
 """procrastinate's job tables on PostgreSQL (delivery processing runs on them there)
 
 Revision ID: 0003_ingest_jobs
-Revises: 0006_notifications
+Revises: 0007_console
 Create Date: 2026-12-02
 
 The schema is the one the pinned procrastinate release ships (constraints.txt); a later
 procrastinate upgrade brings its own migration scripts, applied in a migration of ours.
-SQLite has no job engine: there the inbox itself is the queue (docs/decisions/0006, 0008).
+SQLite has no job engine: there the inbox itself is the queue (docs/decisions/0006, 0011).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from procrastinate.schema import SchemaManager
 
 revision = "0003_ingest_jobs"
-down_revision = "0006_notifications"
+down_revision = "0007_console"
 branch_labels = None
 depends_on = None
 
