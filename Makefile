@@ -10,7 +10,7 @@ DRAGON_TEST_POSTGRES_URL ?=
 CONTRACT := tests/contract
 CONTRACT_STAMP := $(CONTRACT)/node_modules/.package-lock.json
 
-.PHONY: install run test lint unit-test bench bench-ingest clean contract-deps
+.PHONY: install run test lint unit-test bench bench-ingest bench-runs clean contract-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,10 @@ test: lint contract-deps
 bench-ingest: install
 	$(BIN)/python bench/bench_ingest.py
 
-bench: bench-ingest
+bench-runs: install
+	$(BIN)/python bench/bench_runs.py
+
+bench: bench-ingest bench-runs
 	$(BIN)/python bench/bench_core.py
 
 clean:

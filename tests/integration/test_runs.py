@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from dragon.app import create_app
 from dragon.domain.enums import Role
@@ -392,3 +394,30 @@ async def test_a_github_app_signs_an_rs256_jwt_and_caches_the_installation_token
             assert github.state.count("POST", r"/app/installations/67890/access_tokens") == 2
     assert len(github.state.comments[f"{REPO}#issues/7"]) == 3
     assert github.state.count("POST", COMMENTS) == 3
+
+
+async def test_a_decision_marked_approved_behind_the_rules_back_never_runs(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    services: Services,
+    github: FakeGitHub,
+    database_url: str,
+) -> None:
+    """Guarantee 3 without a side door: a decision whose status was set to approved in the
+    store directly (no approvals, as its policy rule required) is refused when its run comes up."""
+    decision = await propose(client, keys, environment="production")
+    assert decision["status"] == "pending_approval"
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("UPDATE decisions SET status = 'approved' WHERE id = :id"),
+            {"id": decision["id"]},
+        )
+    await engine.dispose()
+    await run_pass(services)
+    run = await run_of(client, keys, decision["id"])
+    assert run["status"] == "failed"
+    assert run["error_code"] == "execution_approvals_missing"
+    assert sum(github.state.calls.values()) == 0
+    assert "run.refused" in await audit_actions(services, run["id"])
+    assert await decision_status(client, keys, decision["id"]) == "failed"
