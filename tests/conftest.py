@@ -103,6 +103,9 @@ def settings(database_url: str) -> Settings:
         alertmanager_token=WEBHOOK_SECRETS["alertmanager"],
         # Tests drive processing with services.processor.run_due(), so nothing races them.
         worker_enabled=False,
+        # The live feed publishes once at start, then waits: tests step it with
+        # workers.live_feed.publish_if_changed.
+        live_poll_seconds=60,
     )
 
 

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
 import structlog
 from fastapi import Depends, FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
-from dragon.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from dragon.api.middleware import (
+    AllowlistCORSMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from dragon.api.problems import install_error_handlers
 from dragon.api.rate_limits import RateLimiter
 from dragon.api.routes import (
     audit,
+    dashboard,
     decisions,
     deliveries,
     health,
     incidents,
     keys,
     legacy_actions,
+    playground,
     policy,
     runbooks,
     runs,
@@ -32,29 +39,25 @@ from dragon.api.routes import (
 from dragon.api.routes import (
     events as event_routes,
 )
+from dragon.api.sessions import SessionCodec
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock, system_clock
 from dragon.domain.errors import DragonError
-from dragon.domain.execution import ActionHandler, BySource
 from dragon.domain.ports import WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
+from dragon.execution_wiring import execution_wiring
 from dragon.integrations import alertmanager, events, github, gitlab, jenkins
-from dragon.integrations.action_http import default_timeout
-from dragon.integrations.github_actions import GitHubActions, GitHubSettings, parse_fixers
-from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
-from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
-from dragon.integrations.http_step import HttpStep
-from dragon.integrations.jenkins_api import JenkinsActions, JenkinsClient
 from dragon.services.auth import IssuedKey, JwtSettings
-from dragon.services.container import ExecutionWiring, InboxSettings, Services
+from dragon.services.container import InboxSettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.services.runs import ExecutionSettings
-from dragon.settings import Profile, Settings, secret_list
+from dragon.settings import Profile, Settings, origin_list, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
 
@@ -105,98 +108,6 @@ def inbox_settings(settings: Settings) -> InboxSettings:
     )
 
 
-def github_auth(settings: Settings, *, clock: Clock) -> GitHubAuth | None:
-    if settings.github_token is not None:
-        return GitHubAuth(clock=clock, token=settings.github_token.get_secret_value())
-    app_id, key = settings.github_app_id, settings.github_app_private_key
-    installation = settings.github_app_installation_id
-    if app_id and key is not None and installation:
-        app = GitHubApp(app_id, key.get_secret_value(), installation)
-        return GitHubAuth(clock=clock, app=app)
-    return None
-
-
-def execution_wiring(
-    settings: Settings, *, clock: Clock, breakers: BreakerRegistry
-) -> ExecutionWiring:
-    """A handler for each action Dragon can execute with the vendors configured here; one
-    shared HTTP client and one circuit breaker per vendor."""
-    # action -> source -> handler: a rerun of a GitLab pipeline goes to GitLab, and so on.
-    by_source: dict[str, dict[str, ActionHandler]] = {}
-    closers = []
-
-    def client_for(base_url: str) -> httpx.AsyncClient:
-        http = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=default_timeout(settings.http_timeout_seconds),
-            headers={"User-Agent": "dragon"},
-        )
-        closers.append(http.aclose)
-        return http
-
-    def offer(source: str, handler: ActionHandler, *actions: str) -> None:
-        for action in actions:
-            by_source.setdefault(action, {})[source] = handler
-
-    auth = github_auth(settings, clock=clock)
-    if auth is not None:
-        http = client_for(settings.github_api_url)
-        client = GitHubClient(http, auth=auth, breaker=breakers.breaker("github"))
-        gh = GitHubActions(
-            client,
-            settings=GitHubSettings(
-                git_url=settings.github_git_url,
-                fixers=tuple(parse_fixers(settings.autofix_fixers)),
-            ),
-        )
-        # Triage's catalog names, and the core catalog's, for the same actions.
-        offer("github", gh.rerun_failed_jobs, "rerun_job", "rerun_failed_jobs")
-        offer("github", gh.autofix_pull_request, "open_autofix_pr", "autofix_pull_request")
-        offer("github", gh.revert_pull_request, "open_revert_pr", "revert_pull_request")
-        offer("github", gh.comment, "comment")
-    if settings.gitlab_token is not None:
-        gl = GitLabActions(
-            GitLabClient(
-                client_for(settings.gitlab_api_url),
-                token=settings.gitlab_token.get_secret_value(),
-                breaker=breakers.breaker("gitlab"),
-            )
-        )
-        offer("gitlab", gl.retry, "rerun_job", "rerun_failed_jobs")
-        offer("gitlab", gl.comment, "comment")
-    if settings.jenkins_url and settings.jenkins_user and settings.jenkins_api_token:
-        jenkins = JenkinsActions(
-            JenkinsClient(
-                client_for(settings.jenkins_url),
-                user=settings.jenkins_user,
-                token=settings.jenkins_api_token.get_secret_value(),
-                breaker=breakers.breaker("jenkins"),
-            )
-        )
-        offer("jenkins", jenkins.build, "rerun_job", "rerun_failed_jobs")
-    handlers: dict[str, ActionHandler] = {
-        action: BySource(vendors) for action, vendors in by_source.items()
-    }
-    runbook_http = httpx.AsyncClient(
-        timeout=default_timeout(settings.http_timeout_seconds), headers={"User-Agent": "dragon"}
-    )
-    closers.append(runbook_http.aclose)
-    return ExecutionWiring(
-        handlers=handlers,
-        runbook_steps={"http_call": HttpStep(runbook_http, breakers=breakers)},
-        settings=ExecutionSettings(
-            lease_seconds=settings.run_lease_seconds,
-            max_attempts=settings.run_max_attempts,
-            public_url=settings.public_url,
-            retention_count=settings.run_retention_count,
-            retention_age=timedelta(days=settings.run_retention_days),
-        ),
-        actions_enabled=settings.actions_enabled,
-        dry_run=settings.actions_dry_run,
-        closers=closers,
-    )
-
-
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
     jwt_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     breakers = BreakerRegistry(clock=clock)
@@ -214,6 +125,24 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+    )
+
+
+def session_codec(settings: Settings, *, clock: Clock) -> SessionCodec:
+    if settings.secret_key is not None:
+        secret = settings.secret_key.get_secret_value().encode()
+    else:
+        # check_secrets refused this in prod; in dev, sessions last as long as the process.
+        secret = secrets.token_bytes(32)
+        log.warning(
+            "console_secret_generated",
+            hint="set DRAGON_SECRET_KEY so console sessions survive a restart",
+        )
+    return SessionCodec(
+        secret,
+        clock=clock,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        max_age=timedelta(hours=settings.session_max_hours),
     )
 
 
@@ -274,7 +203,10 @@ class Lifecycle:
         tasks = [
             asyncio.create_task(
                 run_expiry_sweeps(self.services, every_seconds=self.settings.expiry_sweep_seconds)
-            )
+            ),
+            asyncio.create_task(
+                run_dashboard_feed(self.services, every_seconds=self.settings.live_poll_seconds)
+            ),
         ]
         if self.settings.worker_enabled:
             tasks.append(
@@ -344,14 +276,42 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         runs.router,
         runbooks.router,
         legacy_actions.router,
+        dashboard.router,
+        playground.router,
     ):
         app.include_router(router)
-    check_table_covers(app.routes)
     install_error_handlers(app)
+    install_console(app, codec=session_codec(settings, clock=clock))
+    check_table_covers(app.routes)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    origins = origin_list(settings.cors_origins)
+    if origins:
+        # Only listed origins get a grant, and only they may send credentials.
+        app.add_middleware(
+            AllowlistCORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Correlation-ID",
+                "Idempotency-Key",
+                "X-CSRF-Token",
+            ],
+            expose_headers=[
+                "X-Correlation-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+            ],
+        )
     return app

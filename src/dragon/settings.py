@@ -107,6 +107,18 @@ class Settings(BaseSettings):
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
+    session_idle_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="console sessions end after this long without a request"
+    )
+    session_max_hours: int = Field(
+        12, ge=1, le=24 * 30, description="console sessions end this long after login, whatever"
+    )
+    cors_origins: str = Field(
+        "", description="origins allowed to call the API from a browser, comma-separated"
+    )
+    live_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often each process looks for changes to push live"
+    )
 
     actions_enabled: bool = Field(
         True, description="global kill switch: false stops every action from running (audited)"
@@ -196,6 +208,10 @@ class Settings(BaseSettings):
                 elif len(raw.encode()) < MIN_SECRET_BYTES:
                     problems.append(f"{env} is shorter than {MIN_SECRET_BYTES} bytes; {fix}")
         return problems
+
+
+def origin_list(value: str) -> list[str]:
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
 
 
 def secret_list(value: SecretStr | None) -> tuple[str, ...]:

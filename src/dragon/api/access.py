@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from dragon.api.sessions import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Session, SessionCodec
 from dragon.domain.entities import Principal
 from dragon.domain.enums import Role
 from dragon.domain.errors import Forbidden, Unauthenticated
@@ -22,6 +24,12 @@ from dragon.services.context import Caller
 
 PUBLIC: Final = "public"
 Access = Role | str
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class SessionRequired(Unauthenticated):
+    """No credentials on a page a browser asked for: the console answers with its login page."""
+
 
 ACCESS: dict[tuple[str, str], Access] = {
     # Public allowlist: probes and documentation.
@@ -88,6 +96,34 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/keys"): Role.ADMIN,
     ("POST", "/api/v1/keys"): Role.ADMIN,
     ("DELETE", "/api/v1/keys/{key_id}"): Role.ADMIN,
+    # Dashboard figures, as JSON and as a server-sent-events stream.
+    ("GET", "/api/v1/dashboard"): Role.VIEWER,
+    ("GET", "/api/v1/dashboard/stream"): Role.VIEWER,
+    # Playground: public, rate limited per address, isolated from real data.
+    ("POST", "/api/v1/playground/decisions"): PUBLIC,
+    ("GET", "/api/v1/playground/scenarios"): PUBLIC,
+    ("GET", "/api/v1/playground/stats"): PUBLIC,
+    ("POST", "/api/playground/submit-decision"): PUBLIC,
+    ("GET", "/api/playground/scenarios"): PUBLIC,
+    # Console (web/): the login page, static files and the playground page are public; every
+    # other page needs a session (or a bearer token), and a form post its CSRF token.
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("GET", "/static/{path:path}"): PUBLIC,
+    ("GET", "/playground"): PUBLIC,
+    ("POST", "/logout"): Role.VIEWER,
+    ("GET", "/"): Role.VIEWER,
+    ("GET", "/dashboard/panel"): Role.VIEWER,
+    ("GET", "/incidents"): Role.VIEWER,
+    ("GET", "/incidents/{incident_id}"): Role.VIEWER,
+    ("GET", "/approvals"): Role.VIEWER,
+    ("POST", "/approvals/{decision_id}"): Role.APPROVER,
+    ("GET", "/policy"): Role.VIEWER,
+    ("POST", "/policy/simulate"): Role.VIEWER,
+    ("GET", "/audit"): Role.ADMIN,
+    ("GET", "/keys"): Role.ADMIN,
+    ("POST", "/keys"): Role.ADMIN,
+    ("POST", "/keys/{key_id}/revoke"): Role.ADMIN,
 }
 
 
@@ -144,10 +180,11 @@ async def enforce_access(request: Request) -> None:
         request.state.access_checked = True
         return
     token = bearer_token(request)
-    if token is None:
-        raise Unauthenticated("this route needs credentials", code="authentication_required")
     services: Services = request.app.state.services
-    principal = await services.auth.authenticate(token)
+    if token is not None:
+        principal = await services.auth.authenticate(token)
+    else:
+        principal = await _session_principal(request, services)
     role = Role(required)
     if not principal.role.includes(role):
         raise Forbidden(
@@ -161,6 +198,40 @@ async def enforce_access(request: Request) -> None:
         client_address=request.client.host if request.client else None,
     )
     request.state.access_checked = True
+
+
+async def _session_principal(request: Request, services: Services) -> Principal:
+    """The console's way in: a signed session cookie, and for anything but a read, the CSRF
+    token of that session (a header from scripts, a form field from plain forms)."""
+    codec: SessionCodec | None = getattr(request.app.state, "sessions", None)
+    session: Session | None = None
+    if codec is not None:
+        session = codec.decode(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+            raise SessionRequired("log in to see this page", code="authentication_required")
+        raise Unauthenticated("this route needs credentials", code="authentication_required")
+    assert codec is not None
+    if request.method not in _SAFE_METHODS:
+        token = request.headers.get(CSRF_HEADER) or await _form_field(request, CSRF_FIELD)
+        if not codec.csrf_valid(token, session.sid):
+            raise Forbidden(
+                "the form's CSRF token is missing or does not match this session; reload the "
+                "page and try again",
+                code="csrf_invalid",
+            )
+    principal = await services.auth.principal_for_key(session.key_id)
+    request.state.session = session
+    return principal
+
+
+async def _form_field(request: Request, name: str) -> str | None:
+    """One field of a URL-encoded form. The body is cached on the request, so the handler
+    reads the same bytes."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    values = parse_qs((await request.body()).decode("utf-8", "replace")).get(name)
+    return values[0] if values else None
 
 
 class GuardedRoute(APIRoute):

@@ -9,6 +9,7 @@ import uuid
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.problems import problem
@@ -32,7 +33,21 @@ _DOCS_CSP = (
     "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "connect-src 'self'; frame-ancestors 'none'"
 )
+# Console pages: scripts and styles from this origin only, never inline; forms post here only.
+_CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+_NON_CONSOLE_PREFIXES = ("/api/", "/webhooks/", "/livez", "/readyz", "/health", "/openapi.json")
 access_log = structlog.get_logger("dragon.access")
+
+
+def csp_for(path: str) -> str:
+    if path in ("/docs", "/redoc"):
+        return _DOCS_CSP
+    if path.startswith(_NON_CONSOLE_PREFIXES):
+        return _API_CSP
+    return _CONSOLE_CSP
 
 
 def accepted_correlation_id(value: str | None) -> str:
@@ -57,7 +72,7 @@ class RequestContextMiddleware:
         path: str = scope["path"]
         started = time.perf_counter()
         status_holder: dict[str, int] = {}
-        csp = _DOCS_CSP if path in ("/docs", "/redoc") else _API_CSP
+        csp = csp_for(path)
         https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
@@ -152,3 +167,25 @@ class BodyLimitMiddleware:
             correlation_id=scope.get("state", {}).get("correlation_id"),
         )
         await response(scope, receive, send)
+
+
+class AllowlistCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a response to an unlisted origin carries no CORS header at
+    all: Starlette adds Allow-Credentials and Expose-Headers to every response, granted or not."""
+
+    async def simple_response(
+        self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
+    ) -> None:
+        async def only_granted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "access-control-allow-origin" not in headers:
+                    for name in (
+                        "access-control-allow-credentials",
+                        "access-control-expose-headers",
+                    ):
+                        if name in headers:
+                            del headers[name]
+            await send(message)
+
+        await super().simple_response(scope, receive, only_granted, request_headers)

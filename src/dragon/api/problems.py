@@ -83,29 +83,32 @@ def _field_errors(exc: RequestValidationError) -> tuple[bool, list[dict[str, Any
     return malformed, errors
 
 
+async def dragon_error_response(request: Request, exc: DragonError) -> Response:
+    """The problem+json answer to a DragonError (the console renders its own pages instead)."""
+    status = STATUS_BY_KIND[exc.kind]
+    headers = None
+    if status in (429, 503):
+        headers = {"Retry-After": str(exc.details.get("retry_after", 5))}
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
+    details = dict(exc.details)
+    errors = details.pop("errors", None)
+    # A detail named like an envelope member (`status`, say) must not replace it, nor turn
+    # the answer into a 500 by colliding with problem()'s own parameters.
+    extra = {k: v for k, v in details.items() if k not in _RESERVED}
+    return problem(
+        status,
+        exc.code,
+        exc.message,
+        correlation_id=correlation_id_of(request),
+        errors=errors,
+        headers=headers,
+        **extra,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DragonError)
-    async def _dragon_error(request: Request, exc: DragonError) -> Response:
-        status = STATUS_BY_KIND[exc.kind]
-        headers = None
-        if status in (429, 503):
-            headers = {"Retry-After": str(exc.details.get("retry_after", 5))}
-        if status == 401:
-            headers = {"WWW-Authenticate": 'Bearer realm="dragon"'}
-        details = dict(exc.details)
-        errors = details.pop("errors", None)
-        # A detail named like an envelope member (`status`, say) must not replace it, nor turn
-        # the answer into a 500 by colliding with problem()'s own parameters.
-        extra = {k: v for k, v in details.items() if k not in _RESERVED}
-        return problem(
-            status,
-            exc.code,
-            exc.message,
-            correlation_id=correlation_id_of(request),
-            errors=errors,
-            headers=headers,
-            **extra,
-        )
+    app.add_exception_handler(DragonError, dragon_error_response)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

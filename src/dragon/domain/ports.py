@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from dragon.domain.dashboard import DecisionTimes, IncidentTimes
 from dragon.domain.entities import (
     ActionsSwitch,
     ApiKey,
@@ -183,6 +186,32 @@ class CorrelationRepository(Protocol):
     async def links_of(self, incident_id: str) -> list[IncidentLink]: ...
 
 
+class DashboardRepository(Protocol):
+    """The plain rows the dashboard's figures are computed from (domain/dashboard.py)."""
+
+    async def open_incident_counts(self) -> list[tuple[str, str, int]]:
+        """(severity, source, count) of incidents not resolved."""
+        ...
+
+    async def incident_times(self, *, since: datetime) -> list[IncidentTimes]: ...
+    async def decision_times(self, *, since: datetime) -> list[DecisionTimes]: ...
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    topic: str
+    data: dict[str, Any]
+
+
+class LiveUpdates(Protocol):
+    """Publish/subscribe for the console's live views (in-process now; Redis across replicas)."""
+
+    last: dict[str, LiveEvent]
+
+    async def publish(self, event: LiveEvent) -> None: ...
+    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[LiveEvent]]: ...
+
+
 class WebhookAdapter(Protocol):
     """One vendor's webhook: who may send it, how it is deduplicated, what it means.
     Each module in dragon.integrations implements it; app.py hands them to the services."""
@@ -278,6 +307,7 @@ class UnitOfWork(Protocol):
     runs: RunRepository
     runbooks: RunbookRepository
     switches: SwitchRepository
+    dashboard: DashboardRepository
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> UnitOfWork: ...

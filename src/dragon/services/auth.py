@@ -63,6 +63,7 @@ class AuthService:
         # A short cache keeps key lookups off the database on every request; revocation in this
         # process clears it at once, elsewhere within _CACHE_SECONDS.
         self._cache: dict[str, tuple[float, Principal, ApiKey]] = {}
+        self._by_id: dict[str, tuple[float, Principal]] = {}
 
     async def authenticate(self, token: str) -> Principal:
         if token.startswith(KEY_PREFIX):
@@ -89,6 +90,43 @@ class AuthService:
         if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
             await self._touch(key.id, now)
         self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, principal, key)
+        return principal
+
+    async def login(self, raw: str, *, client_address: str | None = None) -> tuple[Principal, str]:
+        """A console login: only an API key (never a JWT) opens a session. Returns the principal
+        and the key's id, which the session cookie carries instead of the secret."""
+        if not raw.startswith(KEY_PREFIX):
+            raise _bad_credentials("log in with a Dragon API key (it starts with drg_)")
+        principal = await self._from_api_key(raw)
+        cached = self._cache[hash_key(raw)]
+        key = cached[2]
+        now = self._clock()
+        async with self._uow() as uow:
+            await record(
+                uow,
+                Caller(principal=principal, client_address=client_address),
+                action="session.started",
+                target_type="api_key",
+                target_id=key.id,
+                now=now,
+                details={"via": "web", "prefix": key.prefix},
+            )
+            await uow.commit()
+        return principal, key.id
+
+    async def principal_for_key(self, key_id: str) -> Principal:
+        """The principal behind a session's key, refused once the key is revoked."""
+        cached = self._by_id.get(key_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        async with self._uow(write=False) as uow:
+            key = await uow.api_keys.get(key_id)
+            principal = await uow.principals.get(key.principal_id) if key else None
+        if key is None or principal is None:
+            raise _bad_credentials("the session's API key no longer exists")
+        if key.revoked_at is not None or principal.disabled_at is not None:
+            raise _bad_credentials("this API key has been revoked")
+        self._by_id[key_id] = (time.monotonic() + _CACHE_SECONDS, principal)
         return principal
 
     async def _touch(self, key_id: str, now: Any) -> None:
@@ -232,6 +270,7 @@ class AuthService:
             )
             await uow.commit()
         self._cache = {h: v for h, v in self._cache.items() if v[2].id != key_id}
+        self._by_id.pop(key_id, None)
         return key
 
     async def bootstrap_admin(self) -> IssuedKey | None:

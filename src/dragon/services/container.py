@@ -8,15 +8,24 @@ from dataclasses import dataclass, field
 from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.execution import ActionHandler
-from dragon.domain.ports import DeliveryInbox, StoreHealth, UnitOfWorkFactory, WebhookAdapter
+from dragon.domain.ports import (
+    DeliveryInbox,
+    LiveUpdates,
+    StoreHealth,
+    UnitOfWorkFactory,
+    WebhookAdapter,
+)
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.actions_switch import ActionsSwitchService
 from dragon.services.audit_log import AuditLog
 from dragon.services.auth import AuthService, JwtSettings
+from dragon.services.dashboard import DashboardService
 from dragon.services.decisions import DecisionService
 from dragon.services.incidents import IncidentService
 from dragon.services.ingest import IngestService
+from dragon.services.live_updates import InProcessBroadcaster
 from dragon.services.outcomes import OutcomeService
+from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
 from dragon.services.runbooks import RUN_RUNBOOK, RunbookHandler, RunbookService
@@ -62,6 +71,9 @@ class Services:
     actions: ActionsSwitchService
     runbooks: RunbookService
     outcomes: OutcomeService
+    dashboard: DashboardService
+    live: LiveUpdates
+    playground: Playground
 
     @classmethod
     def build(
@@ -125,4 +137,7 @@ class Services:
             audit=AuditLog(uow),
             health=health,
             breakers=breakers or BreakerRegistry(clock=clock),
+            dashboard=DashboardService(uow, clock=clock),
+            live=InProcessBroadcaster(),
+            playground=Playground(clock=clock),
         )

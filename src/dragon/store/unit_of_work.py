@@ -14,6 +14,7 @@ from dragon.domain.ports import (
     ApprovalRepository,
     AuditRepository,
     CorrelationRepository,
+    DashboardRepository,
     DecisionRepository,
     DeliveryRepository,
     IncidentRepository,
@@ -24,6 +25,7 @@ from dragon.domain.ports import (
     SignalRepository,
     SwitchRepository,
 )
+from dragon.store.dashboard import SqlDashboardRepository
 from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.inbox import (
     SqlCorrelationRepository,
@@ -59,6 +61,7 @@ class SqlUnitOfWork:
         self.runs: RunRepository = SqlRunRepository(session)
         self.runbooks: RunbookRepository = SqlRunbookRepository(session)
         self.switches: SwitchRepository = SqlSwitchRepository(session)
+        self.dashboard: DashboardRepository = SqlDashboardRepository(session)
 
     async def commit(self) -> None:
         await self._audit.write_pending()

@@ -1,0 +1,36 @@
+"""Publishes the dashboard's figures on the live feed whenever the store changed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from dragon.domain.dashboard import figures_payload
+from dragon.domain.ports import LiveEvent
+from dragon.services.container import Services
+
+log = structlog.get_logger("dragon.live")
+
+
+async def publish_if_changed(services: Services, last_marker: int | None) -> int | None:
+    """One step of the feed: publish fresh figures when the change marker moved."""
+    marker = await services.dashboard.change_marker()
+    if marker != last_marker:
+        figures = figures_payload(await services.dashboard.figures())
+        await services.live.publish(LiveEvent(topic="dashboard", data=figures))
+    return marker
+
+
+async def run_dashboard_feed(services: Services, *, every_seconds: float) -> None:
+    """One poll per process, however many people watch: the store is asked once per period
+    and every open stream gets the same figures."""
+    marker: int | None = None
+    while True:
+        try:
+            marker = await publish_if_changed(services, marker)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep the feed alive; the next period retries
+            log.warning("live_feed_failed", error_type=type(exc).__name__, error=str(exc))
+        await asyncio.sleep(every_seconds)

@@ -1,0 +1,192 @@
+"""One real Dragon server (`dragon serve`, embedded worker on) and one headless Chromium for the
+browser tests of a module. The browser is the system's Chromium, never a downloaded one; axe-core
+comes from the npm package that .ci/run installs under var/npm."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from dragon.domain.clock import system_clock
+from dragon.domain.enums import Role
+from dragon.services.auth import AuthService, JwtSettings
+from dragon.services.context import SYSTEM_CALLER
+from dragon.store.database import connect
+from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from tests.api.test_access import fresh_database
+from tests.conftest import WEBHOOK_SECRETS
+
+ROOT = Path(__file__).resolve().parents[2]
+DRAGON = Path(sys.executable).with_name("dragon")
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = ROOT / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "var" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SECRET_KEY = "console-e2e-secret-key-0123456789abcdefghij"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    keys: dict[str, str]
+
+    def key(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+async def _issue_keys(url: str) -> dict[str, str]:
+    database = connect(url, pool_size=2, echo=False)
+    auth = AuthService(
+        SqlUnitOfWorkFactory(database),
+        clock=system_clock,
+        jwt_settings=JwtSettings(algorithm="HS256", key=None, issuer="dragon", audience="x"),
+    )
+    made = {}
+    for name, role in (
+        ("viewer", Role.VIEWER),
+        ("developer", Role.DEVELOPER),
+        ("approver", Role.APPROVER),
+        ("admin", Role.ADMIN),
+    ):
+        made[name] = (await auth.create_key(SYSTEM_CALLER, name=f"e2e-{name}", role=role)).secret
+    await database.dispose()
+    return made
+
+
+@pytest.fixture(scope="module")
+async def server(
+    migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    directory = tmp_path_factory.mktemp("e2e")
+    url = await fresh_database(migrated_template, directory)
+    keys = await _issue_keys(url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DRAGON_DATABASE_URL": url,
+        "DRAGON_SECRET_KEY": SECRET_KEY,
+        "DRAGON_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRETS["github"],
+        "DRAGON_BOOTSTRAP_ADMIN": "false",
+        "DRAGON_LIVE_POLL_SECONDS": "0.3",
+        "DRAGON_WORKER_POLL_SECONDS": "0.2",
+        "DRAGON_LOG_LEVEL": "warning",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(DRAGON),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=env,
+        cwd=directory,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("dragon serve did not become ready")
+        yield Server(url=base, keys=keys)
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not await asyncio.to_thread(CHROMIUM.exists):
+        pytest.fail("the browser tests need Debian's chromium (bash .ci/run installs it)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def context(browser: Browser, server: Server) -> AsyncIterator[BrowserContext]:
+    made = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    made.set_default_timeout(10_000)
+    yield made
+    await made.close()
+
+
+async def log_in(context: BrowserContext, api_key: str) -> Page:
+    page = await context.new_page()
+    await page.goto("/login")
+    await page.get_by_label("API key").fill(api_key)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url("**/")
+    return page
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def axe_violations(page: Page) -> list[dict[str, object]]:
+    """axe-core's serious and critical violations on the page as it is now. The script is
+    evaluated through the DevTools protocol, so the page's CSP (no inline scripts) stays on."""
+    if not await asyncio.to_thread(AXE.exists):
+        pytest.fail("axe-core is missing under var/npm (bash .ci/run installs it)")
+    source = await asyncio.to_thread(AXE.read_text, encoding="utf-8")
+    await page.evaluate(source)
+    results = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in results["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.fixture
+async def browser_context_pair(
+    browser: Browser, server: Server
+) -> AsyncIterator[tuple[BrowserContext, BrowserContext]]:
+    """Two people at two browsers."""
+    one = await browser.new_context(base_url=server.url)
+    two = await browser.new_context(base_url=server.url)
+    one.set_default_timeout(10_000)
+    two.set_default_timeout(10_000)
+    yield one, two
+    await one.close()
+    await two.close()
