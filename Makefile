@@ -10,7 +10,7 @@ DRAGON_TEST_POSTGRES_URL ?=
 CONTRACT := tests/contract
 CONTRACT_STAMP := $(CONTRACT)/node_modules/.package-lock.json
 
-.PHONY: install run test lint unit-test bench bench-ingest bench-runs clean contract-deps
+.PHONY: install run test lint unit-test bench bench-ingest bench-triage bench-runs clean contract-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,10 +52,13 @@ test: lint contract-deps
 bench-ingest: install
 	$(BIN)/python bench/bench_ingest.py
 
+bench-triage: install
+	$(BIN)/python bench/bench_triage.py
+
 bench-runs: install
 	$(BIN)/python bench/bench_runs.py
 
-bench: bench-ingest bench-runs
+bench: bench-ingest bench-triage bench-runs
 	$(BIN)/python bench/bench_core.py
 
 clean:

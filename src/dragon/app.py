@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import structlog
+import yaml
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -30,27 +33,47 @@ from dragon.api.routes import (
     incidents,
     keys,
     legacy_actions,
+    notifications,
     playground,
     policy,
     runbooks,
     runs,
+    slack_actions,
+    triage,
     webhooks,
 )
 from dragon.api.routes import (
     events as event_routes,
 )
 from dragon.api.sessions import SessionCodec
-from dragon.domain.breaker import BreakerRegistry
+from dragon.domain.breaker import BreakerRegistry, CircuitBreaker
 from dragon.domain.clock import Clock, system_clock
-from dragon.domain.errors import DragonError
+from dragon.domain.errors import DragonError, ValidationFailed
+from dragon.domain.notification_routing import RoutingTable, parse_routing
 from dragon.domain.ports import WebhookAdapter
 from dragon.domain.signals import NormalizeOptions
 from dragon.execution_wiring import execution_wiring
-from dragon.integrations import alertmanager, events, github, gitlab, jenkins
+from dragon.integrations import (
+    alertmanager,
+    events,
+    github,
+    github_logs,
+    gitlab,
+    gitlab_logs,
+    jenkins,
+    jenkins_logs,
+    slack,
+)
+from dragon.integrations.channels import build_channels
+from dragon.integrations.job_logs import JobLogs, TailLimits, VendorLogFetcher
+from dragon.integrations.llm import LlmAnalyzer, LlmSettings
+from dragon.integrations.llm import build_client as build_llm_client
 from dragon.services.auth import IssuedKey, JwtSettings
-from dragon.services.container import InboxSettings, Services
+from dragon.services.container import InboxSettings, NotifySettings, Services
 from dragon.services.context import SYSTEM_CALLER
-from dragon.settings import Profile, Settings, origin_list, secret_list
+from dragon.services.notifications import DeliveryRules
+from dragon.services.triage import TriageSettings
+from dragon.settings import Profile, Settings, origin_list, runbook_map, secret_list
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.inbox import GroupCommitInbox
@@ -58,8 +81,10 @@ from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.live_feed import run_dashboard_feed
+from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
+from dragon.workers.triage import run_triage_worker
 
 log = structlog.get_logger("dragon")
 
@@ -108,23 +133,157 @@ def inbox_settings(settings: Settings) -> InboxSettings:
     )
 
 
+def triage_settings(settings: Settings) -> TriageSettings:
+    return TriageSettings(
+        runbooks=runbook_map(settings.triage_runbooks),
+        change_freeze=settings.change_freeze,
+        max_attempts=settings.triage_max_attempts,
+    )
+
+
+def llm_analyzer(settings: Settings, breakers: BreakerRegistry) -> LlmAnalyzer | None:
+    if not settings.llm_base_url:
+        return None
+    llm = LlmSettings(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        total_timeout=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
+    return LlmAnalyzer(
+        build_llm_client(llm, connect_timeout=settings.llm_connect_timeout_seconds),
+        settings=llm,
+        breaker=breakers.breaker(
+            "llm",
+            failure_threshold=settings.llm_breaker_threshold,
+            reset_seconds=settings.llm_breaker_reset_seconds,
+        ),
+    )
+
+
+def job_log_source(
+    settings: Settings, breakers: BreakerRegistry
+) -> tuple[JobLogs | None, list[httpx.AsyncClient]]:
+    """The vendors whose job logs triage may fetch: those with credentials configured."""
+    limits = TailLimits(
+        max_bytes=settings.triage_log_max_bytes, timeout=settings.triage_log_timeout_seconds
+    )
+    fetchers: dict[str, tuple[VendorLogFetcher, CircuitBreaker]] = {}
+    clients: list[httpx.AsyncClient] = []
+
+    def client() -> httpx.AsyncClient:
+        made = httpx.AsyncClient(
+            timeout=httpx.Timeout(limits.timeout, connect=min(5.0, limits.timeout)),
+            follow_redirects=True,
+            max_redirects=3,
+        )
+        clients.append(made)
+        return made
+
+    if settings.triage_github_token:
+        fetchers[github_logs.SOURCE] = (
+            github_logs.GithubJobLogs(
+                client(),
+                api_url=settings.triage_github_api_url,
+                token=settings.triage_github_token.get_secret_value(),
+                limits=limits,
+            ),
+            breakers.breaker("github_logs"),
+        )
+    if settings.triage_gitlab_token:
+        fetchers[gitlab_logs.SOURCE] = (
+            gitlab_logs.GitlabJobLogs(
+                client(),
+                base_url=settings.triage_gitlab_url,
+                token=settings.triage_gitlab_token.get_secret_value(),
+                limits=limits,
+            ),
+            breakers.breaker("gitlab_logs"),
+        )
+    if settings.triage_jenkins_url:
+        token = settings.triage_jenkins_token
+        fetchers[jenkins_logs.SOURCE] = (
+            jenkins_logs.JenkinsJobLogs(
+                client(),
+                base_url=settings.triage_jenkins_url,
+                user=settings.triage_jenkins_user,
+                token=token.get_secret_value() if token else None,
+                limits=limits,
+            ),
+            breakers.breaker("jenkins_logs"),
+        )
+    return (JobLogs(fetchers) if fetchers else None), clients
+
+
+def load_routing(settings: Settings) -> RoutingTable:
+    """The notification routing file, validated; no file means no channels."""
+    if not settings.notifications_file:
+        return RoutingTable()
+    path = Path(settings.notifications_file)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed(
+            f"DRAGON_NOTIFICATIONS_FILE cannot be read: {type(exc).__name__}",
+            code="notification_config_invalid",
+        ) from None
+    return parse_routing(document)
+
+
+def notify_settings(settings: Settings, *, clock: Clock) -> NotifySettings:
+    routing = load_routing(settings)
+    http = httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False)
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    slack_client = (
+        slack.SlackClient(http, token=token, api_url=settings.slack_api_url) if token else None
+    )
+    signing = settings.slack_signing_secret
+    secret = signing.get_secret_value() if signing else None
+
+    def verify_chat(*, headers: Mapping[str, str], body: bytes) -> None:
+        slack.verify_request(headers=headers, body=body, secret=secret, now=clock().timestamp())
+
+    return NotifySettings(
+        routing=routing,
+        channels=build_channels(routing.channels, http=http, slack=slack_client),
+        rules=DeliveryRules(
+            max_attempts=settings.notification_max_attempts,
+            remind_before=timedelta(seconds=settings.approval_remind_before_seconds),
+            escalate_before=timedelta(seconds=settings.approval_escalate_before_seconds),
+        ),
+        directory=slack.SlackDirectory(slack_client),
+        verify_chat=verify_chat,
+        parse_chat=slack.parse_action,
+        close=http.aclose,
+    )
+
+
 def build_services(settings: Settings, database: Database, *, clock: Clock) -> Services:
     jwt_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     breakers = BreakerRegistry(clock=clock)
+    analyzer = llm_analyzer(settings, breakers)
+    logs, log_clients = job_log_source(settings, breakers)
+    closers = [c.aclose for c in log_clients] + ([analyzer.close] if analyzer else [])
     return Services.build(
         SqlUnitOfWorkFactory(database),
         breakers=breakers,
+        analyzer=analyzer,
+        job_logs=logs,
+        closers=closers,
         execution=execution_wiring(settings, clock=clock, breakers=breakers),
         health=SqlStoreHealth(database),
         clock=clock,
         inbox=inbox_settings(settings),
         delivery_inbox=GroupCommitInbox(database),
+        triage=triage_settings(settings),
         jwt=JwtSettings(
             algorithm=settings.jwt_algorithm,
             key=jwt_key,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+        notify=notify_settings(settings, clock=clock),
     )
 
 
@@ -216,9 +375,24 @@ class Lifecycle:
                     )
                 )
             )
+            if self.settings.triage_enabled:
+                tasks.append(
+                    asyncio.create_task(
+                        run_triage_worker(
+                            self.services, poll_seconds=self.settings.triage_poll_seconds
+                        )
+                    )
+                )
             tasks.append(
                 asyncio.create_task(
                     run_action_worker(self.services, poll_seconds=self.settings.worker_poll_seconds)
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    run_notification_worker(
+                        self.services, poll_seconds=self.settings.notification_poll_seconds
+                    )
                 )
             )
         return tasks
@@ -240,7 +414,9 @@ class Lifecycle:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.services.ingest.close()
+            await self.services.triage.close()
             await self.services.runs.close()
+            await self.services.notifications.close()
             await self.database.dispose()
 
 
@@ -273,11 +449,14 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.router,
         event_routes.router,
         deliveries.router,
+        dashboard.router,
+        playground.router,
+        triage.router,
         runs.router,
         runbooks.router,
         legacy_actions.router,
-        dashboard.router,
-        playground.router,
+        notifications.router,
+        slack_actions.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

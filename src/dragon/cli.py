@@ -31,8 +31,10 @@ from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.workers.deliveries import run_delivery_worker
+from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
+from dragon.workers.triage import run_triage_worker
 
 T = TypeVar("T")
 cli = typer.Typer(
@@ -126,9 +128,9 @@ def serve(
 
 @cli.command()
 def worker() -> None:
-    """Process deliveries and expire overdue decisions, without serving HTTP. Run any number
-    beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the work through the
-    store (claims skip rows another worker holds)."""
+    """Process deliveries, triage new incidents and expire overdue decisions, without serving
+    HTTP. Run any number beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the
+    work through the store (claims skip rows another worker holds)."""
     settings = _settings()
 
     async def run() -> None:
@@ -148,7 +150,16 @@ def worker() -> None:
             asyncio.create_task(
                 run_action_worker(services, poll_seconds=settings.worker_poll_seconds)
             ),
+            asyncio.create_task(
+                run_notification_worker(services, poll_seconds=settings.notification_poll_seconds)
+            ),
         ]
+        if settings.triage_enabled:
+            tasks.append(
+                asyncio.create_task(
+                    run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
+                )
+            )
         await services.actions.record_setting(CLI_CALLER)
         err.print(f"dragon worker started on {database.dialect}")
         await stop.wait()
@@ -157,7 +168,9 @@ def worker() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await services.ingest.close()
+        await services.triage.close()
         await services.runs.close()
+        await services.notifications.close()
         await database.dispose()
 
     asyncio.run(run())

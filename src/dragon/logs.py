@@ -57,7 +57,11 @@ def redact_secrets(
     return event_dict
 
 
-def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
+def configure_logging(
+    *, level: str = "info", fmt: str = "json", cache_loggers: bool = True
+) -> None:
+    """`cache_loggers=False` is for tests that log onto a stream which closes when they end:
+    a logger cached on first use would keep writing to it afterwards."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -78,7 +82,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     # Route the standard library's records (uvicorn, sqlalchemy) through the same redaction.
     handler = logging.StreamHandler(sys.stderr)
@@ -96,3 +100,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
         logging.getLogger(name).propagate = True
     # The access middleware logs each request with its correlation id; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs each request's full URL at INFO, and notification channel URLs carry secrets
+    # (Teams and webhook URLs); their failures are logged by Dragon without the URL.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -104,6 +104,31 @@ class Settings(BaseSettings):
         "playground=10/hour,approvals=20/hour,generate=50/hour",
         description="requests allowed per route scope, comma-separated `scope=rate`",
     )
+    notifications_file: str | None = Field(
+        None, description="YAML file of notification channels and routes; unset sends nothing"
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="verifies Slack interactivity requests (Approve/Reject buttons)"
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (xoxb-...) for chat.postMessage, chat.update, users.info"
+    )
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
+    notification_max_attempts: int = Field(
+        6, ge=1, le=50, description="delivery attempts per notification before it is failed"
+    )
+    notification_poll_seconds: float = Field(
+        2.0, gt=0, description="how often the notification worker looks for work"
+    )
+    notification_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="timeout of one call to a notification channel"
+    )
+    approval_remind_before_seconds: float = Field(
+        900.0, ge=0, description="remind approvers this long before a pending decision expires"
+    )
+    approval_escalate_before_seconds: float = Field(
+        300.0, ge=0, description="escalate to the next route this long before expiry"
+    )
     bootstrap_admin: bool = Field(
         True, description="create and print an admin API key on the first start of an empty store"
     )
@@ -118,6 +143,71 @@ class Settings(BaseSettings):
     )
     live_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="how often each process looks for changes to push live"
+    )
+
+    # Triage: the analyzer that proposes a decision for every new incident.
+    triage_enabled: bool = Field(
+        True, description="triage every new incident in the worker (needs the worker enabled)"
+    )
+    triage_poll_seconds: float = Field(
+        2.0, gt=0, description="how often the worker looks for incidents waiting for triage"
+    )
+    triage_max_attempts: int = Field(
+        5, ge=1, le=50, description="triage attempts per incident before it is given up"
+    )
+    triage_runbooks: str = Field(
+        "", description="alert name to runbook, comma-separated `alertname=runbook` pairs"
+    )
+    change_freeze: bool = Field(
+        False, description="a change freeze is in force: every triage decision scores +30 risk"
+    )
+    triage_log_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="most of a failed job's log triage reads (its tail)",
+    )
+    triage_log_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="total time allowed to fetch one job log"
+    )
+    triage_github_api_url: str = Field(
+        "https://api.github.com", description="GitHub REST API base for job logs"
+    )
+    triage_github_token: SecretStr | None = Field(
+        None, description="GitHub token with actions:read, to fetch failed jobs' logs"
+    )
+    triage_gitlab_url: str = Field(
+        "https://gitlab.com", description="GitLab base URL for job traces"
+    )
+    triage_gitlab_token: SecretStr | None = Field(
+        None, description="GitLab token with read_api, to fetch failed jobs' traces"
+    )
+    triage_jenkins_url: str | None = Field(
+        None, description="Jenkins base URL; only builds under it have their consoleText read"
+    )
+    triage_jenkins_user: str | None = Field(None, description="Jenkins user for consoleText")
+    triage_jenkins_token: SecretStr | None = Field(
+        None, description="Jenkins API token for consoleText"
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible API base (…/v1); unset: the built-in analyzer only"
+    )
+    llm_model: str = Field("gpt-4o-mini", description="model name sent to the LLM endpoint")
+    llm_api_key: SecretStr | None = Field(None, description="bearer key for the LLM endpoint")
+    llm_connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="connect timeout of one LLM call"
+    )
+    llm_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="total timeout of one LLM call"
+    )
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="retries of an LLM call on 429 or 5xx, with backoff"
+    )
+    llm_breaker_threshold: int = Field(
+        5, ge=1, le=100, description="consecutive LLM failures that open its circuit breaker"
+    )
+    llm_breaker_reset_seconds: float = Field(
+        30.0, gt=0, description="how long the LLM breaker stays open before one probe"
     )
 
     actions_enabled: bool = Field(
@@ -188,6 +278,7 @@ class Settings(BaseSettings):
             "gitlab_webhook_token": self.gitlab_webhook_token,
             "jenkins_webhook_secret": self.jenkins_webhook_secret,
             "alertmanager_token": self.alertmanager_token,
+            "slack_signing_secret": self.slack_signing_secret,
         }
         if self.jwt_algorithm.startswith("HS"):
             optional["jwt_secret"] = self.jwt_secret
@@ -219,6 +310,12 @@ def secret_list(value: SecretStr | None) -> tuple[str, ...]:
     if value is None:
         return ()
     return tuple(part.strip() for part in value.get_secret_value().split(",") if part.strip())
+
+
+def runbook_map(text: str) -> dict[str, str]:
+    """`DRAGON_TRIAGE_RUNBOOKS` as a mapping: `HighErrorRate=restart-web,DiskFull=clean-disk`."""
+    pairs = (part.split("=", 1) for part in text.split(",") if "=" in part)
+    return {name.strip(): book.strip() for name, book in pairs if name.strip() and book.strip()}
 
 
 def parse_rate_limits(spec: str) -> dict[str, RateLimitItem]:

@@ -38,6 +38,7 @@ DUMMY_IDS = {
     "key_id": "key_" + "0" * 28,
     "run_id": "run_" + "0" * 28,
     "name": "some-runbook",
+    "notification_id": "ntf_" + "0" * 28,
 }
 # The specification the app's ACCESS table must match: who may call each route.
 BARS: dict[Route, Access] = {
@@ -75,23 +76,16 @@ BARS: dict[Route, Access] = {
     ("POST", "/webhooks/gitlab"): PUBLIC,
     ("POST", "/webhooks/jenkins"): PUBLIC,
     ("POST", "/webhooks/alertmanager"): PUBLIC,
+    ("POST", "/integrations/slack/actions"): PUBLIC,
+    ("GET", "/api/v1/notifications"): Role.ADMIN,
+    ("GET", "/api/v1/notifications/{notification_id}"): Role.ADMIN,
+    ("POST", "/api/v1/notifications/{notification_id}/retry"): Role.ADMIN,
     ("POST", "/api/v1/events"): Role.DEVELOPER,
     ("POST", "/api/ci/event"): Role.DEVELOPER,
     ("POST", "/api/observability/alert"): Role.DEVELOPER,
     ("GET", "/api/v1/deliveries"): Role.ADMIN,
     ("GET", "/api/v1/deliveries/{delivery_id}"): Role.ADMIN,
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"): Role.ADMIN,
-    ("GET", "/api/v1/runs"): Role.VIEWER,
-    ("GET", "/api/v1/runs/{run_id}"): Role.VIEWER,
-    ("GET", "/api/v1/actions/switch"): Role.VIEWER,
-    ("PUT", "/api/v1/actions/switch"): Role.ADMIN,
-    ("POST", "/api/v1/runbooks"): Role.ADMIN,
-    ("GET", "/api/v1/runbooks"): Role.VIEWER,
-    ("GET", "/api/v1/runbooks/{name}"): Role.VIEWER,
-    ("POST", "/api/v1/runbooks/{name}/runs"): Role.DEVELOPER,
-    ("POST", "/api/generate"): Role.DEVELOPER,
-    ("POST", "/api/pr"): Role.DEVELOPER,
-    ("POST", "/api/create-autofix-pr"): Role.DEVELOPER,
     ("GET", "/api/v1/dashboard"): Role.VIEWER,
     ("GET", "/api/v1/dashboard/stream"): Role.VIEWER,
     ("POST", "/api/v1/playground/decisions"): PUBLIC,
@@ -116,6 +110,19 @@ BARS: dict[Route, Access] = {
     ("GET", "/keys"): Role.ADMIN,
     ("POST", "/keys"): Role.ADMIN,
     ("POST", "/keys/{key_id}/revoke"): Role.ADMIN,
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
+    ("GET", "/api/v1/runs"): Role.VIEWER,
+    ("GET", "/api/v1/runs/{run_id}"): Role.VIEWER,
+    ("GET", "/api/v1/actions/switch"): Role.VIEWER,
+    ("PUT", "/api/v1/actions/switch"): Role.ADMIN,
+    ("POST", "/api/v1/runbooks"): Role.ADMIN,
+    ("GET", "/api/v1/runbooks"): Role.VIEWER,
+    ("GET", "/api/v1/runbooks/{name}"): Role.VIEWER,
+    ("POST", "/api/v1/runbooks/{name}/runs"): Role.DEVELOPER,
+    ("POST", "/api/generate"): Role.DEVELOPER,
+    ("POST", "/api/pr"): Role.DEVELOPER,
+    ("POST", "/api/create-autofix-pr"): Role.DEVELOPER,
 }
 ROUTES: list[Route] = sorted(BARS)
 PROTECTED = [route for route in ROUTES if BARS[route] != PUBLIC]
@@ -196,7 +203,7 @@ async def observed(
     )
     app = create_app(settings, clock=FakeClock())
     outcomes: dict[tuple[Route, str], Outcome] = {}
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         auth = app.state.services.auth
         secrets = {}
         for role in Role:
@@ -290,7 +297,9 @@ def test_protected_route_refuses_the_role_just_below_its_bar_with_403(
 
 # Webhook receivers need no Dragon credentials, but each checks its sender's own signature or
 # token: unsigned, they are refused by that check, never by Dragon's authentication.
-SENDER_AUTHENTICATED = [route for route in PUBLIC_ROUTES if route[1].startswith("/webhooks/")]
+SENDER_AUTHENTICATED = [
+    route for route in PUBLIC_ROUTES if route[1].startswith(("/webhooks/", "/integrations/"))
+]
 OPEN_ROUTES = [route for route in PUBLIC_ROUTES if route not in SENDER_AUTHENTICATED]
 
 
@@ -311,7 +320,12 @@ def test_unsigned_webhook_is_refused_by_its_sender_check(
 ) -> None:
     outcome = observed.of(route, "none")
     assert outcome.status == 401, outcome
-    assert outcome.code in {"signature_invalid", "token_invalid", "webhook_secret_missing"}
+    assert outcome.code in {
+        "signature_invalid",
+        "token_invalid",
+        "webhook_secret_missing",
+        "slack_signature_invalid",
+    }
 
 
 MATRIX = [(route, role) for route in ROUTES for role in ROLES]

@@ -61,7 +61,7 @@ async def test_without_configured_origins_no_origin_gets_a_cors_grant(
 async def cors_client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
     configured = settings.model_copy(update={"cors_origins": f"{LISTED}, https://b.example.com"})
     application: FastAPI = create_app(configured, clock=clock)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             yield http

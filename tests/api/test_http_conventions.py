@@ -326,7 +326,7 @@ async def test_unmigrated_store_starts_but_is_not_ready(tmp_path: Path) -> None:
         log_format="console",
     )
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             live = await http.get("/livez")

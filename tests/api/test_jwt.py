@@ -95,7 +95,7 @@ async def serve(database_url: str, clock: FakeClock, **jwt_settings: Any) -> Asy
         **jwt_settings,
     )
     app = create_app(settings, clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             yield Served(http=http, services=app.state.services)

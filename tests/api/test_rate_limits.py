@@ -21,7 +21,7 @@ from tests.conftest import FakeClock, Keys
 async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     tight = settings.model_copy(update={"rate_limits": "approvals=2/hour"})
     application = create_app(tight, clock=clock)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
         yield application
 
 

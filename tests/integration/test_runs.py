@@ -93,6 +93,18 @@ async def run_of(client: httpx.AsyncClient, keys: Keys, decision_id: str) -> dic
     return run
 
 
+async def outbox_events(database_url: str) -> list[str]:
+    """The notification events queued for the notification worker, oldest first."""
+    engine = create_async_engine(database_url)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.text("SELECT event FROM notification_events ORDER BY id")
+        )
+        events = [str(row[0]) for row in rows]
+    await engine.dispose()
+    return events
+
+
 async def audit_actions(services: Services, target_id: str) -> list[str]:
     events = await services.audit.find(AuditQuery(target_id=target_id, limit=100))
     return [e.action for e in reversed(events)]
@@ -199,7 +211,11 @@ async def test_a_5xx_is_retried_with_backoff_and_the_comment_is_still_posted_onc
 
 
 async def test_a_4xx_fails_the_run_at_once_with_the_vendors_message(
-    client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub
+    client: httpx.AsyncClient,
+    keys: Keys,
+    services: Services,
+    github: FakeGitHub,
+    database_url: str,
 ) -> None:
     github.state.script[f"POST {COMMENTS}"] = [
         Scripted(403, {"message": "Resource not accessible by integration"})
@@ -213,6 +229,7 @@ async def test_a_4xx_fails_the_run_at_once_with_the_vendors_message(
     assert "Resource not accessible by integration" in run["error"]
     assert await decision_status(client, keys, decision["id"]) == "failed"
     assert github.state.count("POST", COMMENTS) == 1
+    assert "run.failed" in await outbox_events(database_url)
 
 
 async def test_the_admin_kill_switch_holds_runs_queued_until_turned_back_on(
@@ -249,7 +266,7 @@ async def test_the_setting_kill_switch_is_audited_at_start_and_stops_every_actio
     settings: Settings, clock: FakeClock, github: FakeGitHub
 ) -> None:
     app = create_app(changed(settings, actions_enabled=False), clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         services: Services = app.state.services
         assert await services.runs.run_due() == 0
         state = await services.actions.state()
@@ -263,7 +280,7 @@ async def test_dry_run_records_what_would_have_been_done_and_calls_nothing(
     settings: Settings, clock: FakeClock, github: FakeGitHub
 ) -> None:
     app = create_app(changed(settings, actions_dry_run=True), clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         services: Services = app.state.services
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
@@ -332,7 +349,7 @@ async def test_two_workers_racing_for_the_same_decisions_act_once_each(  # noqa:
         for i in range(4)
     ]
     second = create_app(settings, clock=clock)
-    async with LifespanManager(second):
+    async with LifespanManager(second, startup_timeout=60, shutdown_timeout=60):
         await asyncio.gather(
             run_pass(services), run_pass(second.state.services), run_pass(services)
         )
@@ -364,7 +381,7 @@ async def test_a_github_app_signs_an_rs256_jwt_and_caches_the_installation_token
         github_app_installation_id="67890",
     )
     app = create_app(app_settings, clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         services: Services = app.state.services
         dev = await services.auth.create_key(SYSTEM_CALLER, name="dev", role=Role.DEVELOPER)
         transport = httpx.ASGITransport(app=app)

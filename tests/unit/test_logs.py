@@ -37,7 +37,7 @@ class CapturedLogs:
         self._capsys = capsys
 
     def start(self, fmt: str = "json") -> Any:
-        configure_logging(level="debug", fmt=fmt)
+        configure_logging(level="debug", fmt=fmt, cache_loggers=False)
         self._capsys.readouterr()
         return structlog.get_logger("dragon.test")
 

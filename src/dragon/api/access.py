@@ -45,6 +45,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/webhooks/gitlab"): PUBLIC,
     ("POST", "/webhooks/jenkins"): PUBLIC,
     ("POST", "/webhooks/alertmanager"): PUBLIC,
+    # Slack's Approve/Reject buttons: public, authenticated by Slack's signing secret.
+    ("POST", "/integrations/slack/actions"): PUBLIC,
     # Events from any tool, and the original system's routes for them.
     ("POST", "/api/v1/events"): Role.DEVELOPER,
     ("POST", "/api/ci/event"): Role.DEVELOPER,
@@ -53,6 +55,10 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/deliveries"): Role.ADMIN,
     ("GET", "/api/v1/deliveries/{delivery_id}"): Role.ADMIN,
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"): Role.ADMIN,
+    # Notifications: failures and retries.
+    ("GET", "/api/v1/notifications"): Role.ADMIN,
+    ("GET", "/api/v1/notifications/{notification_id}"): Role.ADMIN,
+    ("POST", "/api/v1/notifications/{notification_id}/retry"): Role.ADMIN,
     # Identity.
     ("GET", "/api/v1/me"): Role.VIEWER,
     # Incidents.
@@ -92,6 +98,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     # Audit.
     ("GET", "/api/v1/audit"): Role.ADMIN,
     ("GET", "/api/v1/audit/verify"): Role.ADMIN,
+    # Triage: the gatekeeper evaluates text and creates nothing.
+    ("POST", "/api/v1/triage"): Role.DEVELOPER,
+    ("POST", "/api/support/evaluate"): Role.DEVELOPER,
     # API keys.
     ("GET", "/api/v1/keys"): Role.ADMIN,
     ("POST", "/api/v1/keys"): Role.ADMIN,

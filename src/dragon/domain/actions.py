@@ -29,6 +29,12 @@ CATALOG: dict[str, ActionSpec] = {
         ActionSpec("comment", "Comment on a pull request or commit", 5),
         ActionSpec("notify_owners", "Notify the owners; no change is made", 0),
         ActionSpec("escalate", "Escalate to the on-call responder", 0),
+        # Proposed by triage (dragon.domain.triage); names are stable for the executors.
+        ActionSpec("rerun_failed_jobs", "Rerun only the failed jobs of a CI run", 10),
+        ActionSpec(
+            "autofix_pull_request", "Open a pull request with a linter's or formatter's fix", 20
+        ),
+        ActionSpec("revert_pull_request", "Open a pull request reverting the failing commit", 35),
         ActionSpec("revert_commit", "Push a revert commit to the branch", 60, destructive=True),
         ActionSpec(
             "rollback_deployment",

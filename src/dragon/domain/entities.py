@@ -11,11 +11,13 @@ from dragon.domain.enums import (
     DecisionStatus,
     DeliveryStatus,
     IncidentStatus,
+    NotificationStatus,
     PrincipalKind,
     RiskLevel,
     Role,
     RunStatus,
     Severity,
+    TriageStatus,
     Verdict,
 )
 
@@ -194,6 +196,22 @@ class IncidentLink:
 
 
 @dataclass(kw_only=True, eq=False)
+class TriageRun:
+    """One incident's automatic triage. The row is the claim: one per incident, taken under a
+    lease by one worker at a time, finished in the same transaction as its decision."""
+
+    incident_id: str
+    status: TriageStatus
+    token: str
+    attempts: int = 0
+    lease_until: datetime
+    decision_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
 class Run:
     """One execution of a decision's action: queued -> running -> succeeded | failed.
 
@@ -248,3 +266,38 @@ class ActionsSwitch:
     reason: str = ""
     changed_by: str
     changed_at: datetime
+
+
+@dataclass(kw_only=True, eq=False)
+class NotificationEvent:
+    """The outbox: one state change worth telling people about, written in the same
+    transaction as the change. `subject` is a snapshot of the incident and decision."""
+
+    id: str
+    event: str
+    incident_id: str | None = None
+    decision_id: str | None = None
+    subject: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime
+    routed_at: datetime | None = None
+
+
+@dataclass(kw_only=True, eq=False)
+class Notification:
+    """One event's delivery to one channel, with its retries."""
+
+    id: str
+    event_id: str
+    event: str
+    incident_id: str | None = None
+    decision_id: str | None = None
+    channel: str
+    route: str
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    state: str = ""
+    external_ref: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None

@@ -82,6 +82,15 @@ class SignalSource(StrEnum):
     API = "api"
 
 
+class TriageStatus(StrEnum):
+    """An incident's triage: running under a worker's lease (or waiting to be retried), done
+    with its decision, or failed for good after its last attempt."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     PROCESSED = "processed"
@@ -94,3 +103,13 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class NotificationStatus(StrEnum):
+    """One channel's copy of a notification: pending → sent | failed; or throttled/skipped."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    SKIPPED = "skipped"

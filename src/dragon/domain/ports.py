@@ -20,20 +20,26 @@ from dragon.domain.entities import (
     Delivery,
     Incident,
     IncidentLink,
+    Notification,
+    NotificationEvent,
     PolicyVersion,
     Principal,
     Run,
     Runbook,
     Signal,
+    TriageRun,
 )
 from dragon.domain.enums import (
     DecisionStatus,
     DeliveryStatus,
     IncidentStatus,
+    NotificationStatus,
     RunStatus,
     Severity,
 )
+from dragon.domain.notifications import Notice
 from dragon.domain.signals import Normalized, NormalizeOptions
+from dragon.domain.triage import Analysis, TriageContext
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class PrincipalRepository(Protocol):
     async def add(self, principal: Principal) -> None: ...
     async def get(self, principal_id: str) -> Principal | None: ...
     async def by_name(self, name: str) -> Principal | None: ...
+    async def by_email(self, email: str) -> Principal | None: ...
     async def count(self) -> int: ...
 
 
@@ -229,6 +236,54 @@ class WebhookAdapter(Protocol):
     ) -> Normalized: ...
 
 
+class TriageRepository(Protocol):
+    """Claims on incidents' triage. Each returns whether this worker's token won."""
+
+    async def pending(self, *, now: datetime, limit: int, max_attempts: int) -> list[str]:
+        """Unresolved incidents with no triage yet, or whose triage is due for a retry."""
+        ...
+
+    async def claim(
+        self,
+        incident_id: str,
+        *,
+        token: str,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+    ) -> bool: ...
+
+    async def complete(
+        self, incident_id: str, *, token: str, decision_id: str, now: datetime
+    ) -> bool: ...
+
+    async def release(
+        self,
+        incident_id: str,
+        *,
+        token: str,
+        error: str,
+        retry_at: datetime,
+        give_up: bool,
+        now: datetime,
+    ) -> None: ...
+
+    async def get(self, incident_id: str) -> TriageRun | None: ...
+
+
+class FailureAnalyzer(Protocol):
+    """Reads a failure and proposes what to do; the built-in analyzer or an LLM."""
+
+    async def analyze(self, text: str, context: TriageContext) -> Analysis: ...
+
+
+class JobLogSource(Protocol):
+    """The failed job's log from its CI vendor, tail only and bounded in size; None when the
+    vendor is not configured or the signal does not name a job it can fetch."""
+
+    async def job_log(self, signal: Signal) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class RunQuery:
     status: RunStatus | None = None
@@ -291,6 +346,62 @@ class SwitchRepository(Protocol):
     async def put(self, switch: ActionsSwitch) -> None: ...
 
 
+@dataclass(frozen=True)
+class NotificationQuery:
+    status: NotificationStatus | None = None
+    incident_id: str | None = None
+    channel: str | None = None
+    page: Page = Page()
+
+
+class NotificationRepository(Protocol):
+    async def add_event(self, event: NotificationEvent) -> None: ...
+    async def claim_unrouted(self, *, limit: int) -> list[NotificationEvent]:
+        """Lock outbox events not routed yet, oldest first, skipping rows others hold."""
+        ...
+
+    async def add(self, notification: Notification) -> None: ...
+    async def get(
+        self, notification_id: str, *, for_update: bool = False
+    ) -> Notification | None: ...
+    async def claim_due(self, *, now: datetime, limit: int) -> list[Notification]: ...
+    async def last_sent(self, *, incident_id: str, channel: str) -> Notification | None: ...
+    async def thread_of(self, *, incident_id: str, channel: str) -> str | None:
+        """The channel's reference of the first message sent for the incident (a Slack ts)."""
+        ...
+
+    async def event_of(self, event_id: str) -> NotificationEvent | None: ...
+    async def has_event(self, *, decision_id: str, event: str) -> bool: ...
+    async def pending_expiring(self, *, before: datetime, limit: int) -> list[Decision]: ...
+    async def find(self, query: NotificationQuery) -> tuple[list[Notification], str | None]: ...
+
+
+class NotificationChannel(Protocol):
+    """One configured destination (a Slack channel, a Teams webhook, a mailbox, ...).
+    Each module in dragon.integrations builds them; app.py hands them to the services."""
+
+    name: str
+    kind: str
+
+    def target(self) -> str:
+        """Where it delivers, fit to show: secrets masked."""
+        ...
+
+    def handles(self, event: str) -> bool: ...
+
+    async def send(self, notice: Notice, *, thread: str | None) -> str | None:
+        """Deliver; returns a reference for updating the message later (None if the channel
+        has none). Raises ChannelFailed, retryable or not."""
+        ...
+
+
+class ChatDirectory(Protocol):
+    """The chat workspace as approvals need it: who a user is, and a private reply."""
+
+    async def email_of(self, user_id: str) -> str | None: ...
+    async def tell(self, *, channel: str | None, user_id: str, text: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Repositories flush; only `commit` makes their writes durable."""
 
@@ -304,10 +415,12 @@ class UnitOfWork(Protocol):
     deliveries: DeliveryRepository
     signals: SignalRepository
     correlation: CorrelationRepository
+    dashboard: DashboardRepository
+    triages: TriageRepository
     runs: RunRepository
     runbooks: RunbookRepository
     switches: SwitchRepository
-    dashboard: DashboardRepository
+    notifications: NotificationRepository
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> UnitOfWork: ...

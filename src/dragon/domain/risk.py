@@ -14,6 +14,11 @@ from dragon.domain.enums import RiskLevel
 PRODUCTION_ENVIRONMENTS = frozenset({"production", "prod"})
 PROTECTED_BRANCH_NAMES = frozenset({"main", "master", "trunk", "production"})
 PROTECTED_BRANCH_PREFIXES = ("release/", "releases/", "hotfix/")
+# Actions that change code (through a pull request): how much they touch adds risk.
+CODE_CHANGING_ACTIONS = frozenset(
+    {"autofix_pull_request", "revert_pull_request", "open_autofix_pr", "open_revert_pr"}
+)
+REPEATED_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,35 @@ def assess(
     raw = sum(f.weight for f in factors)
     score = max(action.base_risk, min(100, raw))
     return RiskAssessment(score=score, level=level_for(score), factors=tuple(factors))
+
+
+def triage_factors(
+    *,
+    action: str,
+    confidence: float | None,
+    signal_count: int = 1,
+    files_touched: int | None = None,
+    change_freeze: bool = False,
+) -> tuple[RiskFactor, ...]:
+    """The factors triage adds to `assess`'s own (action base, branch, environment), each
+    named, weighted and explained so an approver sees why a decision scored what it did."""
+    factors: list[RiskFactor] = []
+    if confidence is not None:
+        doubt = round((1.0 - max(0.0, min(1.0, confidence))) * 20)
+        if doubt:
+            factors.append(
+                RiskFactor("analyzer_confidence", doubt, f"analyzer confidence {confidence:.2f}")
+            )
+    if signal_count >= REPEATED_FAILURES:
+        factors.append(
+            RiskFactor("repeated_failures", 10, f"failed {signal_count} times in this incident")
+        )
+    if action in CODE_CHANGING_ACTIONS:
+        if files_touched is None:
+            factors.append(RiskFactor("change_size", 5, "size of the change is not known"))
+        elif files_touched > 0:
+            weight = min(20, 2 + files_touched // 5 * 2)
+            factors.append(RiskFactor("change_size", weight, f"touches {files_touched} files"))
+    if change_freeze:
+        factors.append(RiskFactor("change_freeze", 30, "a change freeze is in force"))
+    return tuple(factors)

@@ -17,6 +17,7 @@ from dragon.domain.signals import SignalDraft
 from dragon.domain.transitions import transition_incident
 from dragon.services.audit_log import record
 from dragon.services.context import SYSTEM_CALLER
+from dragon.services.outbox import notify
 
 
 def _worse(a: Severity, b: Severity) -> Severity:
@@ -46,6 +47,13 @@ async def correlate(
             now=now,
             details={"reason": "recovered", "signal_id": signal.id, "kind": draft.kind.value},
         )
+        await notify(
+            uow,
+            event="incident.resolved",
+            now=now,
+            incident=current,
+            details={"reason": "recovered"},
+        )
         return current.id
     if current is not None:
         current.signal_count += 1
@@ -61,6 +69,7 @@ async def correlate(
             now=now,
             details={"signal_id": signal.id, "signal_count": current.signal_count},
         )
+        await notify(uow, event="incident.updated", now=now, incident=current)
         return current.id
     incident = _incident_from(draft, now)
     await uow.incidents.add(incident)
@@ -80,6 +89,7 @@ async def correlate(
         },
     )
     await _link_related(uow, incident, draft, now)
+    await notify(uow, event="incident.opened", now=now, incident=incident)
     return incident.id
 
 

@@ -9,17 +9,18 @@ from typing import Any
 from dragon.domain.actions import action_spec
 from dragon.domain.approvals import is_expired, judge_verdict
 from dragon.domain.clock import Clock
-from dragon.domain.entities import Approval, Decision
+from dragon.domain.entities import Approval, Decision, Incident
 from dragon.domain.enums import ApprovalChannel, DecisionStatus, Verdict
 from dragon.domain.errors import Conflict, Forbidden, NotFound
 from dragon.domain.ids import new_id
-from dragon.domain.policy import DecisionFacts, Effect, evaluate
+from dragon.domain.policy import DecisionFacts, Effect, PolicyVerdict, evaluate
 from dragon.domain.ports import DecisionQuery, UnitOfWork, UnitOfWorkFactory
-from dragon.domain.risk import RiskFactor, assess
+from dragon.domain.risk import RiskAssessment, RiskFactor, assess
 from dragon.domain.transitions import transition_decision
 from dragon.services.audit_log import record
 from dragon.services.context import SYSTEM_CALLER, Caller
 from dragon.services.incidents import load_incident
+from dragon.services.outbox import notify
 from dragon.services.policies import PolicyService
 
 _OUTCOME_STATUS = {
@@ -46,10 +47,29 @@ class Proposal:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Assessed:
+    """A proposal scored and judged by the active policy, before anything is stored."""
+
+    risk: RiskAssessment
+    verdict: PolicyVerdict
+    repo: str | None
+    branch: str | None
+    environment: str | None
+    source: str | None
+    incident: Incident | None = None
+
+
 @dataclass(frozen=True)
 class DecisionView:
     decision: Decision
     approvals: list[Approval]
+
+
+def _verdict_event(verdict: Verdict, status: DecisionStatus, *, moved: bool) -> str:
+    if not moved:
+        return "decision.approval_recorded"
+    return "decision.rejected" if verdict is Verdict.REJECT else f"decision.{status.value}"
 
 
 async def load_decision(uow: UnitOfWork, decision_id: str, *, for_update: bool = False) -> Decision:
@@ -66,98 +86,133 @@ class DecisionService:
         self._clock = clock
 
     async def propose(self, caller: Caller, proposal: Proposal) -> Decision:
-        spec = action_spec(proposal.action)
         now = self._clock()
         async with self._uow() as uow:
-            repo, branch = proposal.repo, proposal.branch
-            environment, source = proposal.environment, proposal.source
-            if proposal.incident_id:
-                incident = await load_incident(uow, proposal.incident_id)
-                repo, branch = repo or incident.repo, branch or incident.branch
-                environment = environment or incident.environment
-                source = source or incident.source
-            risk = assess(
-                action=spec, branch=branch, environment=environment, extra=proposal.risk_factors
-            )
-            policy = await self._policies.active_in(uow)
-            verdict = evaluate(
-                policy,
-                DecisionFacts(
-                    action=spec.name,
-                    destructive=spec.destructive,
-                    risk_score=risk.score,
-                    risk_level=risk.level,
-                    repo=repo,
-                    branch=branch,
-                    environment=environment,
-                    source=source,
-                ),
-            )
-            decision = Decision(
-                id=new_id("dec", now),
-                incident_id=proposal.incident_id,
-                title=proposal.title,
+            decision = await self.propose_in(uow, caller, proposal, now=now)
+            await uow.commit()
+        return decision
+
+    async def preview(self, proposal: Proposal) -> Assessed:
+        """What proposing would score and what the active policy would do; nothing is written."""
+        async with self._uow(write=False) as uow:
+            return await self._assess(uow, proposal)
+
+    async def _assess(self, uow: UnitOfWork, proposal: Proposal) -> Assessed:
+        spec = action_spec(proposal.action)
+        repo, branch = proposal.repo, proposal.branch
+        environment, source = proposal.environment, proposal.source
+        incident: Incident | None = None
+        if proposal.incident_id:
+            incident = await load_incident(uow, proposal.incident_id)
+            repo, branch = repo or incident.repo, branch or incident.branch
+            environment = environment or incident.environment
+            source = source or incident.source
+        risk = assess(
+            action=spec, branch=branch, environment=environment, extra=proposal.risk_factors
+        )
+        policy = await self._policies.active_in(uow)
+        verdict = evaluate(
+            policy,
+            DecisionFacts(
                 action=spec.name,
-                params=dict(proposal.params),
-                rationale=proposal.rationale,
-                impact=proposal.impact,
+                destructive=spec.destructive,
                 risk_score=risk.score,
                 risk_level=risk.level,
-                risk_factors=[
-                    {"name": f.name, "weight": f.weight, "detail": f.detail} for f in risk.factors
-                ],
-                confidence=proposal.confidence,
-                proposer_id=caller.principal.id,
-                proposer_name=caller.principal.name,
-                proposer_kind=caller.principal.kind,
-                provenance=dict(proposal.provenance),
                 repo=repo,
                 branch=branch,
                 environment=environment,
                 source=source,
-                policy_version=verdict.policy_version,
-                policy_rule=verdict.rule_id,
-                policy_reason=verdict.reason,
-                approvals_required=verdict.approvals_required,
-                approver_roles=[r.value for r in verdict.approver_roles],
-                created_at=now,
-                updated_at=now,
-            )
-            target = _OUTCOME_STATUS[verdict.effect]
-            transition_decision(decision, target, now=now)
-            if verdict.expires_in is not None:
-                decision.expires_at = now + verdict.expires_in
-            await uow.decisions.add(decision)
-            await record(
-                uow,
-                caller,
-                action="decision.proposed",
-                details={
-                    "action": decision.action,
-                    "incident_id": decision.incident_id,
-                    "risk_score": decision.risk_score,
-                    "risk_level": decision.risk_level.value,
-                },
-                target_type="decision",
-                target_id=decision.id,
-                now=now,
-            )
-            await record(
-                uow,
-                caller,
-                action=f"decision.{target.value}",
-                details={
-                    "policy_version": verdict.policy_version,
-                    "policy_rule": verdict.rule_id,
-                    "approvals_required": verdict.approvals_required,
-                    "approver_roles": decision.approver_roles,
-                    "expires_at": decision.expires_at.isoformat() if decision.expires_at else None,
-                },
-                target_type="decision",
-                target_id=decision.id,
-                now=now,
-            )
-            await uow.commit()
+            ),
+        )
+        return Assessed(
+            risk=risk,
+            verdict=verdict,
+            repo=repo,
+            branch=branch,
+            environment=environment,
+            source=source,
+            incident=incident,
+        )
+
+    async def propose_in(
+        self, uow: UnitOfWork, caller: Caller, proposal: Proposal, *, now: datetime
+    ) -> Decision:
+        """Propose inside the caller's transaction (triage commits its own record with it)."""
+        assessed = await self._assess(uow, proposal)
+        risk, verdict = assessed.risk, assessed.verdict
+        decision = Decision(
+            id=new_id("dec", now),
+            incident_id=proposal.incident_id,
+            title=proposal.title,
+            action=proposal.action,
+            params=dict(proposal.params),
+            rationale=proposal.rationale,
+            impact=proposal.impact,
+            risk_score=risk.score,
+            risk_level=risk.level,
+            risk_factors=[
+                {"name": f.name, "weight": f.weight, "detail": f.detail} for f in risk.factors
+            ],
+            confidence=proposal.confidence,
+            proposer_id=caller.principal.id,
+            proposer_name=caller.principal.name,
+            proposer_kind=caller.principal.kind,
+            provenance=dict(proposal.provenance),
+            repo=assessed.repo,
+            branch=assessed.branch,
+            environment=assessed.environment,
+            source=assessed.source,
+            policy_version=verdict.policy_version,
+            policy_rule=verdict.rule_id,
+            policy_reason=verdict.reason,
+            approvals_required=verdict.approvals_required,
+            approver_roles=[r.value for r in verdict.approver_roles],
+            created_at=now,
+            updated_at=now,
+        )
+        target = _OUTCOME_STATUS[verdict.effect]
+        transition_decision(decision, target, now=now)
+        if verdict.expires_in is not None:
+            decision.expires_at = now + verdict.expires_in
+        await uow.decisions.add(decision)
+        await record(
+            uow,
+            caller,
+            action="decision.proposed",
+            details={
+                "action": decision.action,
+                "incident_id": decision.incident_id,
+                "risk_score": decision.risk_score,
+                "risk_level": decision.risk_level.value,
+            },
+            target_type="decision",
+            target_id=decision.id,
+            now=now,
+        )
+        await record(
+            uow,
+            caller,
+            action=f"decision.{target.value}",
+            details={
+                "policy_version": verdict.policy_version,
+                "policy_rule": verdict.rule_id,
+                "approvals_required": verdict.approvals_required,
+                "approver_roles": decision.approver_roles,
+                "expires_at": decision.expires_at.isoformat() if decision.expires_at else None,
+            },
+            target_type="decision",
+            target_id=decision.id,
+            now=now,
+        )
+        # One notification per proposal, named for where policy sent it.
+        await notify(
+            uow,
+            event=f"decision.{target.value}",
+            now=now,
+            incident=assessed.incident,
+            decision=decision,
+            details={"proposer": caller.principal.name, "policy_reason": verdict.reason},
+        )
         return decision
 
     async def get(self, decision_id: str) -> DecisionView:
@@ -228,7 +283,8 @@ class DecisionService:
                         "policy_version": decision.policy_version,
                     },
                 )
-                if outcome.new_status is not decision.status:
+                moved = outcome.new_status is not decision.status
+                if moved:
                     transition_decision(decision, outcome.new_status, now=now)
                     await record(
                         uow,
@@ -239,6 +295,18 @@ class DecisionService:
                         now=now,
                         details={"approvals": outcome.approvals_count},
                     )
+                await notify(
+                    uow,
+                    event=_verdict_event(verdict, outcome.new_status, moved=moved),
+                    now=now,
+                    decision=decision,
+                    details={
+                        "by": caller.principal.name,
+                        "verdict": verdict.value,
+                        "via": via.value,
+                        "approvals": outcome.approvals_count,
+                    },
+                )
                 existing.append(approval)
             await uow.commit()
         if refusal is not None:
@@ -281,6 +349,7 @@ class DecisionService:
                 "expires_at": decision.expires_at.isoformat() if decision.expires_at else None
             },
         )
+        await notify(uow, event="decision.expired", now=now, decision=decision)
 
     async def expire_overdue(self, *, batch: int = 100) -> int:
         """Expire pending decisions past their deadline; returns how many it expired."""

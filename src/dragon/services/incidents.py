@@ -13,6 +13,7 @@ from dragon.domain.ports import IncidentQuery, UnitOfWork, UnitOfWorkFactory
 from dragon.domain.transitions import transition_incident
 from dragon.services.audit_log import record
 from dragon.services.context import Caller
+from dragon.services.outbox import notify
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +73,7 @@ class IncidentService:
                 now=now,
                 details={"title": incident.title, "severity": incident.severity.value},
             )
+            await notify(uow, event="incident.opened", now=now, incident=incident)
             await uow.commit()
         return incident
 
@@ -119,6 +121,13 @@ class IncidentService:
                 target_id=incident.id,
                 now=now,
                 details=details,
+            )
+            await notify(
+                uow,
+                event=f"incident.{to.value}",
+                now=now,
+                incident=incident,
+                details={"by": caller.principal.name, **({"note": note} if note else {})},
             )
             await uow.commit()
         return incident

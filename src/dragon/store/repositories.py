@@ -147,6 +147,11 @@ class SqlPrincipalRepository(SessionRepository):
         entity: Any = Principal
         return await self.session.scalar(sa.select(Principal).where(entity.name == name))
 
+    async def by_email(self, email: str) -> Principal | None:
+        entity: Any = Principal
+        stmt = sa.select(Principal).where(sa.func.lower(entity.email) == email.strip().lower())
+        return (await self.session.scalars(stmt.order_by(entity.id).limit(1))).first()
+
     async def count(self) -> int:
         return int(
             await self.session.scalar(sa.select(sa.func.count()).select_from(Principal)) or 0

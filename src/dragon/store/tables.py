@@ -17,22 +17,27 @@ from dragon.domain.entities import (
     Delivery,
     Incident,
     IncidentLink,
+    Notification,
+    NotificationEvent,
     PolicyVersion,
     Principal,
     Run,
     Runbook,
     Signal,
+    TriageRun,
 )
 from dragon.domain.enums import (
     ApprovalChannel,
     DecisionStatus,
     DeliveryStatus,
     IncidentStatus,
+    NotificationStatus,
     PrincipalKind,
     RiskLevel,
     Role,
     RunStatus,
     Severity,
+    TriageStatus,
     Verdict,
 )
 from dragon.store.coltypes import EnumText, UTCDateTime
@@ -260,6 +265,22 @@ incident_links = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# One row per incident: the primary key is what makes triage happen once per incident.
+triage_runs = sa.Table(
+    "triage_runs",
+    metadata,
+    sa.Column("incident_id", ID, sa.ForeignKey("incidents.id"), primary_key=True),
+    sa.Column("status", EnumText(TriageStatus), nullable=False),
+    sa.Column("token", sa.String(40), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", UTCDateTime(), nullable=False),
+    sa.Column("decision_id", ID, sa.ForeignKey("decisions.id"), unique=True),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_triage_runs_status_lease_until", "status", "lease_until"),
+)
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -314,6 +335,42 @@ actions_switches = sa.Table(
     sa.Column("changed_at", UTCDateTime(), nullable=False),
 )
 
+notification_events = sa.Table(
+    "notification_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("incident_id", ID),
+    sa.Column("decision_id", ID),
+    sa.Column("subject", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("routed_at", UTCDateTime()),
+    sa.Index("ix_notification_events_routed_at_id", "routed_at", "id"),
+    sa.Index("ix_notification_events_decision_event", "decision_id", "event"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("event_id", ID, sa.ForeignKey("notification_events.id"), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("incident_id", ID),
+    sa.Column("decision_id", ID),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("status", EnumText(NotificationStatus), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("state", sa.String(64), nullable=False),
+    sa.Column("external_ref", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_notifications_incident_channel", "incident_id", "channel", "id"),
+)
+
 # At most one unresolved incident per fingerprint, enforced by the database itself.
 sa.Index(
     "uq_incidents_open_fingerprint",
@@ -335,9 +392,12 @@ for cls, table in (
     (Delivery, deliveries),
     (Signal, signals),
     (IncidentLink, incident_links),
+    (TriageRun, triage_runs),
     (Run, runs),
     (Runbook, runbooks),
     (ActionsSwitch, actions_switches),
+    (NotificationEvent, notification_events),
+    (Notification, notifications),
 ):
     mapper.map_imperatively(cls, table)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_runs_runbooks"
-down_revision = "0002"
+down_revision = "0004_triage"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,114 @@
+"""The notification outbox and its per-channel deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from dragon.domain.entities import Decision, Notification, NotificationEvent
+from dragon.domain.enums import DecisionStatus, NotificationStatus
+from dragon.domain.ports import NotificationQuery
+from dragon.store.repositories import SessionRepository, keyset_page
+
+
+class SqlNotificationRepository(SessionRepository):
+    async def add_event(self, event: NotificationEvent) -> None:
+        # Added without a flush: it is written with the transaction's other changes at commit,
+        # so a state change pays no extra round trip for its notification.
+        self.session.add(event)
+
+    async def claim_unrouted(self, *, limit: int) -> list[NotificationEvent]:
+        entity: Any = NotificationEvent
+        stmt = (
+            sa.select(NotificationEvent)
+            .where(entity.routed_at.is_(None))
+            .order_by(entity.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def add(self, notification: Notification) -> None:
+        await self._add(notification)
+
+    async def get(self, notification_id: str, *, for_update: bool = False) -> Notification | None:
+        return await self.session.get(Notification, notification_id, with_for_update=for_update)
+
+    async def claim_due(self, *, now: datetime, limit: int) -> list[Notification]:
+        entity: Any = Notification
+        stmt = (
+            sa.select(Notification)
+            .where(entity.status == NotificationStatus.PENDING, entity.next_attempt_at <= now)
+            .order_by(entity.next_attempt_at, entity.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def last_sent(self, *, incident_id: str, channel: str) -> Notification | None:
+        entity: Any = Notification
+        stmt = (
+            sa.select(Notification)
+            .where(
+                entity.incident_id == incident_id,
+                entity.channel == channel,
+                entity.status.in_([NotificationStatus.SENT, NotificationStatus.PENDING]),
+            )
+            .order_by(entity.id.desc())
+            .limit(1)
+        )
+        return (await self.session.scalars(stmt)).first()
+
+    async def thread_of(self, *, incident_id: str, channel: str) -> str | None:
+        entity: Any = Notification
+        stmt = (
+            sa.select(entity.external_ref)
+            .where(
+                entity.incident_id == incident_id,
+                entity.channel == channel,
+                entity.external_ref.is_not(None),
+            )
+            .order_by(entity.id)
+            .limit(1)
+        )
+        found: str | None = await self.session.scalar(stmt)
+        return found
+
+    async def event_of(self, event_id: str) -> NotificationEvent | None:
+        return await self.session.get(NotificationEvent, event_id)
+
+    async def has_event(self, *, decision_id: str, event: str) -> bool:
+        entity: Any = NotificationEvent
+        stmt = (
+            sa.select(entity.id)
+            .where(entity.decision_id == decision_id, entity.event == event)
+            .limit(1)
+        )
+        return await self.session.scalar(stmt) is not None
+
+    async def pending_expiring(self, *, before: datetime, limit: int) -> list[Decision]:
+        entity: Any = Decision
+        stmt = (
+            sa.select(Decision)
+            .where(
+                entity.status == DecisionStatus.PENDING_APPROVAL,
+                entity.expires_at.is_not(None),
+                entity.expires_at <= before,
+            )
+            .order_by(entity.expires_at, entity.id)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def find(self, query: NotificationQuery) -> tuple[list[Notification], str | None]:
+        entity: Any = Notification
+        stmt = sa.select(Notification)
+        if query.status:
+            stmt = stmt.where(entity.status == query.status)
+        if query.incident_id:
+            stmt = stmt.where(entity.incident_id == query.incident_id)
+        if query.channel:
+            stmt = stmt.where(entity.channel == query.channel)
+        return await keyset_page(self.session, stmt, entity.id, query.page)
