@@ -74,7 +74,10 @@ bench-triage: install
 bench-production: install
 	$(BIN)/python bench/bench_production.py
 
-bench: bench-ingest bench-triage bench-console bench-notifications bench-production
+bench-runs: install
+	$(BIN)/python bench/bench_runs.py
+
+bench: bench-ingest bench-triage bench-console bench-notifications bench-runs bench-production
 	$(BIN)/python bench/bench_core.py
 
 clean:

@@ -251,6 +251,19 @@ async def test_gitlab_retries_a_pipeline_once_even_when_asked_again_after_a_lost
     assert state.calls["POST /api/v4/projects/acme%2Fplatform%2Fapi/pipelines/88/retry"] == 1
 
 
+async def test_gitlab_takes_triages_numeric_project_id_and_pipeline_id_strings(
+    vendor: tuple[Vendor, str],
+) -> None:
+    state, url = vendor
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        actions = GitLabActions(
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock()))
+        )
+        params = {"project_id": "4711", "pipeline_id": "88", "repo": "acme/platform/api"}
+        await actions.retry(request(params), step_log(Saved()))
+    assert state.calls["POST /api/v4/projects/4711/pipelines/88/retry"] == 1
+
+
 async def test_gitlab_retries_a_job_and_never_twice_when_the_first_answer_was_lost(
     vendor: tuple[Vendor, str],
 ) -> None:
@@ -324,7 +337,7 @@ async def test_jenkins_builds_with_parameters_and_the_crumb_and_reads_the_consol
         )
         actions = JenkinsActions(client)
         saved = Saved()
-        params = {"job": "api-ci", "parameters": {"BRANCH": "main"}}
+        params = {"job_name": "api-ci", "job": "test", "parameters": {"BRANCH": "main"}}
         result = await actions.build(request(params), step_log(saved))
         assert result["queue_url"].endswith("/queue/item/1/")
         # The answer was lost: the next attempt finds the queued build by its key.

@@ -12,7 +12,7 @@ from dragon.services.container import Services
 from dragon.workers.runs import run_pass
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub
-from tests.integration.test_runs import REPO, github, run_of, settings
+from tests.integration.test_runs import REPO, github, outbox_events, run_of, settings
 
 __all__ = ["github", "settings"]
 
@@ -82,12 +82,13 @@ async def test_a_green_run_after_the_action_records_fixed_by_the_run(
     assert escalations == []
 
 
-async def test_another_failure_after_the_action_records_did_not_help_and_escalates(
+async def test_another_failure_after_the_action_records_did_not_help_and_escalates(  # noqa: PLR0917
     client: httpx.AsyncClient,
     keys: Keys,
     services: Services,
     github: FakeGitHub,
     clock: FakeClock,
+    database_url: str,
 ) -> None:
     incident_id, run = await act_on_the_failure(client, keys, services, clock)
     await ci(client, keys, services, kind="ci_failure", commit="c" * 40)
@@ -100,3 +101,4 @@ async def test_another_failure_after_the_action_records_did_not_help_and_escalat
     (escalation,) = (await services.decisions.find(DecisionQuery(action="escalate")))[0]
     assert escalation.incident_id == incident_id
     assert escalation.provenance == {"via": "outcome_check", "run_id": run["id"]}
+    assert (await outbox_events(database_url)).count("incident.did_not_help") == 1

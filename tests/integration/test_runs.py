@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from dragon.app import create_app
 from dragon.domain.enums import Role
@@ -89,6 +91,18 @@ async def run_of(client: httpx.AsyncClient, keys: Keys, decision_id: str) -> dic
     assert response.status_code == 200
     run: dict[str, Any] = response.json()
     return run
+
+
+async def outbox_events(database_url: str) -> list[str]:
+    """The notification events queued for the notification worker, oldest first."""
+    engine = create_async_engine(database_url)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.text("SELECT event FROM notification_events ORDER BY id")
+        )
+        events = [str(row[0]) for row in rows]
+    await engine.dispose()
+    return events
 
 
 async def audit_actions(services: Services, target_id: str) -> list[str]:
@@ -197,7 +211,11 @@ async def test_a_5xx_is_retried_with_backoff_and_the_comment_is_still_posted_onc
 
 
 async def test_a_4xx_fails_the_run_at_once_with_the_vendors_message(
-    client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub
+    client: httpx.AsyncClient,
+    keys: Keys,
+    services: Services,
+    github: FakeGitHub,
+    database_url: str,
 ) -> None:
     github.state.script[f"POST {COMMENTS}"] = [
         Scripted(403, {"message": "Resource not accessible by integration"})
@@ -211,6 +229,7 @@ async def test_a_4xx_fails_the_run_at_once_with_the_vendors_message(
     assert "Resource not accessible by integration" in run["error"]
     assert await decision_status(client, keys, decision["id"]) == "failed"
     assert github.state.count("POST", COMMENTS) == 1
+    assert "run.failed" in await outbox_events(database_url)
 
 
 async def test_the_admin_kill_switch_holds_runs_queued_until_turned_back_on(
@@ -392,3 +411,30 @@ async def test_a_github_app_signs_an_rs256_jwt_and_caches_the_installation_token
             assert github.state.count("POST", r"/app/installations/67890/access_tokens") == 2
     assert len(github.state.comments[f"{REPO}#issues/7"]) == 3
     assert github.state.count("POST", COMMENTS) == 3
+
+
+async def test_a_decision_marked_approved_behind_the_rules_back_never_runs(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    services: Services,
+    github: FakeGitHub,
+    database_url: str,
+) -> None:
+    """Guarantee 3 without a side door: a decision whose status was set to approved in the
+    store directly (no approvals, as its policy rule required) is refused when its run comes up."""
+    decision = await propose(client, keys, environment="production")
+    assert decision["status"] == "pending_approval"
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("UPDATE decisions SET status = 'approved' WHERE id = :id"),
+            {"id": decision["id"]},
+        )
+    await engine.dispose()
+    await run_pass(services)
+    run = await run_of(client, keys, decision["id"])
+    assert run["status"] == "failed"
+    assert run["error_code"] == "execution_approvals_missing"
+    assert sum(github.state.calls.values()) == 0
+    assert "run.refused" in await audit_actions(services, run["id"])
+    assert await decision_status(client, keys, decision["id"]) == "failed"

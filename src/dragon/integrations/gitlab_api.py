@@ -17,6 +17,9 @@ _FINISHED_BADLY = frozenset({"failed", "canceled"})
 
 
 def _project(path: str | None) -> str:
+    """A project's URL-encoded path, or its numeric id."""
+    if path and path.isdigit():
+        return path
     if not path or "/" not in path:
         raise ActionFailed(
             f"a GitLab project is group/name, got {path!r}", code="action_params_invalid"
@@ -119,7 +122,9 @@ class GitLabActions:
 
     async def retry(self, request: ActionRequest, log: StepLog) -> dict[str, Any]:
         """Retry a job (`params.job_id`) or a pipeline's failed jobs (`params.pipeline_id`)."""
-        project = str(request.params.get("project") or request.repo or "")
+        project = str(
+            request.params.get("project") or request.params.get("project_id") or request.repo or ""
+        )
         job_id, pipeline_id = _positive(request, "job_id"), _positive(request, "pipeline_id")
         if job_id is not None:
             retried = request.checkpoint.get("retried_job")

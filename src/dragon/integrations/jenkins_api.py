@@ -96,7 +96,8 @@ class JenkinsActions:
         self._client = client
 
     async def build(self, request: ActionRequest, log: StepLog) -> dict[str, Any]:
-        job = request.params.get("job") or request.params.get("pipeline")
+        # Triage names the Jenkins job `job_name` (its `job` is the failed stage).
+        job = request.params.get("job_name") or request.params.get("job")
         if not isinstance(job, str) or not job:
             raise ActionFailed("a Jenkins build needs params.job", code="action_params_invalid")
         given = request.params.get("parameters") or {}

@@ -13,6 +13,7 @@ from dragon.domain.signals import SignalKind
 from dragon.services.audit_log import record
 from dragon.services.context import SYSTEM_CALLER
 from dragon.services.decisions import DecisionService, Proposal
+from dragon.services.outbox import notify
 
 log = structlog.get_logger("dragon.outcomes")
 FIXED, DID_NOT_HELP = "fixed", "did_not_help"
@@ -70,6 +71,11 @@ class OutcomeService:
             now=now,
             details=details,
         )
+        if outcome == DID_NOT_HELP:
+            incident = await uow.incidents.get(run.incident_id)
+            await notify(
+                uow, event="incident.did_not_help", now=now, incident=incident, details=details
+            )
 
     async def _escalate(self, run: Run) -> None:
         """ "Did not help": hand it to a person. The escalation is itself a decision, so policy

@@ -19,6 +19,7 @@ from dragon.domain.ports import UnitOfWork
 from dragon.domain.transitions import RUNNABLE, transition_decision
 from dragon.services.audit_log import record
 from dragon.services.context import SYSTEM_CALLER
+from dragon.services.outbox import notify
 
 
 async def audit_decision(
@@ -138,6 +139,13 @@ async def fail(
     )
     transition_decision(decision, DecisionStatus.FAILED, now=now)
     await audit_decision(uow, decision, now=now, run=run, code=failure.code)
+    await notify(
+        uow,
+        event="run.failed",
+        now=now,
+        decision=decision,
+        details={"run_id": run.id, "code": failure.code, "error": failure.message},
+    )
 
 
 # ---- retention -----------------------------------------------------------------------
