@@ -280,7 +280,7 @@ class _InsertSql:
             )
             # Only the table's own column names go into the text; every value is bound.
             self._postgres_sql = (
-                f"{self._prefix}SELECT {selected} FROM unnest({arrays}) AS t({names})"  # noqa: S608
+                f"{self._prefix}SELECT {selected} FROM unnest({arrays}) AS t({names})"  # noqa: S608  # nosec B608
                 f"{self._suffix}"
             )
         self._row = "(" + ", ".join("?" for _ in deliveries.columns) + ")"
