@@ -515,7 +515,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     # Innermost, so every middleware around it (body limit, correlation, any added later)
     # also sees the webhook requests it serves.
     app.add_middleware(
-        webhooks.WebhookFastPath, ingest=services.ingest, sources=services.ingest.sources
+        webhooks.WebhookFastPath,
+        ingest=services.ingest,
+        sources=services.ingest.sources,
+        limiter=shared.rate_limiter if limited else None,
     )
     app.state.clock = clock
     app.state.operational_stats = SqlOperationalStats(database)

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Request
 from limits import RateLimitItem
@@ -114,6 +114,23 @@ class RateLimiter:
         )
 
 
+async def enforce(
+    limiter: RateLimiter, *, scope: str, key: str, state: dict[str, Any]
+) -> RateVerdict:
+    """Count one request against `scope`; the verdict goes into the request state (for the
+    X-RateLimit headers), and past the rate the request is refused."""
+    verdict = await limiter.hit(scope=scope, key=key)
+    state[STATE_KEY] = verdict
+    if not verdict.allowed:
+        raise RateLimited(
+            f"more than {verdict.limit} requests in this window for {scope}; "
+            f"retry after {verdict.retry_after} s",
+            retry_after=verdict.retry_after,
+            scope=scope,
+        )
+    return verdict
+
+
 def rate_limit(
     scope: str, *, by: Literal["address", "principal"]
 ) -> Callable[[Request], Awaitable[None]]:
@@ -125,14 +142,6 @@ def rate_limit(
             key = f"principal:{request.state.caller.principal.id}"
         else:
             key = f"address:{request.client.host if request.client else 'unknown'}"
-        verdict = await limiter.hit(scope=scope, key=key)
-        setattr(request.state, STATE_KEY, verdict)
-        if not verdict.allowed:
-            raise RateLimited(
-                f"more than {verdict.limit} requests in this window for {scope}; "
-                f"retry after {verdict.retry_after} s",
-                retry_after=verdict.retry_after,
-                scope=scope,
-            )
+        await enforce(limiter, scope=scope, key=key, state=request.scope.setdefault("state", {}))
 
     return limited

@@ -51,6 +51,8 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
     async def process_deliveries(delivery_ids: list[str]) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
         settled = await services.processor.run_batch(delivery_ids)
+        if settled:
+            services.triage.nudge()  # incidents it opened are triaged at once
         log.debug("delivery_job_done", deliveries=len(delivery_ids), settled=settled)
 
     # Ahead of the delivery jobs (a backlog of them must not delay it), but only for what is
@@ -61,7 +63,7 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
     async def sweep_deliveries(timestamp: int) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
         while await services.processor.run_due(batch=SWEEP_BATCH, overdue=SWEEP_OVERDUE) > 0:
-            pass
+            services.triage.nudge()
         for job in await app.job_manager.get_stalled_jobs(queue=QUEUE):
             log.warning("delivery_job_stalled", job_id=job.id, task=job.task_name)
             await app.job_manager.retry_job(job)

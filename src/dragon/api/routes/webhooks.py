@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC, GuardedRoute, services
 from dragon.api.problems import dragon_problem
+from dragon.api.rate_limits import RateLimiter, enforce
 from dragon.domain.errors import DragonError
 from dragon.services.container import Services
 from dragon.services.ingest import IngestService, Receipt
@@ -77,9 +78,18 @@ class WebhookFastPath:
     app's handlers give; a body over the limit is refused by the body-limit middleware
     around this one, exactly as on any route."""
 
-    def __init__(self, app: ASGIApp, *, ingest: IngestService, sources: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        ingest: IngestService,
+        sources: Iterable[str],
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.app = app
         self.ingest = ingest
+        # Set when DRAGON_RATE_LIMITS has a `webhooks` scope: counted per sender address.
+        self.limiter = limiter
         self.paths = {
             f"{PREFIX}/{source}": source
             for source in sources
@@ -108,6 +118,14 @@ class WebhookFastPath:
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
         try:
+            if self.limiter is not None:
+                client = scope.get("client")
+                await enforce(
+                    self.limiter,
+                    scope="webhooks",
+                    key=f"address:{client[0] if client else 'unknown'}",
+                    state=scope.setdefault("state", {}),
+                )
             status, content = await receive_webhook(
                 self.ingest, source, headers=headers, body=b"".join(chunks)
             )
