@@ -10,7 +10,7 @@ import re
 import httpx
 
 from dragon.domain.entities import Signal
-from dragon.integrations.job_logs import LogUnavailable, TailLimits, read_tail
+from dragon.integrations.job_logs import TailLimits, read_json, read_tail
 
 SOURCE = "github"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -48,22 +48,14 @@ class GithubJobLogs:
 
     async def _failed_job(self, repo: str, run_id: str) -> str | None:
         url = f"{self._api}/repos/{repo}/actions/runs/{run_id}/jobs"
-        try:
-            response = await self._client.get(
-                url,
-                params={"filter": "latest", "per_page": "100"},
-                headers=self._headers,
-                timeout=self._limits.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise LogUnavailable(f"network_{type(exc).__name__}", counts=True) from None
-        if response.status_code != 200:
-            status = response.status_code
-            raise LogUnavailable(f"http_{status}", counts=status >= 500 or status == 429)
-        try:
-            jobs = response.json().get("jobs", [])
-        except ValueError:
-            raise LogUnavailable("response_not_json", counts=True) from None
+        listing = await read_json(
+            self._client,
+            url,
+            limits=self._limits,
+            headers=self._headers,
+            params={"filter": "latest", "per_page": "100"},
+        )
+        jobs = listing.get("jobs", []) if isinstance(listing, dict) else []
         for job in jobs if isinstance(jobs, list) else []:
             if isinstance(job, dict) and job.get("conclusion") in ("failure", "timed_out"):
                 return str(job.get("id")) if _ID.match(str(job.get("id"))) else None

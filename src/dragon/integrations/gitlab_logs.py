@@ -8,7 +8,7 @@ import re
 import httpx
 
 from dragon.domain.entities import Signal
-from dragon.integrations.job_logs import LogUnavailable, TailLimits, read_tail
+from dragon.integrations.job_logs import TailLimits, read_json, read_tail
 
 SOURCE = "gitlab"
 _ID = re.compile(r"^\d{1,20}$")
@@ -41,22 +41,13 @@ class GitlabJobLogs:
 
     async def _failed_job(self, project: str, pipeline: str) -> str | None:
         url = f"{self._api}/projects/{project}/pipelines/{pipeline}/jobs"
-        try:
-            response = await self._client.get(
-                url,
-                params={"scope[]": "failed", "per_page": "20"},
-                headers=self._headers,
-                timeout=self._limits.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise LogUnavailable(f"network_{type(exc).__name__}", counts=True) from None
-        if response.status_code != 200:
-            status = response.status_code
-            raise LogUnavailable(f"http_{status}", counts=status >= 500 or status == 429)
-        try:
-            jobs = response.json()
-        except ValueError:
-            raise LogUnavailable("response_not_json", counts=True) from None
+        jobs = await read_json(
+            self._client,
+            url,
+            limits=self._limits,
+            headers=self._headers,
+            params={"scope[]": "failed", "per_page": "20"},
+        )
         for job in jobs if isinstance(jobs, list) else []:
             if isinstance(job, dict) and _ID.match(str(job.get("id"))):
                 return str(job["id"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -80,6 +80,29 @@ async def read_tail(
     if len(tail) >= limits.max_bytes and "\n" in text:
         text = text.split("\n", 1)[1]  # drop the partial first line of a cut log
     return text
+
+
+async def read_json(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    limits: TailLimits,
+    headers: Mapping[str, str],
+    params: Mapping[str, str],
+) -> Any:
+    """A vendor's JSON listing (which job failed), with the same failure classes as read_tail:
+    network errors, 429 and 5xx count against the vendor's breaker, other statuses do not."""
+    try:
+        response = await client.get(url, params=params, headers=headers, timeout=limits.timeout)
+    except httpx.HTTPError as exc:
+        raise LogUnavailable(f"network_{type(exc).__name__}", counts=True) from None
+    if response.status_code != 200:
+        status = response.status_code
+        raise LogUnavailable(f"http_{status}", counts=status >= 500 or status == 429)
+    try:
+        return response.json()
+    except ValueError:
+        raise LogUnavailable("response_not_json", counts=True) from None
 
 
 class VendorLogFetcher(Protocol):
