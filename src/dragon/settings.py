@@ -361,7 +361,10 @@ class Settings(BaseSettings):
         300.0, gt=0, description="how long a worker holds a run before another may take it over"
     )
     run_max_attempts: int = Field(
-        5, ge=1, le=20, description="attempts (with backoff) for timeouts, 429 and 5xx"
+        5,
+        ge=1,
+        le=20,
+        description="attempts for timeouts, 429, 5xx and takeovers after a worker died",
     )
     run_retention_count: int = Field(
         1000, ge=0, description="finished runs always kept, newest first, by the retention job"

@@ -200,6 +200,17 @@ class RunService:
     ) -> ActionRequest | None:
         """Move a claimed run to running; None (and the run failed) when it may not run."""
         recovering = run.status is RunStatus.RUNNING
+        if recovering and run.attempts >= run.max_attempts:
+            # Each worker that took it died before recording anything: a run that kills its
+            # worker every time is failed, not taken over once per lease forever.
+            lost = ActionFailed(
+                f"the worker carrying out run {run.id} was lost on each of its {run.attempts} "
+                "attempts (its lease ran out with no outcome recorded); not trying again",
+                code="run_worker_lost",
+            )
+            run.log = [*run.log, log_entry("recovered", "failed", at=now, detail=lost.message)]
+            await fail(uow, run, decision, lost, now=now)
+            return None
         approvals = await uow.approvals.for_decision(decision.id)
         try:
             if decision.status in RUNNABLE:
