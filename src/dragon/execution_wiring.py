@@ -11,7 +11,8 @@ from dragon.domain.breaker import BreakerRegistry
 from dragon.domain.clock import Clock
 from dragon.domain.execution import ActionHandler, BySource
 from dragon.integrations.action_http import default_timeout
-from dragon.integrations.github_actions import GitHubActions, GitHubSettings, parse_fixers
+from dragon.integrations.autofix import parse_fixers
+from dragon.integrations.github_actions import GitHubActions, GitHubSettings
 from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
 from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
 from dragon.integrations.http_step import HttpStep

@@ -204,3 +204,24 @@ async def test_revert_pull_request_reverts_the_commit_on_its_own_branch(
     (pull,) = github.state.pulls[REPO]
     assert pull["draft"] is False
     assert "approver" in pull["body"]
+
+
+async def test_autofix_refuses_a_branch_param_git_would_read_as_an_option(
+    client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub, tmp_path: Path
+) -> None:
+    owned = tmp_path / "owned"
+    inc = await incident(client, keys)
+    decision = await propose(
+        client,
+        keys,
+        action="open_autofix_pr",
+        params={"branch": f"--upload-pack=touch {owned}"},
+        inc=inc,
+    )
+    await run_pass(services)
+    run = await run_of(client, keys, decision["id"])
+    assert run["status"] == "failed"
+    assert run["error_code"] == "branch_invalid"
+    assert "begins with '-'" in run["error"]
+    assert not owned.exists()
+    assert sum(github.state.calls.values()) == 0

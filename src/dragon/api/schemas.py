@@ -24,6 +24,8 @@ from dragon.domain.enums import (
     Role,
     Severity,
 )
+from dragon.domain.git_refs import EXAMPLE as BRANCH_EXAMPLE
+from dragon.domain.git_refs import branch_problem
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -63,17 +65,21 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,6
 Repo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){1,4}$")]
 
 
-def _git_ref(value: str) -> str:
-    if ".." in value or value.endswith("/") or "//" in value:
-        raise ValueError("not a valid git branch name")
+_BRANCH_CHARS = re.compile(r"[A-Za-z0-9._/+@-]+")
+
+
+def _git_branch(value: str) -> str:
+    problem = branch_problem(value)
+    if problem is None and not _BRANCH_CHARS.fullmatch(value):
+        problem = "may only contain letters, digits and . _ / + @ -"
+    if problem is not None:
+        raise ValueError(f"not a git branch name: it {problem}; for example {BRANCH_EXAMPLE}")
     return value
 
 
-Branch = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9_+-][A-Za-z0-9._/+-]{0,254}$"),
-    AfterValidator(_git_ref),
-]
+# git's own rules (domain.git_refs): a leading '-', '..', '@{', '.lock', spaces, control
+# characters and ~^:?*[\ are refused, on every route that takes a branch.
+Branch = Annotated[str, AfterValidator(_git_branch)]
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
 Justification = Annotated[

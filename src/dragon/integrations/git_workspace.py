@@ -2,7 +2,9 @@
 
 git runs as a subprocess without a shell, never prompts, reads no system or user config, and
 gets its credential through the environment (GIT_CONFIG_*), so it never appears in argv, logs
-or errors. Every command has a timeout.
+or errors; fixers never get it. Branch names are checked against git's rules and refs and paths
+follow `--` (or `--end-of-options`), so nothing from a decision reads as an option. Every
+command has a timeout.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dragon.domain.execution import ActionFailed
+from dragon.domain.git_refs import branch_problem
 
 COMMAND_TIMEOUT = 120.0
 MAX_OUTPUT = 2000
 AUTHOR = ("Dragon", "dragon@users.noreply.github.com")
 
 # The fixers Dragon knows, by name. A repository's configuration picks names from here; no
-# command ever comes from a request.
+# command ever comes from a request. The fixer runs inside the cloned repository, so it must
+# not run code the repository brings: ruff and black read only data from pyproject.toml;
+# prettier would load `plugins` (and a prettier.config.js, which is code) from the repository's
+# config, so it runs with --no-config and formats with prettier's defaults (docs/api.md).
 FIXERS: dict[str, tuple[str, ...]] = {
     "ruff-format": ("ruff", "format", "--no-cache"),
     "ruff-fix": ("ruff", "check", "--fix", "--exit-zero", "--no-cache"),
-    "prettier": ("prettier", "--write"),
+    "prettier": ("prettier", "--write", "--no-config", "--no-editorconfig"),
     "black": ("black", "--quiet"),
 }
 
@@ -60,10 +66,20 @@ def safe_paths(paths: Sequence[str]) -> list[str]:
     return checked
 
 
+def checked_branch(name: str) -> str:
+    """`name` when git accepts it as a branch name; refused otherwise (never passed to git)."""
+    problem = branch_problem(name)
+    if problem is not None:
+        raise ActionFailed(f"branch {name!r} {problem}", code="branch_invalid")
+    return name
+
+
 @dataclass(frozen=True)
 class GitRemote:
     url: str
-    token: str | None = None  # sent as HTTP basic auth, user x-access-token (GitHub's form)
+    token: str | None = None  # sent as HTTP basic auth
+    # The basic-auth user git sends the token as: GitHub's x-access-token, GitLab's oauth2.
+    user: str = "x-access-token"
 
 
 class Workspace:
@@ -71,7 +87,7 @@ class Workspace:
         self.path = path
         self._remote = remote
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, *, credentials: bool) -> dict[str, str]:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.path.parent),
@@ -80,8 +96,8 @@ class Workspace:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "LC_ALL": "C",
         }
-        if self._remote.token:
-            basic = base64.b64encode(f"x-access-token:{self._remote.token}".encode()).decode()
+        if credentials and self._remote.token:
+            basic = base64.b64encode(f"{self._remote.user}:{self._remote.token}".encode()).decode()
             env.update(
                 {
                     "GIT_CONFIG_COUNT": "1",
@@ -91,11 +107,13 @@ class Workspace:
             )
         return env
 
-    async def run(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+    async def run(
+        self, *args: str, cwd: Path | None = None, check: bool = True, credentials: bool = False
+    ) -> str:
         process = await asyncio.create_subprocess_exec(
             *args,
             cwd=cwd or self.path,
-            env=self._env(),
+            env=self._env(credentials=credentials),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -133,7 +151,13 @@ class Workspace:
             "commit.gpgsign=false",
             *args,
             check=check,
+            credentials=True,
         )
+
+    async def fix(self, name: str, paths: Sequence[str]) -> None:
+        """Run the fixer `name` on `paths` (the whole repository when none), without the
+        remote's credential."""
+        await self.run(*fixer_command(name), "--", *(safe_paths(paths) or ["."]))
 
     async def clone(self, branch: str, *, depth: int | None = 50) -> None:
         shallow = ["--depth", str(depth)] if depth else []
@@ -142,17 +166,19 @@ class Workspace:
             "clone",
             "--quiet",
             "--branch",
-            branch,
+            checked_branch(branch),
             "--single-branch",
             *shallow,
             "--",
             self._remote.url,
             str(self.path),
             cwd=self.path.parent,
+            credentials=True,
         )
 
     async def remote_has_branch(self, branch: str) -> bool:
-        out = await self.git("ls-remote", "--heads", "origin", f"refs/heads/{branch}")
+        ref = f"refs/heads/{checked_branch(branch)}"
+        out = await self.git("ls-remote", "--heads", "--", "origin", ref)
         return bool(out.strip())
 
     async def changed_files(self) -> list[str]:
@@ -165,7 +191,15 @@ class Workspace:
         return (await self.git("rev-parse", "HEAD")).strip()
 
     async def push(self, branch: str) -> None:
-        await self.git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+        ref = f"HEAD:refs/heads/{checked_branch(branch)}"
+        await self.git("push", "--quiet", "--", "origin", ref)
+
+    async def revert(self, sha: str) -> None:
+        """Revert the commit `sha` (a merge against its first parent) in one new commit."""
+        rev = ("--end-of-options", sha)
+        parents = (await self.git("rev-list", "--parents", "-n", "1", *rev, "--")).split()
+        mainline = ["-m", "1"] if len(parents) > 2 else []
+        await self.git("revert", "--no-edit", *mainline, *rev)
 
 
 @contextlib.asynccontextmanager

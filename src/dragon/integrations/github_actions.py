@@ -5,38 +5,16 @@ carrying the run's idempotency key) before acting, so running it again never act
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 from dragon.domain.execution import ActionFailed, ActionRequest, StepLog
-from dragon.integrations.git_workspace import (
-    GitRemote,
-    fixer_command,
-    safe_paths,
-    workspace,
-)
+from dragon.integrations.autofix import Fixers, change_body, marker, plan_autofix, push_fix
+from dragon.integrations.git_workspace import GitRemote, checked_branch, workspace
 from dragon.integrations.github_api import GitHubClient, split_repo
 
 _RUN_URL = re.compile(r"/actions/runs/(\d+)")
 _SHA = re.compile(r"[0-9a-fA-F]{7,64}")
-
-
-def parse_fixers(text: str) -> list[tuple[str, tuple[str, ...]]]:
-    """`acme/*=ruff-format+ruff-fix,*=ruff-format`: the first matching repo pattern wins."""
-    rules = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        pattern, _, names = part.partition("=")
-        fixers = tuple(n.strip() for n in names.split("+") if n.strip())
-        if not pattern.strip() or not fixers:
-            raise ValueError(f"expected repo-pattern=fixer[+fixer], got {part!r}")
-        rules.append((pattern.strip(), fixers))
-    return rules
-
-
-def marker(request: ActionRequest) -> str:
-    return f"<!-- dragon:{request.idempotency_key} -->"
 
 
 def _int_param(request: ActionRequest, *names: str) -> int | None:
@@ -59,7 +37,7 @@ def _repo(request: ActionRequest) -> str:
 @dataclass(frozen=True)
 class GitHubSettings:
     git_url: str = "https://github.com"
-    fixers: tuple[tuple[str, tuple[str, ...]], ...] = (("*", ("ruff-format",)),)
+    fixers: Fixers = (("*", ("ruff-format",)),)
 
 
 class GitHubActions:
@@ -123,12 +101,6 @@ class GitHubActions:
 
     # ---- pull requests -------------------------------------------------------------------
 
-    def _fixers_for(self, repo: str) -> tuple[str, ...]:
-        for pattern, fixers in self._settings.fixers:
-            if fnmatchcase(repo, pattern):
-                return fixers
-        raise ActionFailed(f"no fixer is configured for {repo}", code="fixer_unconfigured")
-
     def _remote(self, repo: str, token: str) -> GitRemote:
         return GitRemote(url=f"{self._settings.git_url.rstrip('/')}/{repo}.git", token=token)
 
@@ -136,21 +108,6 @@ class GitHubActions:
         owner, _ = split_repo(repo)
         pulls = await self._client.pulls_from(repo, head=f"{owner}:{branch}")
         return pulls[0] if pulls else None
-
-    def _body(self, request: ActionRequest, summary: str) -> str:
-        approvers = ", ".join(request.approvers) or "nobody: the policy auto-approved it"
-        lines = [
-            summary,
-            "",
-            f"- Incident: {request.links.get('incident', 'none')}",
-            f"- Decision: {request.links['decision']}",
-            f"- Approved by: {approvers}",
-            f"- Policy rule: `{request.policy_rule}` (policy {request.policy_version})",
-            f"- Run: {request.links['run']}",
-            "",
-            marker(request),
-        ]
-        return "\n".join(lines)
 
     async def _open_pull(
         self,
@@ -169,7 +126,7 @@ class GitHubActions:
             title=title,
             head=branch,
             base=base,
-            body=self._body(request, summary),
+            body=change_body(request, summary),
             draft=draft,
         )
         url = str(made.get("html_url") or "")
@@ -177,44 +134,23 @@ class GitHubActions:
         return {"pull_request_url": url, "pull_number": made.get("number"), "branch": branch}
 
     async def autofix_pull_request(self, request: ActionRequest, log: StepLog) -> dict[str, Any]:
-        repo = _repo(request)
-        base = str(request.params.get("branch") or request.branch or "main")
-        target = request.incident_id or request.decision_id
-        branch = f"dragon/fix-{target}"
-        fixers = self._fixers_for(repo)
-        paths = safe_paths(_paths(request.params.get("paths") or request.params.get("file_path")))
-        existing = await self._existing_pull(repo, branch)
+        fix = plan_autofix(request, repo=_repo(request), rules=self._settings.fixers)
+        existing = await self._existing_pull(fix.repo, fix.branch)
         if existing is not None:
             log.step("pull_request", "reused", detail=f"{existing.get('html_url')} exists")
-            return {"pull_request_url": existing.get("html_url"), "branch": branch, "reused": True}
-        async with workspace(self._remote(repo, await self._client.git_token())) as ws:
-            await ws.clone(base)
-            log.step("clone", "ok", detail=f"{repo}@{base}")
-            if await ws.remote_has_branch(branch):
-                log.step("push", "reused", detail=f"{branch} was pushed by an earlier attempt")
-            else:
-                for name in fixers:
-                    await ws.run(*fixer_command(name), *(paths or ["."]), check=True)
-                    log.step("fixer", "ok", detail=name)
-                changed = await ws.changed_files()
-                if not changed:
-                    raise ActionFailed(
-                        f"{'+'.join(fixers)} changed nothing on {repo}@{base}",
-                        code="autofix_no_change",
-                    )
-                sha = await ws.commit_all_tracked(
-                    f"Dragon autofix: {'+'.join(fixers)}\n\nDecision {request.decision_id}"
-                )
-                await ws.push(branch)
-                log.step("push", "ok", detail=f"{branch} at {sha[:12]}", files=changed)
+            url = existing.get("html_url")
+            return {"pull_request_url": url, "branch": fix.branch, "reused": True}
+        remote = self._remote(fix.repo, await self._client.git_token())
+        await push_fix(fix, remote, decision_id=request.decision_id, log=log)
         return await self._open_pull(
             request,
             log,
-            repo=repo,
-            branch=branch,
-            base=base,
-            title=f"Dragon autofix for {target}",
-            summary=f"Dragon ran `{'+'.join(fixers)}` and opened this draft to fix {target}.",
+            repo=fix.repo,
+            branch=fix.branch,
+            base=fix.base,
+            title=f"Dragon autofix for {fix.target}",
+            summary=f"Dragon ran `{'+'.join(fix.fixers)}` and opened this draft to fix "
+            f"{fix.target}.",
             draft=True,
         )
 
@@ -223,7 +159,7 @@ class GitHubActions:
         sha = request.params.get("commit_sha") or request.params.get("commit")
         if not isinstance(sha, str) or not _SHA.fullmatch(sha):
             raise ActionFailed("a revert needs params.commit_sha", code="action_params_invalid")
-        base = str(request.params.get("branch") or request.branch or "main")
+        base = checked_branch(str(request.params.get("branch") or request.branch or "main"))
         branch = f"dragon/revert-{sha[:12]}"
         existing = await self._existing_pull(repo, branch)
         if existing is not None:
@@ -234,9 +170,7 @@ class GitHubActions:
             if await ws.remote_has_branch(branch):
                 log.step("push", "reused", detail=f"{branch} was pushed by an earlier attempt")
             else:
-                parents = (await ws.git("rev-list", "--parents", "-n", "1", sha)).split()
-                mainline = ["-m", "1"] if len(parents) > 2 else []
-                await ws.git("revert", "--no-edit", *mainline, sha)
+                await ws.revert(sha)
                 await ws.push(branch)
                 log.step("push", "ok", detail=f"{branch} reverts {sha[:12]}")
         return await self._open_pull(
@@ -249,11 +183,3 @@ class GitHubActions:
             summary=f"Dragon opened this pull request to revert {sha}.",
             draft=False,
         )
-
-
-def _paths(value: object) -> Sequence[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return []

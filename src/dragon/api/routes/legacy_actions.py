@@ -42,14 +42,6 @@ def _relative_path(value: str) -> str:
     return str(path)
 
 
-def _not_an_option(value: str) -> str:
-    # git refuses branch names that begin with '-'; they would read as options.
-    if value.startswith("-"):
-        raise ValueError("expected a branch name, for example main; it cannot begin with '-'")
-    return value
-
-
-GitBranch = Annotated[Branch, AfterValidator(_not_an_option)]
 OwnerName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"),
@@ -64,7 +56,7 @@ class GenerateIn(Request):
     """The original `POST /api/generate`: ask for a fix to a failure."""
 
     repo: OwnerName
-    branch: GitBranch | None = None
+    branch: Branch | None = None
     incident_id: Name | None = None
     log: Annotated[str, StringConstraints(max_length=65_536)] = ""
     file_path: FilePath | None = None
@@ -75,7 +67,7 @@ class PullRequestIn(Request):
     """The original `POST /api/pr`: open a pull request (an autofix, or a revert of a commit)."""
 
     repo: OwnerName
-    branch: GitBranch
+    branch: Branch
     title: Title | None = None
     description: Text = ""
     incident_id: Name | None = None
@@ -87,7 +79,7 @@ class AutofixPrIn(Request):
     """The original `POST /api/create-autofix-pr`."""
 
     repo: OwnerName
-    branch: GitBranch
+    branch: Branch
     file_path: FilePath
     incident_id: Name | None = None
     title: Title | None = None
