@@ -14,7 +14,8 @@ from dragon.integrations.action_http import default_timeout
 from dragon.integrations.autofix import parse_fixers
 from dragon.integrations.github_actions import GitHubActions, GitHubSettings
 from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
-from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
+from dragon.integrations.gitlab_actions import GitLabActions, GitLabSettings
+from dragon.integrations.gitlab_api import GitLabClient
 from dragon.integrations.http_step import HttpStep
 from dragon.integrations.jenkins_api import JenkinsActions, JenkinsClient
 from dragon.services.container import ExecutionWiring
@@ -55,6 +56,7 @@ def execution_wiring(
         for action in actions:
             by_source.setdefault(action, {})[source] = handler
 
+    fixers = tuple(parse_fixers(settings.autofix_fixers))
     auth = github_auth(settings, clock=clock)
     if auth is not None:
         http = client_for(settings.github_api_url)
@@ -63,7 +65,7 @@ def execution_wiring(
             client,
             settings=GitHubSettings(
                 git_url=settings.github_git_url,
-                fixers=tuple(parse_fixers(settings.autofix_fixers)),
+                fixers=fixers,
             ),
         )
         # Triage's catalog names, and the core catalog's, for the same actions.
@@ -72,14 +74,21 @@ def execution_wiring(
         offer("github", gh.revert_pull_request, "open_revert_pr", "revert_pull_request")
         offer("github", gh.comment, "comment")
     if settings.gitlab_token is not None:
+        token = settings.gitlab_token.get_secret_value()
         gl = GitLabActions(
             GitLabClient(
                 client_for(settings.gitlab_api_url),
-                token=settings.gitlab_token.get_secret_value(),
+                token=token,
                 breaker=breakers.breaker("gitlab"),
-            )
+            ),
+            token=token,
+            settings=GitLabSettings(
+                git_url=settings.gitlab_git_url or settings.gitlab_api_url,
+                fixers=fixers,
+            ),
         )
         offer("gitlab", gl.retry, "rerun_job", "rerun_failed_jobs")
+        offer("gitlab", gl.autofix_merge_request, "open_autofix_pr", "autofix_pull_request")
         offer("gitlab", gl.comment, "comment")
     if settings.jenkins_url and settings.jenkins_user and settings.jenkins_api_token:
         jenkins = JenkinsActions(

@@ -393,6 +393,10 @@ class Settings(BaseSettings):
         None, description="the installation whose access token Dragon uses"
     )
     gitlab_api_url: str = Field("https://gitlab.com", description="GitLab's address")
+    gitlab_git_url: str | None = Field(
+        None,
+        description="where `git` clones and pushes GitLab projects; unset: DRAGON_GITLAB_API_URL",
+    )
     gitlab_token: SecretStr | None = Field(
         None, description="GitLab token (PRIVATE-TOKEN) for GitLab actions; unset: none run"
     )

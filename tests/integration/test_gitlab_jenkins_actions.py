@@ -20,7 +20,8 @@ import pytest
 
 from dragon.domain.breaker import CircuitBreaker
 from dragon.domain.execution import ActionFailed, ActionRequest
-from dragon.integrations.gitlab_api import GitLabActions, GitLabClient
+from dragon.integrations.gitlab_actions import GitLabActions
+from dragon.integrations.gitlab_api import GitLabClient
 from dragon.integrations.jenkins_api import KEY_PARAMETER, JenkinsActions, JenkinsClient
 from dragon.services.runs import RunStepLog
 from tests.conftest import FakeClock
@@ -34,12 +35,15 @@ CRUMB = "4f1bcd5e7c1a9a0b2f1e7e1b8c1d2e3f"
 class Vendor:
     calls: Counter[str] = field(default_factory=Counter)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    commit_comments: list[dict[str, Any]] = field(default_factory=list)
     merge_requests: list[dict[str, Any]] = field(default_factory=list)
     queue: list[dict[str, Any]] = field(default_factory=list)
     builds: list[dict[str, Any]] = field(default_factory=list)
     declares_key: bool = True
     pipeline_status: str = "failed"
     fail_next: list[int] = field(default_factory=list)
+    # "METHOD /raw/path" -> statuses to answer that call with before serving it normally.
+    fail_call: dict[str, list[int]] = field(default_factory=dict)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -80,12 +84,17 @@ class _Handler(BaseHTTPRequestHandler):
         if vendor.fail_next:
             self._reply(vendor.fail_next.pop(0), {"message": "try later"})
             return
+        if failing := vendor.fail_call.get(f"{method} {url.path}"):
+            self._reply(failing.pop(0), {"message": "502 Bad Gateway"})
+            return
         if url.path.startswith("/api/v4/"):
-            self._gitlab(vendor, method, unquote(url.path), raw)
+            self._gitlab(vendor, method, unquote(url.path), raw, parse_qs(url.query))
         else:
             self._jenkins(vendor, method, url.path, parse_qs(raw))
 
-    def _gitlab(self, vendor: Vendor, method: str, path: str, raw: str) -> None:
+    def _gitlab(
+        self, vendor: Vendor, method: str, path: str, raw: str, query: dict[str, list[str]]
+    ) -> None:
         if self.headers.get("PRIVATE-TOKEN") != GITLAB_TOKEN:
             self._reply(401, {"message": "401 Unauthorized"})
             return
@@ -120,15 +129,37 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif m := re.fullmatch(r"/api/v4/projects/(.+)/merge_requests", path):
             if method == "GET":
-                self._reply(200, vendor.merge_requests)
+                wanted = {k: v[0] for k, v in query.items() if k in ("source_branch", "state")}
+                self._reply(
+                    200,
+                    [
+                        mr
+                        for mr in vendor.merge_requests
+                        if all(mr.get(k) == v for k, v in wanted.items() if v != "all")
+                    ],
+                )
                 return
+            if not {"source_branch", "target_branch", "title"} <= set(body):
+                self._reply(400, {"message": "source_branch, target_branch, title are missing"})
+                return
+            iid = len(vendor.merge_requests) + 1
             made = {
-                "id": 1,
-                "iid": len(vendor.merge_requests) + 1,
+                "id": 100 + iid,
+                "iid": iid,
                 **body,
-                "web_url": f"https://gitlab.example.com/{m[1]}/-/merge_requests/1",
+                "state": "opened",
+                # GitLab derives the draft flag from the title's prefix.
+                "draft": re.match(r"(?i)(\[draft\]|\(draft\)|draft:)", body["title"]) is not None,
+                "web_url": f"https://gitlab.example.com/{m[1]}/-/merge_requests/{iid}",
             }
             vendor.merge_requests.append(made)
+            self._reply(201, made)
+        elif re.fullmatch(r"/api/v4/projects/(.+)/repository/commits/([0-9a-f]+)/comments", path):
+            if method == "GET":
+                self._reply(200, vendor.commit_comments)
+                return
+            made = {"note": body["note"], "author": {"username": "dragon"}}
+            vendor.commit_comments.append(made)
             self._reply(201, made)
         elif re.fullmatch(r"/api/v4/projects/(.+)/merge_requests/(\d+)/notes", path):
             if method == "GET":
@@ -216,7 +247,11 @@ def request(params: dict[str, Any], *, checkpoint: dict[str, Any] | None = None)
         source="gitlab",
         policy_version="sha256:x",
         policy_rule="r",
-        links={"decision": "http://dragon/api/v1/decisions/dec_1"},
+        links={
+            "decision": "http://dragon/api/v1/decisions/dec_1",
+            "incident": "http://dragon/api/v1/incidents/inc_1",
+            "run": "http://dragon/api/v1/runs/run_1",
+        },
         checkpoint=checkpoint or {},
     )
 
@@ -239,7 +274,8 @@ async def test_gitlab_retries_a_pipeline_once_even_when_asked_again_after_a_lost
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock()))
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
+            token=GITLAB_TOKEN,
         )
         saved = Saved()
         result = await actions.retry(request({"pipeline_id": 88}), step_log(saved))
@@ -257,7 +293,8 @@ async def test_gitlab_takes_triages_numeric_project_id_and_pipeline_id_strings(
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock()))
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
+            token=GITLAB_TOKEN,
         )
         params = {"project_id": "4711", "pipeline_id": "88", "repo": "acme/platform/api"}
         await actions.retry(request(params), step_log(Saved()))
@@ -270,7 +307,8 @@ async def test_gitlab_retries_a_job_and_never_twice_when_the_first_answer_was_lo
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock()))
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
+            token=GITLAB_TOKEN,
         )
         result = await actions.retry(request({"job_id": 7}), step_log(Saved()))
         assert result["job_id"] == 1007
@@ -288,7 +326,8 @@ async def test_gitlab_opens_one_merge_request_and_comments_once(
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock()))
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
+            token=GITLAB_TOKEN,
         )
         params = {"source_branch": "dragon/fix-inc_1", "title": "Dragon fix"}
         first = await actions.open_merge_request(request(params), step_log(Saved()))
@@ -298,10 +337,53 @@ async def test_gitlab_opens_one_merge_request_and_comments_once(
         repeat = await actions.comment(request(note), step_log(Saved()))
     assert first["merge_request_url"] == second["merge_request_url"]
     assert second["reused"] is True
-    assert len(state.merge_requests) == 1
-    assert state.merge_requests[0]["target_branch"] == "main"
+    (made,) = state.merge_requests
+    assert made["target_branch"] == "main"
+    assert made["draft"] is True
+    assert made["title"] == "Draft: Dragon fix"
+    assert "http://dragon/api/v1/decisions/dec_1" in made["description"]
+    assert state.calls["GET /api/v4/projects/acme%2Fplatform%2Fapi/merge_requests"] == 2
     assert repeat["reused"] is True
     assert len(state.notes) == 1
+
+
+async def test_gitlab_opens_a_new_merge_request_when_the_earlier_one_was_closed(
+    vendor: tuple[Vendor, str],
+) -> None:
+    state, url = vendor
+    state.merge_requests.append(
+        {"iid": 1, "source_branch": "dragon/fix-inc_1", "state": "closed", "web_url": "old"}
+    )
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        actions = GitLabActions(
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
+            token=GITLAB_TOKEN,
+        )
+        made = await actions.open_merge_request(
+            request({"source_branch": "dragon/fix-inc_1"}), step_log(Saved())
+        )
+    assert "reused" not in made
+    assert [mr["state"] for mr in state.merge_requests] == ["closed", "opened"]
+
+
+async def test_gitlab_comments_on_a_commit_once(vendor: tuple[Vendor, str]) -> None:
+    state, url = vendor
+    sha = "0b4bc9a49b562e85de7cc9e834518ea6828729b9"
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        actions = GitLabActions(
+            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
+            token=GITLAB_TOKEN,
+        )
+        note = {"commit_sha": sha, "body": "this commit broke the build"}
+        first = await actions.comment(request(note), step_log(Saved()))
+        again = await actions.comment(request(note), step_log(Saved()))
+    commented = f"POST /api/v4/projects/acme%2Fplatform%2Fapi/repository/commits/{sha}/comments"
+    assert state.calls[commented] == 1
+    assert first == {"commit_sha": sha}
+    assert again["reused"] is True
+    (made,) = state.commit_comments
+    assert made["note"].startswith("this commit broke the build")
+    assert "dragon-0123456789abcdef" in made["note"]
 
 
 async def test_gitlab_refusal_fails_with_gitlabs_message_and_5xx_is_retryable(
@@ -311,7 +393,9 @@ async def test_gitlab_refusal_fails_with_gitlabs_message_and_5xx_is_retryable(
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         client = GitLabClient(http, token="wrong", breaker=CircuitBreaker("gl", clock=FakeClock()))
         with pytest.raises(ActionFailed) as refused:
-            await GitLabActions(client).retry(request({"pipeline_id": 1}), step_log(Saved()))
+            await GitLabActions(client, token="wrong").retry(
+                request({"pipeline_id": 1}), step_log(Saved())
+            )
         state.fail_next.append(503)
         good = GitLabClient(
             http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl2", clock=FakeClock())
