@@ -21,6 +21,8 @@ INCIDENT_RESOLVED = "incident.resolved"
 DECISION_REMINDER = "decision.reminder"
 DECISION_ESCALATED = "decision.escalated"
 RUN_PREFIX = "run."
+# A runbook's `notify` step: said on purpose, so it is never throttled.
+RUNBOOK_NOTIFY = "runbook.notify"
 
 _MAX_BACKOFF = timedelta(minutes=10)
 _MAX_RETRY_AFTER = timedelta(hours=1)
@@ -96,6 +98,9 @@ class Notice:
         what = _HEADLINES.get(self.event) or self.event.replace(".", " ").replace("_", " ")
         subject = self.incident.title if self.incident else (self.decision or _NO).title
         severity = f"[{self.incident.severity}] " if self.incident else ""
+        said = self.details.get("message") if self.event == RUNBOOK_NOTIFY else None
+        if said:
+            return f"{severity}{what}: {said} ({subject})"
         return f"{severity}{what}: {subject}"
 
     @property
@@ -124,6 +129,7 @@ _HEADLINES = {
     "decision.expired": "Decision expired unapproved",
     DECISION_REMINDER: "Reminder: decision awaits approval",
     DECISION_ESCALATED: "Escalation: decision about to expire unapproved",
+    RUNBOOK_NOTIFY: "Runbook",
 }
 
 

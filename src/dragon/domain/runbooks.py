@@ -52,6 +52,8 @@ TYPES: dict[str, tuple[type, ...]] = {
 }
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_STEPS = 50
+MAX_MESSAGE = 2000
+_NOTIFY = {"message", "escalate"}
 MAX_PARAMETERS = 30
 
 _TOP = {"name", "version", "description", "parameters", "steps"}
@@ -238,6 +240,8 @@ def _steps(check: _Checker, items: object, params: dict[str, dict[str, Any]]) ->
                 )
         if action == HTTP_CALL:
             _http_call(check, arguments, f"{at}with.")
+        elif action == NOTIFY:
+            _notify(check, arguments, f"{at}with.")
 
 
 def _http_call(check: _Checker, arguments: dict[str, Any], at: str) -> None:
@@ -253,6 +257,20 @@ def _http_call(check: _Checker, arguments: dict[str, Any], at: str) -> None:
             "http:// or https://",
             "https://deploy.example.com/hooks/restart",
         )
+
+
+def _notify(check: _Checker, arguments: dict[str, Any], at: str) -> None:
+    check.unknown(arguments, _NOTIFY, at)
+    message = arguments.get("message")
+    if not isinstance(message, str) or not 1 <= len(message.strip()) <= MAX_MESSAGE:
+        check.add(
+            f"{at}message",
+            "is required",
+            f"1 to {MAX_MESSAGE} characters; {{{{ params.NAME }}}} is replaced",
+            "Restarted {{ params.service }}",
+        )
+    if "escalate" in arguments and not isinstance(arguments["escalate"], bool):
+        check.add(f"{at}escalate", "must be true or false", "a boolean", "true")
 
 
 def _referenced(value: object) -> list[str]:

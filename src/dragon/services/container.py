@@ -23,6 +23,7 @@ from dragon.domain.ports import (
     UnitOfWorkFactory,
     WebhookAdapter,
 )
+from dragon.domain.runbooks import NOTIFY
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.actions_switch import ActionsSwitchService
 from dragon.services.audit_log import AuditLog
@@ -38,6 +39,7 @@ from dragon.services.outcomes import OutcomeService
 from dragon.services.playground import Playground
 from dragon.services.policies import PolicyService
 from dragon.services.processing import DeliveryProcessor
+from dragon.services.runbook_notify import NotifyStep
 from dragon.services.runbooks import RUN_RUNBOOK, RunbookHandler, RunbookService
 from dragon.services.runs import ExecutionSettings, RunService
 from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
@@ -85,7 +87,8 @@ class ExecutionWiring:
     """What execution needs from the wiring: a handler per executable action, and limits."""
 
     handlers: Mapping[str, ActionHandler] = field(default_factory=dict)
-    # Runbook-only steps (http_call, notify); runbooks may also use every handler above.
+    # Runbook-only steps (http_call; notify is the outbox's); runbooks may also use every
+    # handler above.
     runbook_steps: Mapping[str, ActionHandler] = field(default_factory=dict)
     settings: ExecutionSettings = field(default_factory=ExecutionSettings)
     actions_enabled: bool = True
@@ -140,7 +143,12 @@ class Services:
         execution = execution or ExecutionWiring()
         handlers = dict(execution.handlers)
         handlers[RUN_RUNBOOK] = RunbookHandler(
-            uow, steps={**execution.handlers, **execution.runbook_steps}
+            uow,
+            steps={
+                **execution.handlers,
+                **execution.runbook_steps,
+                NOTIFY: NotifyStep(uow, clock=clock),
+            },
         )
         actions = ActionsSwitchService(
             uow,

@@ -27,6 +27,7 @@ from dragon.domain.notification_routing import Route, RoutingTable
 from dragon.domain.notifications import (
     DECISION_ESCALATED,
     DECISION_REMINDER,
+    RUNBOOK_NOTIFY,
     ChannelFailed,
     IncidentBrief,
     Notice,
@@ -43,6 +44,9 @@ from dragon.domain.ports import (
 from dragon.services.audit_log import record
 from dragon.services.context import SYSTEM_CALLER, Caller
 from dragon.services.outbox import notify
+
+# Said on purpose or about a deadline: never held back by the per-incident throttle.
+UNTHROTTLED = frozenset({DECISION_REMINDER, DECISION_ESCALATED, RUNBOOK_NOTIFY})
 
 log = structlog.get_logger("dragon.notifications")
 _LEASE = timedelta(minutes=1)
@@ -137,7 +141,7 @@ class NotificationService:
             if channel is None or not channel.handles(event.event):
                 continue
             status = NotificationStatus.PENDING
-            if event.incident_id and event.event not in (DECISION_REMINDER, DECISION_ESCALATED):
+            if event.incident_id and event.event not in UNTHROTTLED:
                 last = await uow.notifications.last_sent(
                     incident_id=event.incident_id, channel=name
                 )

@@ -22,16 +22,18 @@ async def notify(
     decision: Decision | None = None,
     details: dict[str, Any] | None = None,
     escalate: bool = False,
-) -> None:
+) -> str:
     """Queue `event` (`incident.opened`, `decision.approved`, `run.failed`, ...) about an
     incident and/or decision. A decision's incident is looked up when not given, so routing
     by severity, source, repository and labels works for decision events too. `escalate`
-    sends it to the escalation route instead (a run that did not help, say)."""
+    sends it to the escalation route instead (a run that did not help, say). Returns the
+    event's id."""
     if incident is None and decision is not None and decision.incident_id:
         incident = await uow.incidents.get(decision.incident_id)
+    event_id = new_id("nev", now)
     await uow.notifications.add_event(
         NotificationEvent(
-            id=new_id("nev", now),
+            id=event_id,
             event=event,
             incident_id=incident.id if incident else None,
             decision_id=decision.id if decision else None,
@@ -39,3 +41,4 @@ async def notify(
             created_at=now,
         )
     )
+    return event_id
