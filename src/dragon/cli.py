@@ -1,4 +1,5 @@
-"""The `dragon` command: serve, migrate, manage keys, check policies, verify the audit log."""
+"""The `dragon` command: serve, migrate, manage keys, check policies, verify the audit log,
+prune runs."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ deliveries_cli = typer.Typer(help="Inspect and retry inbox deliveries.", no_args
 cli.add_typer(deliveries_cli, name="deliveries")
 notifications_cli = typer.Typer(help="Inspect and retry notifications.", no_args_is_help=True)
 cli.add_typer(notifications_cli, name="notifications")
+runs_cli = typer.Typer(help="Prune finished runs.", no_args_is_help=True)
+cli.add_typer(runs_cli, name="runs")
+PRUNE_SHOWN = 50
 # Output is read by scripts and editors as much as by people: lines are never wrapped (a
 # `FILE:LINE:` must stay whole), and anything that came from input or the store is escaped, so
 # text such as "[/x]" in a name or a policy prints as itself instead of being taken for markup.
@@ -398,6 +402,32 @@ def notifications_retry(
     """Send a failed notification again with its attempts reset (audited)."""
     _with_services(lambda s: s.notifications.retry(CLI_CALLER, notification_id))
     out.print(f"{escape(notification_id)} is pending again")
+
+
+@runs_cli.command("prune")
+def runs_prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would be pruned; delete nothing")
+    ] = False,
+) -> None:
+    """Delete finished runs beyond the newest DRAGON_RUN_RETENTION_COUNT that finished more
+    than DRAGON_RUN_RETENTION_DAYS ago, as the worker's hourly job does (audited as
+    runs.pruned). Incidents, decisions and audit events are never pruned."""
+    report = _with_services(lambda s: s.runs.prune(dry_run=dry_run, show=PRUNE_SHOWN))
+    if report.runs:
+        table = Table("action", "status", "finished", "decision")
+        table.add_column("id", no_wrap=True)
+        for run in report.runs:
+            finished = f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else "-"
+            table.add_row(escape(run.action), run.status.value, finished, run.decision_id, run.id)
+        out.print(table)
+        if report.count > len(report.runs):
+            out.print(f"... and {report.count - len(report.runs)} more")
+    verb = "would prune" if dry_run else "pruned"
+    out.print(
+        f"{verb} {report.count} run(s) finished before {report.older_than:%Y-%m-%d %H:%M} UTC, "
+        f"beyond the newest {report.keep} finished"
+    )
 
 
 def main() -> None:

@@ -347,6 +347,12 @@ class RunRepository(Protocol):
         """Delete finished runs beyond the newest `keep` that finished before `older_than`."""
         ...
 
+    async def prunable(
+        self, *, keep: int, older_than: datetime, limit: int
+    ) -> tuple[int, list[Run]]:
+        """How many runs `prune` would delete now, and the first `limit` of them, oldest first."""
+        ...
+
     async def awaiting_outcome(self, *, limit: int) -> list[tuple[Run, str]]:
         """Succeeded runs (not dry runs) on an incident with a fingerprint whose outcome is not
         recorded yet, each with that fingerprint; locked."""

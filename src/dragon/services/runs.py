@@ -48,6 +48,7 @@ from dragon.services.run_records import (
     retry_later,
     succeed,
 )
+from dragon.services.run_retention import Pruned, prune_runs
 
 log = structlog.get_logger("dragon.runs")
 WINDOW = timedelta(hours=1)
@@ -365,27 +366,13 @@ class RunService:
                 await fail(uow, run, decision, failure, now=now)
             await uow.commit()
 
-    async def prune(self) -> int:
-        """Delete finished runs beyond the newest `retention_count` that are older than
-        `retention_age`. Incidents, decisions and audit events are never touched."""
-        now = self._clock()
-        async with self._uow() as uow:
-            pruned = await uow.runs.prune(
-                keep=self._settings.retention_count, older_than=now - self._settings.retention_age
-            )
-            if pruned:
-                await record(
-                    uow,
-                    SYSTEM_CALLER,
-                    action="runs.pruned",
-                    target_type="runs",
-                    target_id="retention",
-                    now=now,
-                    details={
-                        "pruned": pruned,
-                        "keep": self._settings.retention_count,
-                        "older_than_days": self._settings.retention_age.days,
-                    },
-                )
-            await uow.commit()
-        return pruned
+    async def prune(self, *, dry_run: bool = False, show: int = 0) -> Pruned:
+        """The retention pass (services.run_retention) under this process's settings."""
+        return await prune_runs(
+            self._uow,
+            clock=self._clock,
+            keep=self._settings.retention_count,
+            age=self._settings.retention_age,
+            dry_run=dry_run,
+            show=show,
+        )

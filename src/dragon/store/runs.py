@@ -97,21 +97,28 @@ class SqlRunRepository(SessionRepository):
         )
         return int(await self.session.scalar(stmt) or 0)
 
+    @staticmethod
+    def _prunable(*, keep: int, older_than: datetime) -> list[Any]:
+        finished = runs.c.status.in_([s.value for s in _FINISHED])
+        newest = sa.select(runs.c.id).where(finished).order_by(runs.c.id.desc()).limit(keep)
+        return [finished, runs.c.finished_at < older_than, runs.c.id.not_in(newest)]
+
+    async def prunable(
+        self, *, keep: int, older_than: datetime, limit: int
+    ) -> tuple[int, list[Run]]:
+        where = self._prunable(keep=keep, older_than=older_than)
+        count = sa.select(sa.func.count()).select_from(runs).where(*where)
+        total = int(await self.session.scalar(count) or 0)
+        entity: Any = Run
+        shown = sa.select(Run).where(*where).order_by(entity.id).limit(limit)
+        return total, list(await self.session.scalars(shown))
+
     async def prune(self, *, keep: int, older_than: datetime) -> int:
-        newest = (
-            sa.select(runs.c.id)
-            .where(runs.c.status.in_([s.value for s in _FINISHED]))
-            .order_by(runs.c.id.desc())
-            .limit(keep)
+        result: Any = await self.session.execute(
+            sa.delete(runs)
+            .where(*self._prunable(keep=keep, older_than=older_than))
+            .execution_options(synchronize_session=False)
         )
-        kept = set((await self.session.execute(newest)).scalars())
-        stmt = sa.delete(runs).where(
-            runs.c.status.in_([s.value for s in _FINISHED]),
-            runs.c.finished_at < older_than,
-        )
-        if kept:
-            stmt = stmt.where(runs.c.id.not_in(kept))
-        result: Any = await self.session.execute(stmt)
         return int(result.rowcount or 0)
 
     async def awaiting_outcome(self, *, limit: int) -> list[tuple[Run, str]]:

@@ -33,8 +33,8 @@ async def run_action_worker(
             await run_pass(services)
             if loop.time() >= next_prune:
                 pruned = await services.runs.prune()
-                if pruned:
-                    log.info("runs_pruned", count=pruned)
+                if pruned.count:
+                    log.info("runs_pruned", count=pruned.count)
                 next_prune = loop.time() + prune_every_seconds
         except asyncio.CancelledError:
             raise
