@@ -100,6 +100,7 @@ def execution_wiring(
             )
         )
         offer("jenkins", jenkins.build, "rerun_job", "rerun_failed_jobs")
+        offer("jenkins", jenkins.console, "read_console")
     handlers: dict[str, ActionHandler] = {
         action: BySource(vendors) for action, vendors in by_source.items()
     }

@@ -29,6 +29,7 @@ CATALOG: dict[str, ActionSpec] = {
         ActionSpec("comment", "Comment on a pull request or commit", 5),
         ActionSpec("notify_owners", "Notify the owners; no change is made", 0),
         ActionSpec("escalate", "Escalate to the on-call responder", 0),
+        ActionSpec("read_console", "Read a CI build's console output; no change is made", 0),
         # Proposed by triage (dragon.domain.triage); names are stable for the executors.
         ActionSpec("rerun_failed_jobs", "Rerun only the failed jobs of a CI run", 10),
         ActionSpec(

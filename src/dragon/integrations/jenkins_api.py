@@ -21,6 +21,9 @@ from dragon.integrations.action_http import Breaker, send
 VENDOR = "Jenkins"
 KEY_PARAMETER = "DRAGON_RUN_KEY"
 MAX_CONSOLE = 65_536
+# What the run's log and result keep of a console: its end, where a failure says why.
+CONSOLE_TAIL = 3_000
+_BUILD_REFS = frozenset({"lastBuild", "lastFailedBuild", "lastCompletedBuild"})
 
 
 def job_path(job: str) -> str:
@@ -119,3 +122,23 @@ class JenkinsActions:
         queued = await self._client.build_with_parameters(job, parameters)
         log.step("build", "ok", detail=f"{job} queued", queue_url=queued)
         return {"job": job, "queue_url": queued}
+
+    async def console(self, request: ActionRequest, log: StepLog) -> dict[str, Any]:
+        """Read a build's console output (`consoleText`): `params.job` and `params.build` (a
+        number, or lastBuild / lastFailedBuild / lastCompletedBuild; default lastBuild). Reads
+        only; its tail goes into the run's log and result."""
+        job = request.params.get("job_name") or request.params.get("job")
+        if not isinstance(job, str) or not job:
+            raise ActionFailed("reading a console needs params.job", code="action_params_invalid")
+        build = request.params.get("build", "lastBuild")
+        if isinstance(build, int) and not isinstance(build, bool) and build > 0:
+            build = str(build)
+        if not isinstance(build, str) or not (build.isdigit() or build in _BUILD_REFS):
+            raise ActionFailed(
+                f"params.build is a build number or one of {', '.join(sorted(_BUILD_REFS))}",
+                code="action_params_invalid",
+            )
+        text = await self._client.console_text(job, build)
+        tail = text[-CONSOLE_TAIL:]
+        log.step("console", "ok", detail=tail, job=job, build=build, length=len(text))
+        return {"job": job, "build": build, "console_tail": tail}
