@@ -4,6 +4,7 @@ printed, `--dry-run` deleting nothing, and incidents, decisions and audit events
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from dragon.services.decisions import Proposal
 from dragon.services.incidents import NewIncident
 from dragon.settings import Settings
 from dragon.store.database import connect
+from dragon.workers.runs import run_action_worker
 from tests.integration.test_cli import cli_env, on_store, run, said
 
 __all__ = ["cli_env"]
@@ -71,18 +73,19 @@ def finished_runs(database_url: str, *, count: int, days_ago: float) -> list[str
     return asyncio.run(go())
 
 
-def counts(database_url: str) -> dict[str, int]:
-    async def go() -> dict[str, int]:
-        engine = create_async_engine(database_url)
-        found: dict[str, int] = {}
-        async with engine.connect() as connection:
-            for table in TABLES:
-                query = sa.select(sa.func.count()).select_from(sa.table(table))
-                found[table] = int((await connection.execute(query)).scalar_one())
-        await engine.dispose()
-        return found
+async def count_rows(database_url: str) -> dict[str, int]:
+    engine = create_async_engine(database_url)
+    found: dict[str, int] = {}
+    async with engine.connect() as connection:
+        for table in TABLES:
+            query = sa.select(sa.func.count()).select_from(sa.table(table))
+            found[table] = int((await connection.execute(query)).scalar_one())
+    await engine.dispose()
+    return found
 
-    return asyncio.run(go())
+
+def counts(database_url: str) -> dict[str, int]:
+    return asyncio.run(count_rows(database_url))
 
 
 @pytest.fixture
@@ -136,3 +139,35 @@ def test_runs_prune_deletes_old_runs_beyond_the_kept_count_and_never_incidents_o
     again = run("runs", "prune")
     assert again.exit_code == 0, said(again)
     assert "pruned 0 run(s)" in again.stdout
+
+
+def test_the_workers_hourly_retention_job_prunes_with_the_same_settings(cli_env: str) -> None:
+    finished_runs(cli_env, count=3, days_ago=60)
+
+    async def go() -> dict[str, int]:
+        database = connect(cli_env, pool_size=2)
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=cli_env,
+            run_retention_count=1,
+            run_retention_days=30,
+        )
+        services = build_services(settings, database, clock=system_clock)
+        worker = asyncio.create_task(run_action_worker(services, poll_seconds=0.05))
+        try:
+            for _ in range(200):
+                if (await count_rows(cli_env))["runs"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            await services.runs.close()
+            await database.dispose()
+        return await count_rows(cli_env)
+
+    after = asyncio.run(go())
+    assert after["runs"] == 1
+    assert after["incidents"] == 3
+    assert after["decisions"] == 3

@@ -438,3 +438,20 @@ async def test_a_decision_marked_approved_behind_the_rules_back_never_runs(
     assert sum(github.state.calls.values()) == 0
     assert "run.refused" in await audit_actions(services, run["id"])
     assert await decision_status(client, keys, decision["id"]) == "failed"
+
+
+async def test_a_comment_on_a_commit_is_posted_once_across_a_retry(
+    client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub, clock: FakeClock
+) -> None:
+    sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
+    commit_comments = rf"/repos/{REPO}/commits/{sha}/comments"
+    github.state.script[f"POST {commit_comments}"] = [Scripted(502, {"message": "Bad Gateway"})]
+    decision = await propose(client, keys, params={"body": "this broke CI", "commit_sha": sha})
+    await run_pass(services)
+    clock.advance(seconds=11)
+    await run_pass(services)
+    run = await run_of(client, keys, decision["id"])
+    assert (run["status"], run["attempts"]) == ("succeeded", 2)
+    (comment,) = github.state.comments[f"{REPO}#commits/{sha}"]
+    assert comment["body"].startswith("this broke CI")
+    assert run["idempotency_key"] in comment["body"]
