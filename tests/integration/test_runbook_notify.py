@@ -134,6 +134,8 @@ async def test_a_notify_step_queues_one_notification_the_worker_delivers(  # noq
     assert ("tell", "reused") in steps  # the second attempt skipped the finished step
     (told_step,) = [s for s in run["log"] if s["step"] == "tell.notify"]
     assert told_step["event_id"].startswith("nev")
+    # The result lists the step the first attempt finished, too.
+    assert run["result"]["steps"]["tell"]["event_id"] == told_step["event_id"]
     assert await outbox_rows(database_url) == [("runbook.notify", decision["id"])]
     assert "run.notified" in await audit_actions(services, run["id"])
 

@@ -161,7 +161,8 @@ class RunbookHandler:
         params = dict(request.params.get("parameters") or {})
         done: list[str] = list(request.checkpoint.get("completed_steps", []))
         saved: dict[str, Any] = dict(request.checkpoint.get("steps", {}))
-        results: dict[str, Any] = {}
+        # What finished steps returned, kept so the run's result lists every step's.
+        results: dict[str, Any] = dict(request.checkpoint.get("step_results", {}))
         for step in runbook.manifest["steps"]:
             step_id, action = step["id"], step["action"]
             if step_id in done:
@@ -183,6 +184,6 @@ class RunbookHandler:
             log.step(step_id, "started", detail=action)
             results[step_id] = await handler(sub, _StepLog(log, step_id, saved))
             done.append(step_id)
-            await log.checkpoint(completed_steps=done)
+            await log.checkpoint(completed_steps=done, step_results=results)
             log.step(step_id, "ok", detail=action)
         return {"runbook": f"{runbook.name}@{runbook.version}", "steps": results}
