@@ -4,6 +4,8 @@ user, and never to a fixer; names git would read as options never reach it."""
 from __future__ import annotations
 
 import base64
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,3 +41,26 @@ def test_a_path_outside_the_repository_or_like_an_option_is_refused(path: str) -
     with pytest.raises(ActionFailed) as refused:
         safe_paths([path])
     assert refused.value.code == "path_invalid"
+
+
+async def test_prettier_runs_without_the_repositorys_config_and_paths_after_a_double_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in `prettier` on PATH records how it was called and what it was given."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    fake = tools / "prettier"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "json.dump({'argv': sys.argv[1:], 'env': sorted(os.environ)}, open('called.json', 'w'))\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    ws = Workspace(repo, GitRemote(url="file:///nowhere", token=TOKEN))
+    await ws.fix("prettier", ["web/app.js"])
+    called = json.loads((repo / "called.json").read_text())
+    assert called["argv"] == ["--write", "--no-config", "--no-editorconfig", "--", "web/app.js"]
+    assert "GIT_CONFIG_VALUE_0" not in called["env"]
