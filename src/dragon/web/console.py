@@ -16,12 +16,20 @@ from dragon.api.access import GuardedRoute, SessionRequired
 from dragon.api.problems import STATUS_BY_KIND, dragon_error_response
 from dragon.api.sessions import SESSION_COOKIE, Session, SessionCodec
 from dragon.domain.errors import DragonError, Unauthenticated
-from dragon.web import governance, login, pages, playground_page
+from dragon.web import governance, login, pages, playground_page, run_pages, runbook_pages
 from dragon.web.rendering import HERE, render
 
 _static = StaticFiles(directory=HERE / "static")
 static_router = APIRouter(route_class=GuardedRoute, include_in_schema=False)
-ROUTERS = (login.router, pages.router, governance.router, playground_page.router, static_router)
+ROUTERS = (
+    login.router,
+    pages.router,
+    governance.router,
+    runbook_pages.router,
+    run_pages.router,
+    playground_page.router,
+    static_router,
+)
 _REFRESH_AFTER_SECONDS = 60.0
 
 

@@ -1,4 +1,4 @@
-// Dragon console: live dashboard updates, the playground form, and progress on form submits.
+// Dragon console: live updates of the dashboard and runs, the playground form, and progress on form submits.
 // Loaded as a file (the Content-Security-Policy allows no inline script).
 "use strict";
 
@@ -16,11 +16,23 @@ function setStatus(text, retry) {
   }
 }
 
-function startDashboard(panel) {
+function startLivePanel(panel) {
+  // A fragment of the page that the server re-renders: fetched again on every change the live
+  // feed reports, and, with data-poll-seconds, every few seconds while it says it is active.
   var streamUrl = panel.getAttribute("data-live-src");
   var panelUrl = panel.getAttribute("data-panel-src");
+  var label = panel.getAttribute("data-live-label") || "Page";
+  var pollMs = parseFloat(panel.getAttribute("data-poll-seconds") || "0") * 1000;
+  var pollTimer = null;
+  function active() { return panel.querySelector("[data-active=true]") !== null; }
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    if (pollMs > 0 && active()) pollTimer = setTimeout(refresh, pollMs);
+  }
   function refresh() {
-    fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    var controller = new AbortController();
+    var timer = setTimeout(function () { controller.abort(); }, 10000);
+    fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" }, signal: controller.signal })
       .then(function (r) {
         if (r.redirected || r.status === 401) {
           ended();
@@ -33,17 +45,25 @@ function startDashboard(panel) {
         if (html === null) return;
         panel.innerHTML = html;
         panel.setAttribute("data-updated", new Date().toISOString());
-        setStatus("Dashboard updated at " + new Date().toLocaleTimeString() + ".");
+        setStatus(label + " updated at " + new Date().toLocaleTimeString() + ".");
+        schedulePoll();
       })
-      .catch(function () { setStatus("The dashboard could not be updated.", refresh); });
+      .catch(function (error) {
+        var why = error && error.name === "AbortError" ? "timed out" : "failed";
+        setStatus("Updating the " + label.toLowerCase() + " " + why + ".", refresh);
+      })
+      .finally(function () { clearTimeout(timer); });
   }
   function ended() {
-    source.close();
+    if (source) source.close();
+    clearTimeout(pollTimer);
     panel.setAttribute("data-live", "stopped");
     setStatus("Live updates stopped: your session may have ended.", function () {
       window.location.reload();
     });
   }
+  schedulePoll();
+  if (!streamUrl || !window.EventSource) return;
   var source = new EventSource(streamUrl);
   var first = true;
   source.addEventListener("dashboard", function () {
@@ -184,8 +204,7 @@ function showProgress(form) {
 }
 
 document.addEventListener("DOMContentLoaded", function () {
-  var panel = document.getElementById("dashboard-panel");
-  if (panel && window.EventSource) startDashboard(panel);
+  document.querySelectorAll("[data-panel-src]").forEach(startLivePanel);
   var playground = document.getElementById("playground-form");
   if (playground) startPlayground(playground);
   document.querySelectorAll("form[method=post]").forEach(showProgress);
