@@ -16,6 +16,7 @@ from dragon.api.routes.runbooks import RunbookName, RunbookRunIn
 from dragon.domain.entities import Decision, Principal, Runbook
 from dragon.domain.enums import DecisionStatus, Role
 from dragon.domain.errors import DragonError, ValidationFailed
+from dragon.domain.runbooks import bind_parameters
 from dragon.services.container import Services
 from dragon.services.context import Caller
 from dragon.web.governance import validated
@@ -159,6 +160,10 @@ async def start_run(
         )
 
     if errors:
+        try:  # the rest of the manifest's rules too, so every problem is shown at once
+            bind_parameters(runbook.manifest, parameters)
+        except ValidationFailed as exc:
+            errors = {**_errors_of(exc), **errors}
         return await again(422, errors)
     try:
         decision = await svc.runbooks.start(
