@@ -19,6 +19,7 @@ import yaml
 from fastapi import Depends, FastAPI
 from pydantic import SecretStr
 from starlette.middleware.gzip import GZipMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
 from dragon.api.deadline import DeadlineMiddleware
@@ -571,4 +572,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         )
         lifecycle.closers.append(provider.shutdown)
         app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("dragon"))
+    if proxies := settings.trusted_proxies():
+        # Outermost, so the per-address limits, the logs, HSTS and Secure cookies see the client
+        # and scheme a trusted proxy reports; anyone else's X-Forwarded-* is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     return app
