@@ -93,7 +93,7 @@ from dragon.store.inbox import GroupCommitInbox
 from dragon.store.operational_stats import SqlOperationalStats
 from dragon.store.redis_client import RedisGuard, connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
-from dragon.web.console import install_console
+from dragon.web.console import console_problem_pages, install_console
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.jobs import DELIVERY_JOBS, job_app, run_job_worker
 from dragon.workers.live_feed import run_dashboard_feed
@@ -539,6 +539,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
+    console_problem_pages(app)  # around the deadline and the body limit, inside the headers
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     origins = origin_list(settings.cors_origins)

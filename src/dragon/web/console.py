@@ -17,6 +17,7 @@ from dragon.api.problems import STATUS_BY_KIND, dragon_error_response
 from dragon.api.sessions import SESSION_COOKIE, Session, SessionCodec
 from dragon.domain.errors import DragonError, Unauthenticated
 from dragon.web import governance, login, pages, playground_page, run_pages, runbook_pages
+from dragon.web.problem_pages import ProblemPages, is_console_path, retry_target
 from dragon.web.rendering import HERE, render
 
 _static = StaticFiles(directory=HERE / "static")
@@ -45,13 +46,7 @@ async def static_file(path: str, request: Request) -> Response:
 
 
 def is_console_page(request: Request) -> bool:
-    path = request.url.path
-    return not path.startswith(("/api/", "/webhooks/", "/static/")) and path not in {
-        "/livez",
-        "/readyz",
-        "/health",
-        "/openapi.json",
-    }
+    return is_console_path(request.url.path)
 
 
 async def _login_redirect(request: Request, exc: Exception) -> Response:
@@ -75,6 +70,7 @@ async def _error_page(request: Request, exc: Exception) -> Response:
         principal=None,
         status_code=STATUS_BY_KIND[exc.kind],
         error=exc,
+        retry_url=retry_target(request.scope),
     )
 
 
@@ -119,3 +115,9 @@ def install_console(app: FastAPI, *, codec: SessionCodec) -> None:
     app.add_exception_handler(SessionRequired, _login_redirect)
     app.add_exception_handler(DragonError, _error_page)
     app.add_middleware(SessionRefreshMiddleware, codec=codec)
+
+
+def console_problem_pages(app: FastAPI) -> None:
+    """Problems from the middleware around the routes (deadline, body limit) as pages too; the
+    app adds this outside them."""
+    app.add_middleware(ProblemPages)
