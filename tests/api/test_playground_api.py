@@ -147,7 +147,7 @@ async def test_the_playground_page_needs_no_login(client: httpx.AsyncClient) -> 
     assert "Roll checkout back to the previous release" in response.text
     assert 'id="playground-log-form"' in response.text
     assert 'value="ci-test-on-main"' in response.text
-    assert "0 CI logs analyzed" in response.text
+    assert "0 from CI logs." in response.text
 
 
 # ---- the built-in analyzer -------------------------------------------------------------------

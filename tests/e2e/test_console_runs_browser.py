@@ -198,7 +198,8 @@ async def test_the_playground_analyzes_a_failing_ci_log(context: BrowserContext)
     await expect(page.locator("#result-evidence li").first).to_contain_text("line ")
     await expect(page.locator("#result-approval")).to_contain_text("approval(s) from")
     await expect(page.locator("#result-risk")).to_contain_text("/100")
-    await expect(page.locator("#playground-stats")).to_contain_text("1 CI log analyzed")
+    stats = page.locator("#playground-stats")
+    await expect(stats).to_contain_text("1 from a CI log (1 test_failure)")
     await screenshot(page, "playground-analysis")
     assert await axe_violations(page) == []
     # A pasted log of the visitor's own, with a bad commit: the error sits next to its field.
@@ -211,6 +212,38 @@ async def test_the_playground_analyzes_a_failing_ci_log(context: BrowserContext)
     await page.get_by_role("button", name="Analyze it").click()
     await expect(page.locator("#result-classification")).to_contain_text("lint format")
     await expect(page.locator("#result-action")).to_have_text("autofix_pull_request")
+
+
+async def tab_to(page: Page, selector: str, *, limit: int = 60) -> None:
+    target = page.locator(selector)
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("el => el === document.activeElement"):
+            return
+    pytest.fail(f"Tab never reached {selector}")
+
+
+async def test_a_run_is_proposed_from_the_keyboard_with_focus_always_visible(
+    context: BrowserContext, server: Server, github: FakeGitHub
+) -> None:
+    await register(server, manifest(github, name="restart-keys"))
+    page = await log_in(context, server.keys["developer"])
+    await page.goto("/runbooks/restart-keys")
+    await tab_to(page, "#param-service")
+    outline = await page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth]; })()"
+    )
+    assert outline[0] != "none", outline
+    assert outline[1] != "0px", outline
+    await page.keyboard.type("worker")
+    await tab_to(page, "#run-repo")
+    await page.keyboard.type(REPO)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#proposed")).to_contain_text("pending_approval")
+    await tab_to(page, "#proposed a[href^='/runs']")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Runs", level=1)).to_be_visible()
 
 
 async def test_the_new_pages_pass_axe_and_fit_360_pixels(

@@ -155,7 +155,10 @@ function refreshPlaygroundStats() {
       if (!stats) return;
       document.getElementById("playground-stats").textContent =
         countsText(stats.total, "proposal", "proposals", "judged", stats.by_outcome) + "; " +
-        countsText(stats.analyzed, "CI log", "CI logs", "analyzed", stats.by_classification) + ".";
+        stats.analyzed + " from " + (stats.analyzed === 1 ? "a CI log" : "CI logs") +
+        (stats.analyzed ? " (" + Object.keys(stats.by_classification).map(function (k) {
+          return stats.by_classification[k] + " " + k;
+        }).join(", ") + ")" : "") + ".";
     })
     .catch(function () { /* the figures stay as they were; the verdict is what matters */ });
 }
