@@ -51,7 +51,13 @@ def is_console_page(request: Request) -> bool:
 
 async def _login_redirect(request: Request, exc: Exception) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+    location = f"/login?next={quote(target, safe='/')}"
+    if SESSION_COOKIE not in request.cookies:
+        return RedirectResponse(location, status_code=303)
+    # A cookie that is no longer a session (idle too long, too old): say so, and drop it.
+    response = RedirectResponse(location + "&notice=expired", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 async def _error_page(request: Request, exc: Exception) -> Response:
