@@ -112,12 +112,15 @@ async def running_server(
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(100):
+            # Generous: the machine may be busy, and a slow start is not what these test.
+            for _ in range(600):
                 try:
                     if (await http.get("/readyz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
+                if process.returncode is not None:
+                    pytest.fail(f"dragon serve exited with {process.returncode}")
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail("dragon serve did not become ready")

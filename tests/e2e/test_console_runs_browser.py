@@ -214,6 +214,42 @@ async def test_the_playground_analyzes_a_failing_ci_log(context: BrowserContext)
     await expect(page.locator("#result-action")).to_have_text("autofix_pull_request")
 
 
+async def switch(server: Server, *, enabled: bool) -> None:
+    body = {"enabled": enabled, "reason": "e2e: hold runs to watch one start"}
+    await api(server, "PUT", "/api/v1/actions/switch", "admin", json=body)
+
+
+async def test_a_run_page_shows_its_progress_without_a_reload(
+    context: BrowserContext, server: Server, github: FakeGitHub
+) -> None:
+    await register(server, manifest(github, name="restart-live"))
+    decision = await api(
+        server,
+        "POST",
+        "/api/v1/runbooks/restart-live/runs",
+        "developer",
+        json={"parameters": {"service": "db"}, "repo": REPO},
+    )
+    await switch(server, enabled=False)
+    try:
+        await approve(server, decision["id"])
+        page = await log_in(context, server.keys["viewer"])
+        await page.goto(f"/runs?decision_id={decision['id']}")
+        row = page.locator("#runs-panel tbody tr").first
+        await expect(row).to_contain_text("queued: waiting for a worker", timeout=20_000)
+        await row.get_by_role("link").click()
+        status = page.locator("#run-status")
+        await expect(status).to_contain_text("queued")
+        await expect(status).to_contain_text("this page updates by itself")
+        await page.evaluate("window.__stillTheSamePage = true")
+        await screenshot(page, "run-queued")
+    finally:
+        await switch(server, enabled=True)
+    await expect(status).to_contain_text("succeeded after 1 attempt(s)", timeout=20_000)
+    await expect(page.locator("#run-log")).to_contain_text("restart.http_call")
+    assert await page.evaluate("window.__stillTheSamePage") is True
+
+
 async def tab_to(page: Page, selector: str, *, limit: int = 60) -> None:
     target = page.locator(selector)
     for _ in range(limit):
@@ -254,6 +290,7 @@ async def test_the_new_pages_pass_axe_and_fit_360_pixels(
     runs = await api(server, "GET", "/api/v1/runs", "viewer")
     paths = {"runbooks-page": "/runbooks", "runbook-page": "/runbooks/restart-axe"}
     paths["runs-page"] = "/runs"
+    paths["error-page"] = "/runs/run_" + "0" * 28  # a 404: what went wrong, and a retry
     if runs["items"]:
         paths["run-page"] = f"/runs/{runs['items'][0]['id']}"
     found: dict[str, Any] = {}
