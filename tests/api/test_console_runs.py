@@ -240,5 +240,8 @@ async def test_the_incident_timeline_shows_signals_decisions_runs_and_audit_in_t
     assert re.search(r'<a href="/runs/run_[0-9a-z]+">see the run</a>', timeline)
     finished = timeline[timeline.index("Run of comment succeeded") :].split("</li>")[0]
     assert '<a href="https://github.com/acme/api/' in finished  # out to the comment
+    assert "open its result" in finished
+    decisions = detail[detail.index("<h2>Decisions</h2>") : detail.index('<ol class="timeline"')]
+    assert re.search(r'<a href="/runs/run_[0-9a-z]+">Its run</a>: succeeded', decisions)
     signal = timeline[timeline.index("ci_failure from github") :].split("</li>")[0]
     assert 'href="https://github.com/' in signal  # out to the CI run

@@ -236,6 +236,7 @@ async def _incident_page(
         can_move=who.role.includes(Role.DEVELOPER),
         incident=incident,
         decisions=views,
+        runs_of={d.id: [r for r in runs if r.decision_id == d.id] for d in decisions},
         links=links,
         timeline=timeline,
     )
