@@ -147,6 +147,7 @@ def serve(
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
+        # Forwarded headers are the app's to judge (DRAGON_FORWARDED_ALLOW_IPS), not uvicorn's.
         "proxy_headers": False,
         "server_header": False,
         "timeout_graceful_shutdown": 20,

@@ -6,6 +6,7 @@ Every field is listed, with its default, in README.md's settings table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -90,6 +91,10 @@ def secret_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
 class Profile(StrEnum):
     DEV = "dev"
     PROD = "prod"
+
+
+def proxy_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class Settings(BaseSettings):
@@ -196,6 +201,11 @@ class Settings(BaseSettings):
     )
     cors_origins: str = Field(
         "", description="origins allowed to call the API from a browser, comma-separated"
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="proxies (addresses or networks, comma-separated; `*` for any) whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; empty believes none",
     )
     live_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="how often each process looks for changes to push live"
@@ -413,6 +423,22 @@ class Settings(BaseSettings):
     def _rates_parse(cls, value: str) -> str:
         parse_rate_limits(value)
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        for part in proxy_list(value):
+            if part != "*":
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{part!r} is not an address or network, for example 10.0.0.0/8"
+                    ) from None
+        return value
+
+    def trusted_proxies(self) -> list[str]:
+        return proxy_list(self.forwarded_allow_ips)
 
     def rate_limit_items(self) -> dict[str, RateLimitItem]:
         return parse_rate_limits(self.rate_limits)

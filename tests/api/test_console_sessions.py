@@ -124,7 +124,12 @@ async def test_a_session_ends_after_the_idle_timeout(
     clock.advance(minutes=29)  # the request above slid the timeout forward
     assert (await page(client, "/")).status_code == 200
     clock.advance(minutes=31)
-    assert (await page(client, "/")).status_code == 303
+    ended = await page(client, "/incidents")
+    assert ended.status_code == 303
+    assert ended.headers["location"] == "/login?next=/incidents&notice=expired"
+    assert 'dragon_session=""' in ended.headers["set-cookie"]
+    login = await page(client, ended.headers["location"])
+    assert "Your session has ended; log in again." in login.text
 
 
 async def test_a_session_ends_at_its_maximum_age_even_when_active(

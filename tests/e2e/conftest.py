@@ -5,6 +5,7 @@ comes from the npm package that .ci/run installs under var/npm."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -77,11 +78,11 @@ async def _issue_keys(url: str) -> dict[str, str]:
     return made
 
 
-@pytest.fixture(scope="module")
-async def server(
-    migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def running_server(
+    migrated_template: str, directory: Path, **extra_env: str
 ) -> AsyncIterator[Server]:
-    directory = tmp_path_factory.mktemp("e2e")
+    """`dragon serve` on a free loopback port with its own fresh store, and its API keys."""
     url = await fresh_database(migrated_template, directory)
     keys = await _issue_keys(url)
     port = free_port()
@@ -94,6 +95,7 @@ async def server(
         "DRAGON_LIVE_POLL_SECONDS": "0.3",
         "DRAGON_WORKER_POLL_SECONDS": "0.2",
         "DRAGON_LOG_LEVEL": "warning",
+        **extra_env,
     }
     process = await asyncio.create_subprocess_exec(
         str(DRAGON),
@@ -110,12 +112,15 @@ async def server(
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(100):
+            # Generous: the machine may be busy, and a slow start is not what these test.
+            for _ in range(600):
                 try:
                     if (await http.get("/readyz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
+                if process.returncode is not None:
+                    pytest.fail(f"dragon serve exited with {process.returncode}")
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail("dragon serve did not become ready")
@@ -127,6 +132,14 @@ async def server(
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@pytest.fixture(scope="module")
+async def server(
+    migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    async with running_server(migrated_template, tmp_path_factory.mktemp("e2e")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

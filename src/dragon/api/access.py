@@ -136,6 +136,13 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/keys"): Role.ADMIN,
     ("POST", "/keys"): Role.ADMIN,
     ("POST", "/keys/{key_id}/revoke"): Role.ADMIN,
+    ("GET", "/runbooks"): Role.VIEWER,
+    ("GET", "/runbooks/{name}"): Role.VIEWER,
+    ("POST", "/runbooks/{name}/runs"): Role.DEVELOPER,
+    ("GET", "/runs"): Role.VIEWER,
+    ("GET", "/runs/panel"): Role.VIEWER,
+    ("GET", "/runs/{run_id}"): Role.VIEWER,
+    ("GET", "/runs/{run_id}/panel"): Role.VIEWER,
 }
 
 

@@ -1,7 +1,9 @@
-"""The public playground: the real risk model and default policy judge a visitor's proposal.
+"""The public playground: the real built-in analyzer, risk model and default policy judge a
+visitor's proposal, or a failing CI log the analyzer turns into one.
 
-Nothing here executes, notifies or reads the store. Entries live in this process's memory only,
-expire after a day, and the playground's statistics are counts of those entries.
+Nothing here executes, notifies or reads the store, and the LLM analyzer is never asked (a
+public page must not spend tokens or send a visitor's text anywhere). Entries live in this
+process's memory only, expire after a day, and the statistics are counts of those entries.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from dragon.domain.clock import Clock
 from dragon.domain.enums import RiskLevel
 from dragon.domain.errors import NotFound
 from dragon.domain.policy import DecisionFacts, Effect, Policy, default_policy, evaluate
-from dragon.domain.risk import RiskFactor, assess
+from dragon.domain.risk import RiskFactor, assess, triage_factors
+from dragon.domain.triage import Analysis, TriageContext, analyze
+from dragon.services import playground_logs as logs
 
 TTL = timedelta(days=1)
 MAX_ENTRIES = 10_000
@@ -35,10 +39,25 @@ class PlaygroundProposal:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FailingCi:
+    """A failing CI job as a visitor describes it: the log excerpt and where it ran."""
+
+    log: str
+    source: str = "github"
+    repo: str | None = None
+    branch: str | None = None
+    commit_sha: str | None = None
+    pipeline: str | None = None
+    job: str | None = None
+    scenario: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     id: str
     name: str
-    proposal: PlaygroundProposal
+    proposal: PlaygroundProposal | None = None
+    failure: FailingCi | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +76,7 @@ class PlaygroundVerdict:
     created_at: datetime
     expires_at: datetime
     executed: bool = False
+    analysis: Analysis | None = None  # when the analyzer proposed the action from a log
 
 
 @dataclass
@@ -65,9 +85,11 @@ class PlaygroundStats:
     by_effect: dict[str, int] = field(default_factory=dict)
     by_risk_level: dict[str, int] = field(default_factory=dict)
     by_action: dict[str, int] = field(default_factory=dict)
+    analyzed: int = 0
+    by_classification: dict[str, int] = field(default_factory=dict)
 
 
-SCENARIOS: tuple[Scenario, ...] = tuple(
+PROPOSAL_SCENARIOS: tuple[Scenario, ...] = tuple(
     Scenario(id=sid, name=name, proposal=PlaygroundProposal(scenario=sid, **fields))
     for sid, name, fields in (
         (
@@ -130,6 +152,40 @@ SCENARIOS: tuple[Scenario, ...] = tuple(
         ),
     )
 )
+_SHA = "4f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39"
+CI_SCENARIOS: tuple[Scenario, ...] = tuple(
+    Scenario(id=sid, name=name, failure=FailingCi(scenario=sid, repo="acme/shop", **fields))
+    for sid, name, fields in (
+        (
+            "ci-format-check",
+            "CI log: the format check failed on a pull request",
+            {"log": logs.LINT_ON_A_PULL_REQUEST, "branch": "feature/cart-badge", "job": "lint"},
+        ),
+        (
+            "ci-network-blip",
+            "CI log: the checkout lost the network",
+            {"log": logs.NETWORK_DURING_CHECKOUT, "branch": "feature/cart-badge", "job": "test"},
+        ),
+        (
+            "ci-test-on-main",
+            "CI log: a test broke with a new commit on main",
+            {"log": logs.TEST_FAILURE_ON_MAIN, "branch": "main", "commit_sha": _SHA, "job": "test"},
+        ),
+        (
+            "ci-missing-permission",
+            "CI log: a job may not push",
+            {"log": logs.PUSH_WITHOUT_PERMISSION, "branch": "main", "job": "docs"},
+        ),
+    )
+)
+SCENARIOS = PROPOSAL_SCENARIOS + CI_SCENARIOS
+MAX_LOG_CHARS = 64 * 1024
+
+
+def _title(analysis: Analysis) -> str:
+    # The same shape as a triaged decision's title, with the failure class for the incident.
+    found = analysis.classification.failure_class.value.replace("_", " ")
+    return f"{analysis.proposal.action.replace('_', ' ')}: {found}"
 
 
 class Playground:
@@ -161,10 +217,55 @@ class Playground:
 
     def judge(self, proposal: PlaygroundProposal) -> PlaygroundVerdict:
         """Score and evaluate, exactly as a real proposal would be, and keep the result."""
+        return self._keep(proposal, source="api")
+
+    def analyze(self, failure: FailingCi) -> PlaygroundVerdict:
+        """What triage makes of a failing CI job: the built-in analyzer classifies the log and
+        proposes an action, scored with triage's factors and judged by the default policy, as
+        for an incident's first signal."""
+        context = TriageContext(
+            source=failure.source,
+            kind="ci_failure",
+            repo=failure.repo,
+            branch=failure.branch,
+            commit_sha=failure.commit_sha,
+            pipeline=failure.pipeline,
+            job=failure.job,
+        )
+        analysis = analyze(failure.log[-MAX_LOG_CHARS:], context)
+        proposal = PlaygroundProposal(
+            title=_title(analysis),
+            action=analysis.proposal.action,
+            rationale=analysis.proposal.rationale,
+            impact=analysis.proposal.impact,
+            repo=failure.repo,
+            branch=failure.branch,
+            scenario=failure.scenario,
+        )
+        factors = (
+            *triage_factors(
+                action=analysis.proposal.action,
+                confidence=analysis.classification.confidence,
+                signal_count=context.signal_count,
+            ),
+            *analysis.extra_factors,
+        )
+        return self._keep(proposal, source=failure.source, extra=factors, analysis=analysis)
+
+    def _keep(
+        self,
+        proposal: PlaygroundProposal,
+        *,
+        source: str,
+        extra: tuple[RiskFactor, ...] = (),
+        analysis: Analysis | None = None,
+    ) -> PlaygroundVerdict:
         spec = action_spec(proposal.action)
         now = self._clock()
         self._expire(now)
-        risk = assess(action=spec, branch=proposal.branch, environment=proposal.environment)
+        risk = assess(
+            action=spec, branch=proposal.branch, environment=proposal.environment, extra=extra
+        )
         verdict = evaluate(
             self._policy,
             DecisionFacts(
@@ -175,7 +276,7 @@ class Playground:
                 repo=proposal.repo,
                 branch=proposal.branch,
                 environment=proposal.environment,
-                source="api",
+                source=source,
             ),
         )
         entry = PlaygroundVerdict(
@@ -192,6 +293,7 @@ class Playground:
             approver_roles=tuple(r.value for r in verdict.approver_roles),
             created_at=now,
             expires_at=now + TTL,
+            analysis=analysis,
         )
         self._entries[entry.id] = entry
         return entry
@@ -205,4 +307,12 @@ class Playground:
             by_effect=dict(Counter(e.effect.value for e in entries)),
             by_risk_level=dict(Counter(e.risk_level.value for e in entries)),
             by_action=dict(Counter(e.proposal.action for e in entries)),
+            analyzed=sum(1 for e in entries if e.analysis is not None),
+            by_classification=dict(
+                Counter(
+                    e.analysis.classification.failure_class.value
+                    for e in entries
+                    if e.analysis is not None
+                )
+            ),
         )

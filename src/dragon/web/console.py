@@ -16,12 +16,21 @@ from dragon.api.access import GuardedRoute, SessionRequired
 from dragon.api.problems import STATUS_BY_KIND, dragon_error_response
 from dragon.api.sessions import SESSION_COOKIE, Session, SessionCodec
 from dragon.domain.errors import DragonError, Unauthenticated
-from dragon.web import governance, login, pages, playground_page
+from dragon.web import governance, login, pages, playground_page, run_pages, runbook_pages
+from dragon.web.problem_pages import ProblemPages, is_console_path, retry_target
 from dragon.web.rendering import HERE, render
 
 _static = StaticFiles(directory=HERE / "static")
 static_router = APIRouter(route_class=GuardedRoute, include_in_schema=False)
-ROUTERS = (login.router, pages.router, governance.router, playground_page.router, static_router)
+ROUTERS = (
+    login.router,
+    pages.router,
+    governance.router,
+    runbook_pages.router,
+    run_pages.router,
+    playground_page.router,
+    static_router,
+)
 _REFRESH_AFTER_SECONDS = 60.0
 
 
@@ -37,18 +46,18 @@ async def static_file(path: str, request: Request) -> Response:
 
 
 def is_console_page(request: Request) -> bool:
-    path = request.url.path
-    return not path.startswith(("/api/", "/webhooks/", "/static/")) and path not in {
-        "/livez",
-        "/readyz",
-        "/health",
-        "/openapi.json",
-    }
+    return is_console_path(request.url.path)
 
 
 async def _login_redirect(request: Request, exc: Exception) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+    location = f"/login?next={quote(target, safe='/')}"
+    if SESSION_COOKIE not in request.cookies:
+        return RedirectResponse(location, status_code=303)
+    # A cookie that is no longer a session (idle too long, too old): say so, and drop it.
+    response = RedirectResponse(location + "&notice=expired", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 async def _error_page(request: Request, exc: Exception) -> Response:
@@ -67,6 +76,7 @@ async def _error_page(request: Request, exc: Exception) -> Response:
         principal=None,
         status_code=STATUS_BY_KIND[exc.kind],
         error=exc,
+        retry_url=retry_target(request.scope),
     )
 
 
@@ -111,3 +121,9 @@ def install_console(app: FastAPI, *, codec: SessionCodec) -> None:
     app.add_exception_handler(SessionRequired, _login_redirect)
     app.add_exception_handler(DragonError, _error_page)
     app.add_middleware(SessionRefreshMiddleware, codec=codec)
+
+
+def console_problem_pages(app: FastAPI) -> None:
+    """Problems from the middleware around the routes (deadline, body limit) as pages too; the
+    app adds this outside them."""
+    app.add_middleware(ProblemPages)

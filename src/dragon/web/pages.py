@@ -12,14 +12,15 @@ from starlette.responses import RedirectResponse, Response
 from dragon.api.access import GuardedRoute, caller, principal_of, services
 from dragon.api.problems import STATUS_BY_KIND
 from dragon.domain.dashboard import DashboardFigures
-from dragon.domain.entities import Principal
+from dragon.domain.entities import Principal, Run
 from dragon.domain.enums import IncidentStatus, Role, Severity
 from dragon.domain.errors import DragonError, ValidationFailed
-from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, Page
+from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, Page, RunQuery
 from dragon.services.container import Services
 from dragon.services.context import Caller
 from dragon.web.charts import incidents_chart
 from dragon.web.rendering import render
+from dragon.web.run_views import result_links, status_text
 
 router = APIRouter(route_class=GuardedRoute, include_in_schema=False)
 Who = Annotated[Principal, Depends(principal_of)]
@@ -44,7 +45,7 @@ async def dashboard_panel(request: Request, who: Who, svc: Svc) -> Response:
     return render(request, "dashboard_panel.html", principal=who, **_panel_context(figures))
 
 
-def _enum_or_none(kind: type[Any], value: str | None, field: str) -> Any:
+def enum_or_none(kind: type[Any], value: str | None, field: str) -> Any:
     if not value:
         return None
     try:
@@ -68,8 +69,8 @@ async def incidents_page(
 ) -> Response:
     items, next_cursor = await svc.incidents.find(
         IncidentQuery(
-            status=_enum_or_none(IncidentStatus, status, "status"),
-            severity=_enum_or_none(Severity, severity, "severity"),
+            status=enum_or_none(IncidentStatus, status, "status"),
+            severity=enum_or_none(Severity, severity, "severity"),
             source=source or None,
             text=q or None,
             page=Page(limit=PAGE_SIZE, after=cursor or None),
@@ -101,7 +102,8 @@ class TimelineEntry:
     kind: str
     title: str
     detail: str = ""
-    url: str | None = None
+    url: str | None = None  # out to where it happened: the CI run, the alert, the pull request
+    href: str | None = None  # to the console's own page for it
 
 
 @router.get("/incidents/{incident_id}")
@@ -135,6 +137,35 @@ async def move_incident(
             error=exc.message,
         )
     return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+def run_entries(run: Run) -> list[TimelineEntry]:
+    """A run's moments: queued, started, finished (with where its result can be seen)."""
+    href = f"/runs/{run.id}"
+    entries = [TimelineEntry(run.created_at, "run", f"Run of {run.action} queued", href=href)]
+    if run.started_at:
+        entries.append(
+            TimelineEntry(
+                run.started_at,
+                "run",
+                f"Run of {run.action} started",
+                f"attempt {run.attempts} of {run.max_attempts}",
+                href=href,
+            )
+        )
+    if run.finished_at:
+        links = result_links(run.result)
+        entries.append(
+            TimelineEntry(
+                run.finished_at,
+                "run",
+                f"Run of {run.action} {run.status}",
+                status_text(run) + (f": {run.error}" if run.error else ""),
+                url=links[0].url if links else None,
+                href=href,
+            )
+        )
+    return entries
 
 
 async def _incident_page(
@@ -178,8 +209,14 @@ async def _incident_page(
             )
             for a in view.approvals
         )
+    runs = [
+        run
+        for d in decisions
+        for run in (await svc.runs.find(RunQuery(decision_id=d.id, page=Page(limit=5))))[0]
+    ]
+    timeline.extend(entry for run in runs for entry in run_entries(run))
     if who.role.includes(Role.ADMIN):
-        targets = [incident_id, *(d.id for d in decisions)]
+        targets = [incident_id, *(d.id for d in decisions), *(r.id for r in runs)]
         for target in targets:
             for event in await svc.audit.find(AuditQuery(target_id=target, limit=100)):
                 timeline.append(
@@ -189,7 +226,7 @@ async def _incident_page(
                         f"Audit #{event.seq}: {event.action} by {event.actor_name}",
                     )
                 )
-    timeline.sort(key=lambda e: e.at, reverse=True)
+    timeline.sort(key=lambda e: e.at)
     return render(
         request,
         "incident.html",
@@ -199,6 +236,7 @@ async def _incident_page(
         can_move=who.role.includes(Role.DEVELOPER),
         incident=incident,
         decisions=views,
+        runs_of={d.id: [r for r in runs if r.decision_id == d.id] for d in decisions},
         links=links,
         timeline=timeline,
     )

@@ -22,6 +22,8 @@ NAV: tuple[tuple[str, str, Role], ...] = (
     ("/", "Dashboard", Role.VIEWER),
     ("/incidents", "Incidents", Role.VIEWER),
     ("/approvals", "Approvals", Role.VIEWER),
+    ("/runbooks", "Runbooks", Role.VIEWER),
+    ("/runs", "Runs", Role.VIEWER),
     ("/policy", "Policy", Role.VIEWER),
     ("/audit", "Audit log", Role.ADMIN),
     ("/keys", "API keys", Role.ADMIN),

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dragon.api.deadline import DeadlineMiddleware
 from dragon.api.idempotency import IdempotencyMiddleware
@@ -17,6 +18,7 @@ from dragon.api.middleware import (
 from dragon.api.tracing import TracingMiddleware, tracer_provider
 from dragon.domain.ports import IdempotencyStore
 from dragon.settings import Settings, origin_list
+from dragon.web.console import console_problem_pages
 
 
 def install_middleware(
@@ -36,6 +38,7 @@ def install_middleware(
         max_body_bytes=settings.max_body_bytes,
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
+    console_problem_pages(app)  # around the deadline and the body limit, inside the headers
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     origins = origin_list(settings.cors_origins)
@@ -69,4 +72,8 @@ def install_middleware(
         )
         closers.append(provider.shutdown)
         app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("dragon"))
+    if proxies := settings.trusted_proxies():
+        # Outermost, so the per-address limits, the logs, HSTS and Secure cookies see the client
+        # and scheme a trusted proxy reports; anyone else's X-Forwarded-* is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     return closers

@@ -1,4 +1,4 @@
-// Dragon console: live dashboard updates, the playground form, and progress on form submits.
+// Dragon console: live updates of the dashboard and runs, the playground form, and progress on form submits.
 // Loaded as a file (the Content-Security-Policy allows no inline script).
 "use strict";
 
@@ -16,11 +16,23 @@ function setStatus(text, retry) {
   }
 }
 
-function startDashboard(panel) {
+function startLivePanel(panel) {
+  // A fragment of the page that the server re-renders: fetched again on every change the live
+  // feed reports, and, with data-poll-seconds, every few seconds while it says it is active.
   var streamUrl = panel.getAttribute("data-live-src");
   var panelUrl = panel.getAttribute("data-panel-src");
+  var label = panel.getAttribute("data-live-label") || "Page";
+  var pollMs = parseFloat(panel.getAttribute("data-poll-seconds") || "0") * 1000;
+  var pollTimer = null;
+  function active() { return panel.querySelector("[data-active=true]") !== null; }
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    if (pollMs > 0 && active()) pollTimer = setTimeout(refresh, pollMs);
+  }
   function refresh() {
-    fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    var controller = new AbortController();
+    var timer = setTimeout(function () { controller.abort(); }, 10000);
+    fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" }, signal: controller.signal })
       .then(function (r) {
         if (r.redirected || r.status === 401) {
           ended();
@@ -33,17 +45,25 @@ function startDashboard(panel) {
         if (html === null) return;
         panel.innerHTML = html;
         panel.setAttribute("data-updated", new Date().toISOString());
-        setStatus("Dashboard updated at " + new Date().toLocaleTimeString() + ".");
+        setStatus(label + " updated at " + new Date().toLocaleTimeString() + ".");
+        schedulePoll();
       })
-      .catch(function () { setStatus("The dashboard could not be updated.", refresh); });
+      .catch(function (error) {
+        var why = error && error.name === "AbortError" ? "timed out" : "failed";
+        setStatus("Updating the " + label.toLowerCase() + " " + why + ".", refresh);
+      })
+      .finally(function () { clearTimeout(timer); });
   }
   function ended() {
-    source.close();
+    if (source) source.close();
+    clearTimeout(pollTimer);
     panel.setAttribute("data-live", "stopped");
     setStatus("Live updates stopped: your session may have ended.", function () {
       window.location.reload();
     });
   }
+  schedulePoll();
+  if (!streamUrl || !window.EventSource) return;
   var source = new EventSource(streamUrl);
   var first = true;
   source.addEventListener("dashboard", function () {
@@ -64,21 +84,97 @@ function startDashboard(panel) {
 
 function fieldError(form, name, message) {
   var input = form.querySelector("[name='" + name + "']");
-  var box = document.getElementById("pg-" + name + "-error");
+  var box = document.getElementById(form.getAttribute("data-prefix") + name + "-error");
   if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
   if (box) { box.textContent = message || ""; box.hidden = !message; }
+  return Boolean(box);
+}
+
+function countsText(total, one, many, verb, counts) {
+  var parts = Object.keys(counts).map(function (k) { return counts[k] + " " + k; });
+  return total + " " + (total === 1 ? one : many) + " " + verb + (parts.length ? ": " + parts.join(", ") : "");
+}
+
+function renderVerdict(body, response) {
+  var outcome = {
+    auto_approve: "Would run on its own: the policy auto-approves it.",
+    require_approval: "Would wait for approval.",
+    deny: "Would be refused by the policy."
+  }[body.outcome] || body.outcome;
+  document.getElementById("result-outcome").textContent = outcome;
+  document.getElementById("result-risk").textContent = body.risk_level + " (" + body.risk_score + "/100)";
+  document.getElementById("result-rule").textContent = body.policy_rule + ": " + body.policy_reason;
+  document.getElementById("result-approval").textContent = body.approval_needed
+    ? body.approvals_required + " approval(s) from " + body.approver_roles.join(" or ")
+    : "None needed";
+  var list = document.getElementById("result-factors");
+  list.textContent = "";
+  body.risk_factors.forEach(function (f) {
+    var item = document.createElement("li");
+    item.textContent = f.name + " (+" + f.weight + ")" + (f.detail ? ": " + f.detail : "");
+    list.appendChild(item);
+  });
+  var analysis = body.analysis;
+  var box = document.getElementById("result-analysis");
+  box.hidden = !analysis;
+  if (analysis) {
+    document.getElementById("result-classification").textContent =
+      analysis.classification.replace(/_/g, " ") + " (confidence " + analysis.confidence.toFixed(2) + ")";
+    document.getElementById("result-action").textContent = analysis.proposed_action +
+      (analysis.automatic ? "" : " (Dragon only tells people; it changes nothing)");
+    document.getElementById("result-analyzer").textContent = analysis.analyzer + " " + analysis.analyzer_version;
+    document.getElementById("result-rationale").textContent = "Why: " + analysis.rationale + ". Impact: " + analysis.impact + ".";
+    var evidence = document.getElementById("result-evidence");
+    evidence.textContent = "";
+    if (!analysis.evidence.length) {
+      var none = document.createElement("li");
+      none.textContent = "No line matched a rule: the failure is unknown to the analyzer.";
+      evidence.appendChild(none);
+    }
+    analysis.evidence.forEach(function (e) {
+      var item = document.createElement("li");
+      var code = document.createElement("code");
+      code.textContent = e.text;
+      item.appendChild(document.createTextNode("line " + e.line + ": "));
+      item.appendChild(code);
+      item.appendChild(document.createTextNode(" (rule " + e.rule + ", +" + e.weight + ")"));
+      evidence.appendChild(item);
+    });
+  }
+  var remaining = response.headers.get("X-RateLimit-Remaining");
+  document.getElementById("result-quota").textContent =
+    remaining === null ? "" : remaining + " tries left this hour from your address.";
+  document.getElementById("playground-result").hidden = false;
+  document.getElementById("result-heading").focus();
+}
+
+function refreshPlaygroundStats() {
+  fetch("/api/v1/playground/stats", { headers: { Accept: "application/json" } })
+    .then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (stats) {
+      if (!stats) return;
+      document.getElementById("playground-stats").textContent =
+        countsText(stats.total, "proposal", "proposals", "judged", stats.by_outcome) + "; " +
+        stats.analyzed + " from " + (stats.analyzed === 1 ? "a CI log" : "CI logs") +
+        (stats.analyzed ? " (" + Object.keys(stats.by_classification).map(function (k) {
+          return stats.by_classification[k] + " " + k;
+        }).join(", ") + ")" : "") + ".";
+    })
+    .catch(function () { /* the figures stay as they were; the verdict is what matters */ });
 }
 
 function startPlayground(form) {
   var errorBox = document.getElementById("playground-error");
-  var result = document.getElementById("playground-result");
   var button = form.querySelector("button[type=submit]");
-  var scenario = document.getElementById("scenario");
-  scenario.addEventListener("change", function () {
-    var option = scenario.options[scenario.selectedIndex];
-    ["title", "action", "rationale", "impact", "repo", "branch", "environment"].forEach(function (name) {
-      var input = form.querySelector("[name='" + name + "']");
-      if (input && option.value) input.value = option.getAttribute("data-" + name) || "";
+  var label = button.textContent;
+  var preset = form.querySelector("select.preset");
+  var inputs = Array.prototype.slice.call(form.querySelectorAll("[name]"));
+  var required = inputs.filter(function (i) { return i.required; }).map(function (i) { return i.name; });
+  preset.addEventListener("change", function () {
+    var option = preset.options[preset.selectedIndex];
+    if (!option.value) return;
+    inputs.forEach(function (input) {
+      if (input !== preset) input.value = option.getAttribute("data-" + input.name) || "";
     });
   });
   function showError(message, retry) {
@@ -93,52 +189,16 @@ function startPlayground(form) {
     }
     errorBox.hidden = false;
   }
-  function render(body, response) {
-    var outcome = {
-      auto_approve: "Would run on its own: the policy auto-approves it.",
-      require_approval: "Would wait for approval.",
-      deny: "Would be refused by the policy."
-    }[body.outcome] || body.outcome;
-    document.getElementById("result-outcome").textContent = outcome;
-    document.getElementById("result-risk").textContent = body.risk_level + " (" + body.risk_score + "/100)";
-    document.getElementById("result-rule").textContent = body.policy_rule + ": " + body.policy_reason;
-    document.getElementById("result-approval").textContent = body.approval_needed
-      ? body.approvals_required + " approval(s) from " + body.approver_roles.join(" or ")
-      : "None needed";
-    var list = document.getElementById("result-factors");
-    list.textContent = "";
-    body.risk_factors.forEach(function (f) {
-      var item = document.createElement("li");
-      item.textContent = f.name + " (+" + f.weight + ")" + (f.detail ? ": " + f.detail : "");
-      list.appendChild(item);
-    });
-    var remaining = response.headers.get("X-RateLimit-Remaining");
-    document.getElementById("result-quota").textContent =
-      remaining === null ? "" : remaining + " tries left this hour from your address.";
-    result.hidden = false;
-    document.getElementById("result-heading").focus();
-  }
-  function refreshStats() {
-    fetch("/api/v1/playground/stats", { headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (stats) {
-        if (!stats) return;
-        var parts = Object.keys(stats.by_outcome).map(function (k) { return stats.by_outcome[k] + " " + k; });
-        document.getElementById("playground-stats").textContent =
-          stats.total + (stats.total === 1 ? " proposal" : " proposals") + " judged" + (parts.length ? ": " + parts.join(", ") : "") + ".";
-      })
-      .catch(function () { /* the figures stay as they were; the verdict is what matters */ });
-  }
   function submit() {
     errorBox.hidden = true;
-    ["title", "action", "repo", "branch", "environment"].forEach(function (n) { fieldError(form, n, ""); });
     var data = {};
-    ["title", "action", "rationale", "impact", "repo", "branch", "environment", "scenario"].forEach(function (name) {
-      var value = form.querySelector("[name='" + name + "']").value.trim();
-      if (value || name === "title" || name === "action") data[name] = value;
+    inputs.forEach(function (input) {
+      fieldError(form, input.name, "");
+      var value = input.name === "log" ? input.value : input.value.trim();
+      if (value || required.indexOf(input.name) >= 0) data[input.name] = value;
     });
     button.disabled = true;
-    button.textContent = "Judging…";
+    button.textContent = form.getAttribute("data-busy");
     var controller = new AbortController();
     var timer = setTimeout(function () { controller.abort(); }, 10000);
     fetch(form.getAttribute("data-api"), {
@@ -148,7 +208,7 @@ function startPlayground(form) {
       signal: controller.signal
     }).then(function (response) {
       return response.json().then(function (body) {
-        if (response.status === 201) { render(body, response); refreshStats(); return; }
+        if (response.status === 201) { renderVerdict(body, response); refreshPlaygroundStats(); return; }
         if (response.status === 429) {
           var wait = parseInt(response.headers.get("Retry-After") || "60", 10);
           showError("Too many tries from your address. Try again in " +
@@ -156,18 +216,18 @@ function startPlayground(form) {
           return;
         }
         if (response.status === 422 && body.errors) {
-          body.errors.forEach(function (e) { fieldError(form, e.field, e.message); });
-          showError("Some fields need fixing.", false);
+          var elsewhere = body.errors.filter(function (e) { return !fieldError(form, e.field, e.message); });
+          showError("Some fields need fixing." + elsewhere.map(function (e) { return " " + e.field + ": " + e.message + "."; }).join(""), false);
           return;
         }
-        showError(body.detail || "The playground could not judge this proposal.", true);
+        showError(body.detail || "The playground could not judge this.", true);
       });
-    }).catch(function () {
-      showError("The request failed or timed out.", true);
+    }).catch(function (error) {
+      showError(error && error.name === "AbortError" ? "The request timed out." : "The request failed.", true);
     }).finally(function () {
       clearTimeout(timer);
       button.disabled = false;
-      button.textContent = "Judge it";
+      button.textContent = label;
     });
   }
   form.addEventListener("submit", function (event) { event.preventDefault(); submit(); });
@@ -184,9 +244,7 @@ function showProgress(form) {
 }
 
 document.addEventListener("DOMContentLoaded", function () {
-  var panel = document.getElementById("dashboard-panel");
-  if (panel && window.EventSource) startDashboard(panel);
-  var playground = document.getElementById("playground-form");
-  if (playground) startPlayground(playground);
+  document.querySelectorAll("[data-panel-src]").forEach(startLivePanel);
+  document.querySelectorAll("form.playground-form").forEach(startPlayground);
   document.querySelectorAll("form[method=post]").forEach(showProgress);
 });
