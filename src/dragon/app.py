@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import secrets
 import sys
@@ -89,6 +90,7 @@ from dragon.store.idempotency import (
     RedisIdempotencyStore,
 )
 from dragon.store.inbox import GroupCommitInbox
+from dragon.store.live_redis import RedisLiveUpdates
 from dragon.store.operational_stats import SqlOperationalStats
 from dragon.store.redis_client import RedisGuard, connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
@@ -324,11 +326,13 @@ class Lifecycle:
         database: Database,
         *,
         redis: RedisGuard | None = None,
+        live: RedisLiveUpdates | None = None,
     ) -> None:
         self.settings = settings
         self.services = services
         self.database = database
         self.redis = redis
+        self.live = live
         self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
@@ -371,6 +375,8 @@ class Lifecycle:
                 run_dashboard_feed(self.services, every_seconds=self.settings.live_poll_seconds)
             ),
         ]
+        if self.live is not None:
+            tasks.append(asyncio.create_task(self.live.listen()))
         if self.settings.worker_enabled:
             tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
             if self.settings.triage_enabled:
@@ -435,6 +441,7 @@ class SharedState:
     redis: RedisGuard | None
     rate_limiter: RateLimiter
     idempotency: IdempotencyStore
+    live: RedisLiveUpdates | None = None
 
 
 def shared_state(settings: Settings, services: Services) -> SharedState:
@@ -454,7 +461,8 @@ def shared_state(settings: Settings, services: Services) -> SharedState:
         fallback=MemoryIdempotencyStore(),
         guard=guard,
     )
-    return SharedState(guard, RateLimiter(rates, shared=shared), idempotency)
+    live = RedisLiveUpdates(services.live, guard=guard, channel=f"{settings.redis_key_prefix}live")
+    return SharedState(guard, RateLimiter(rates, shared=shared), idempotency, live)
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
@@ -468,7 +476,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     )
     services = build_services(settings, database, clock=clock)
     shared = shared_state(settings, services)
-    lifecycle = Lifecycle(settings, services, database, redis=shared.redis)
+    if shared.live is not None:
+        services = dataclasses.replace(services, live=shared.live)
+    lifecycle = Lifecycle(settings, services, database, redis=shared.redis, live=shared.live)
     app = FastAPI(
         title="Dragon",
         summary="Governed DevOps incident orchestrator",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dragon.app import build_services, create_app, delivery_worker
+from dragon.app import build_services, create_app, delivery_worker, shared_state
 from dragon.domain.clock import system_clock
 from dragon.domain.enums import DeliveryStatus, NotificationStatus, Role
 from dragon.domain.errors import DragonError, PolicyInvalid
@@ -167,6 +168,10 @@ def worker() -> None:
     async def run() -> None:
         database = connect(settings.database_url, pool_size=settings.db_pool_size)
         services = build_services(settings, database, clock=system_clock)
+        # Events a worker publishes reach the consoles on every replica through Redis.
+        shared = shared_state(settings, services)
+        if shared.live is not None:
+            services = dataclasses.replace(services, live=shared.live)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -202,6 +207,8 @@ def worker() -> None:
         await services.runs.close()
         await services.notifications.close()
         await database.dispose()
+        if shared.redis is not None:
+            await shared.redis.close()
 
     asyncio.run(run())
 
