@@ -18,9 +18,11 @@ import httpx
 import structlog
 import yaml
 from fastapi import Depends, FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import SecretStr
 from starlette.middleware.gzip import GZipMiddleware
 
+from dragon import traces
 from dragon.api.access import check_table_covers, enforce_access
 from dragon.api.deadline import DeadlineMiddleware
 from dragon.api.idempotency import IdempotencyMiddleware
@@ -94,6 +96,7 @@ from dragon.store.live_redis import RedisLiveUpdates
 from dragon.store.operational_stats import SqlOperationalStats
 from dragon.store.redis_client import RedisGuard, connect_redis
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
+from dragon.traces import traced
 from dragon.web.console import install_console
 from dragon.workers.deliveries import run_delivery_worker
 from dragon.workers.jobs import DELIVERY_JOBS, job_app, run_job_worker
@@ -220,7 +223,9 @@ def load_routing(settings: Settings) -> RoutingTable:
 
 def notify_settings(settings: Settings, *, clock: Clock) -> NotifySettings:
     routing = load_routing(settings)
-    http = httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False)
+    http = httpx.AsyncClient(
+        timeout=settings.notification_timeout_seconds, follow_redirects=False, transport=traced()
+    )
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     slack_client = (
         slack.SlackClient(http, token=token, api_url=settings.slack_api_url) if token else None
@@ -465,8 +470,26 @@ def shared_state(settings: Settings, services: Services) -> SharedState:
     return SharedState(guard, RateLimiter(rates, shared=shared), idempotency, live)
 
 
+def start_tracing(settings: Settings) -> TracerProvider | None:
+    """Tracing on for this process when DRAGON_OTEL_ENDPOINT is set: before anything builds
+    an HTTP client, so the integrations' clients get traced transports."""
+    if not settings.otel_endpoint:
+        return None
+    provider = tracer_provider(
+        endpoint=settings.otel_endpoint, service_name=settings.otel_service_name
+    )
+    traces.enable(provider.get_tracer("dragon"))
+    return provider
+
+
+def stop_tracing(provider: TracerProvider) -> None:
+    traces.disable()
+    provider.shutdown()  # flushes the batch: blocking I/O
+
+
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     check_secrets(settings)
+    provider = start_tracing(settings)
     database = connect(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -574,11 +597,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
                 "Retry-After",
             ],
         )
-    if settings.otel_endpoint:
+    if provider is not None:
         # Outermost, so the access log line of a request carries its trace id too.
-        provider = tracer_provider(
-            endpoint=settings.otel_endpoint, service_name=settings.otel_service_name
+        lifecycle.closers.append(lambda: stop_tracing(provider))
+        app.add_middleware(
+            TracingMiddleware,
+            tracer=provider.get_tracer("dragon"),
+            fixed_paths=frozenset(f"/webhooks/{s}" for s in services.ingest.sources),
         )
-        lifecycle.closers.append(provider.shutdown)
-        app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("dragon"))
     return app

@@ -20,7 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dragon.app import build_services, create_app, delivery_worker, shared_state
+from dragon.app import (
+    build_services,
+    create_app,
+    delivery_worker,
+    shared_state,
+    start_tracing,
+    stop_tracing,
+)
 from dragon.domain.clock import system_clock
 from dragon.domain.enums import DeliveryStatus, NotificationStatus, Role
 from dragon.domain.errors import DragonError, PolicyInvalid
@@ -166,6 +173,7 @@ def worker() -> None:
     settings = _settings()
 
     async def run() -> None:
+        provider = start_tracing(settings)
         database = connect(settings.database_url, pool_size=settings.db_pool_size)
         services = build_services(settings, database, clock=system_clock)
         # Events a worker publishes reach the consoles on every replica through Redis.
@@ -209,6 +217,8 @@ def worker() -> None:
         await database.dispose()
         if shared.redis is not None:
             await shared.redis.close()
+        if provider is not None:
+            await asyncio.to_thread(stop_tracing, provider)
 
     asyncio.run(run())
 
