@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import os
 import secrets
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -84,6 +86,7 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.services.notifications import DeliveryRules
 from dragon.services.triage import TriageSettings
 from dragon.settings import Profile, Settings, origin_list, runbook_map, secret_list
+from dragon.store.breaker_board import RedisBreakerBoard
 from dragon.store.database import Database, connect
 from dragon.store.health import SqlStoreHealth
 from dragon.store.idempotency import (
@@ -332,12 +335,14 @@ class Lifecycle:
         *,
         redis: RedisGuard | None = None,
         live: RedisLiveUpdates | None = None,
+        board: RedisBreakerBoard | None = None,
     ) -> None:
         self.settings = settings
         self.services = services
         self.database = database
         self.redis = redis
         self.live = live
+        self.board = board
         self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
@@ -382,6 +387,8 @@ class Lifecycle:
         ]
         if self.live is not None:
             tasks.append(asyncio.create_task(self.live.listen()))
+        if self.board is not None:
+            tasks.append(asyncio.create_task(self.board.run(self.services.breakers.states)))
         if self.settings.worker_enabled:
             tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
             if self.settings.triage_enabled:
@@ -447,9 +454,15 @@ class SharedState:
     rate_limiter: RateLimiter
     idempotency: IdempotencyStore
     live: RedisLiveUpdates | None = None
+    board: RedisBreakerBoard | None = None
 
 
-def shared_state(settings: Settings, services: Services) -> SharedState:
+def process_name(role: str) -> str:
+    """How this process is named on the fleet's breaker board."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def shared_state(settings: Settings, services: Services, *, role: str = "api") -> SharedState:
     rates = settings.rate_limit_items()
     if settings.redis_url is None:
         return SharedState(None, RateLimiter(rates), MemoryIdempotencyStore())
@@ -467,7 +480,13 @@ def shared_state(settings: Settings, services: Services) -> SharedState:
         guard=guard,
     )
     live = RedisLiveUpdates(services.live, guard=guard, channel=f"{settings.redis_key_prefix}live")
-    return SharedState(guard, RateLimiter(rates, shared=shared), idempotency, live)
+    board = RedisBreakerBoard(
+        guard,
+        prefix=settings.redis_key_prefix,
+        process=process_name(role),
+        every_seconds=settings.breaker_report_seconds,
+    )
+    return SharedState(guard, RateLimiter(rates, shared=shared), idempotency, live, board)
 
 
 def start_tracing(settings: Settings) -> TracerProvider | None:
@@ -501,7 +520,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     shared = shared_state(settings, services)
     if shared.live is not None:
         services = dataclasses.replace(services, live=shared.live)
-    lifecycle = Lifecycle(settings, services, database, redis=shared.redis, live=shared.live)
+    lifecycle = Lifecycle(
+        settings, services, database, redis=shared.redis, live=shared.live, board=shared.board
+    )
     app = FastAPI(
         title="Dragon",
         summary="Governed DevOps incident orchestrator",
@@ -514,7 +535,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.state.ready = False
     app.state.rate_limiter = shared.rate_limiter
     app.state.readiness = Readiness(
-        services.health, redis=shared.redis, cache_seconds=settings.readiness_cache_seconds
+        services.health,
+        redis=shared.redis,
+        cache_seconds=settings.readiness_cache_seconds,
+        board=shared.board,
     )
     for router in (
         health.router,

@@ -177,7 +177,7 @@ def worker() -> None:
         database = connect(settings.database_url, pool_size=settings.db_pool_size)
         services = build_services(settings, database, clock=system_clock)
         # Events a worker publishes reach the consoles on every replica through Redis.
-        shared = shared_state(settings, services)
+        shared = shared_state(settings, services, role="worker")
         if shared.live is not None:
             services = dataclasses.replace(services, live=shared.live)
         stop = asyncio.Event()
@@ -202,6 +202,9 @@ def worker() -> None:
                     run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
                 )
             )
+        if shared.board is not None:
+            # Workers serve no HTTP: the API replicas show their breakers from this board.
+            tasks.append(asyncio.create_task(shared.board.run(services.breakers.states)))
         await services.actions.record_setting(CLI_CALLER)
         engine = "procrastinate" if settings.uses_procrastinate() else "the inbox"
         err.print(f"dragon worker started on {database.dialect}, jobs on {engine}")
