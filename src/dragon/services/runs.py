@@ -186,6 +186,9 @@ class RunService:
                 parent=trace_context,
                 attributes={"dragon.run_id": run_id, "dragon.decision_id": request.decision_id},
             ):
+                log.info(
+                    "run_started", run_id=run_id, action=request.action, attempt=request.attempt
+                )
                 await self._execute(run_id, lease=lease, dry_run=dry_run, request=request)
         return len(claimed)
 
