@@ -36,7 +36,7 @@ from tests.integration.test_ingest_processes import (
     wait_until_nothing_pending,
     workflow_run_failure,
 )
-from tests.notify_setup import routing
+from tests.notify_setup import WEBHOOK_SECRET
 from tests.peers import HttpPeer, running_peer
 
 REPO = "acme/api"
@@ -243,7 +243,13 @@ async def test_a_hung_llm_endpoint_opens_its_breaker_and_everything_else_keeps_g
     notified: HttpPeer,
 ) -> None:
     notifications = tmp_path / "notifications.yaml"
-    notifications.write_text(yaml.safe_dump(routing(notified.url)), encoding="utf-8")
+    document = {
+        "channels": {
+            "hook": {"type": "webhook", "url": f"{notified.url}/hook", "secret": WEBHOOK_SECRET}
+        },
+        "routes": [{"name": "default", "default": True, "channels": ["hook"]}],
+    }
+    notifications.write_text(yaml.safe_dump(document), encoding="utf-8")
     env = dragon_env(
         database_url,
         redis_url=private_redis.url,
