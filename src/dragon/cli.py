@@ -20,14 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dragon.app import (
-    build_services,
-    create_app,
-    delivery_worker,
-    shared_state,
-    start_tracing,
-    stop_tracing,
-)
+from dragon.app import build_services, create_app, delivery_worker
 from dragon.domain.clock import system_clock
 from dragon.domain.enums import DeliveryStatus, NotificationStatus, Role
 from dragon.domain.errors import DragonError, PolicyInvalid
@@ -39,6 +32,8 @@ from dragon.services.context import SYSTEM, Caller
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
+from dragon.wiring.shared_state import shared_state
+from dragon.wiring.tracing import start_tracing, stop_tracing
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
