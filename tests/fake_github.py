@@ -45,6 +45,8 @@ class GitHubState:
     stall: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     issued_tokens: list[str] = field(default_factory=list)
+    # "METHOD /path" -> the W3C traceparent each call carried (None: it carried none).
+    traceparents: list[tuple[str, str | None]] = field(default_factory=list)
 
     def count(self, method: str, pattern: str) -> int:
         return sum(
@@ -114,6 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.calls[key] += 1
             state.bodies.append((key, body))
+            state.traceparents.append((key, self.headers.get("traceparent")))
             scripted = None
             for pattern, queue in state.script.items():
                 m, _, p = pattern.partition(" ")

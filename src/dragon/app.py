@@ -4,6 +4,8 @@ The wiring itself lives by capability in dragon.wiring (and dragon.execution_wir
 
 from __future__ import annotations
 
+import dataclasses
+
 import structlog
 from fastapi import Depends, FastAPI
 
@@ -19,6 +21,7 @@ from dragon.wiring.middleware import install_middleware
 from dragon.wiring.routes import install_routes
 from dragon.wiring.services import build_services
 from dragon.wiring.shared_state import shared_state
+from dragon.wiring.tracing import start_tracing
 
 # cli.py and the tests build services and workers the way the app does.
 __all__ = ["ConfigurationError", "build_services", "check_secrets", "create_app", "delivery_worker"]
@@ -50,6 +53,7 @@ def check_secrets(settings: Settings) -> None:
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     check_secrets(settings)
+    provider = start_tracing(settings)
     database = connect(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -59,7 +63,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     )
     services = build_services(settings, database, clock=clock)
     shared = shared_state(settings, services)
-    lifecycle = Lifecycle(settings, services, database, redis=shared.redis)
+    if shared.live is not None:
+        services = dataclasses.replace(services, live=shared.live)
+    lifecycle = Lifecycle(
+        settings, services, database, redis=shared.redis, live=shared.live, board=shared.board
+    )
     app = FastAPI(
         title="Dragon",
         summary="Governed DevOps incident orchestrator",
@@ -72,7 +80,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.state.ready = False
     app.state.rate_limiter = shared.rate_limiter
     app.state.readiness = Readiness(
-        services.health, redis=shared.redis, cache_seconds=settings.readiness_cache_seconds
+        services.health,
+        redis=shared.redis,
+        cache_seconds=settings.readiness_cache_seconds,
+        board=shared.board,
     )
     install_routes(app, settings, services=services, shared=shared, clock=clock)
     app.state.clock = clock
@@ -82,5 +93,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     )
     app.state.breaker_states = services.breakers.states
     # After the routes' own (webhook fast path): each middleware added wraps the ones before.
-    lifecycle.closers.extend(install_middleware(app, settings, idempotency=shared.idempotency))
+    lifecycle.closers.extend(
+        install_middleware(
+            app,
+            settings,
+            idempotency=shared.idempotency,
+            provider=provider,
+            fixed_paths=frozenset(f"/webhooks/{s}" for s in services.ingest.sources),
+        )
+    )
     return app

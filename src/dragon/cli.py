@@ -4,6 +4,7 @@ prune runs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -32,6 +33,8 @@ from dragon.services.context import SYSTEM, Caller
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
+from dragon.wiring.shared_state import shared_state
+from dragon.wiring.tracing import start_tracing, stop_tracing
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
 from dragon.workers.sweeper import run_expiry_sweeps
@@ -170,8 +173,13 @@ def worker() -> None:
     settings = _settings()
 
     async def run() -> None:
+        provider = start_tracing(settings)
         database = connect(settings.database_url, pool_size=settings.db_pool_size)
         services = build_services(settings, database, clock=system_clock)
+        # Events a worker publishes reach the consoles on every replica through Redis.
+        shared = shared_state(settings, services, role="worker")
+        if shared.live is not None:
+            services = dataclasses.replace(services, live=shared.live)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -194,6 +202,9 @@ def worker() -> None:
                     run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
                 )
             )
+        if shared.board is not None:
+            # Workers serve no HTTP: the API replicas show their breakers from this board.
+            tasks.append(asyncio.create_task(shared.board.run(services.breakers.states)))
         await services.actions.record_setting(CLI_CALLER)
         engine = "procrastinate" if settings.uses_procrastinate() else "the inbox"
         err.print(f"dragon worker started on {database.dialect}, jobs on {engine}")
@@ -207,6 +218,10 @@ def worker() -> None:
         await services.runs.close()
         await services.notifications.close()
         await database.dispose()
+        if shared.redis is not None:
+            await shared.redis.close()
+        if provider is not None:
+            await asyncio.to_thread(stop_tracing, provider)
 
     asyncio.run(run())
 

@@ -21,6 +21,7 @@ from dragon.integrations.jenkins_api import JenkinsActions, JenkinsClient
 from dragon.services.container import ExecutionWiring
 from dragon.services.runs import ExecutionSettings
 from dragon.settings import Settings
+from dragon.traces import traced
 
 
 def github_auth(settings: Settings, *, clock: Clock) -> GitHubAuth | None:
@@ -48,6 +49,7 @@ def execution_wiring(
             base_url=base_url,
             timeout=default_timeout(settings.http_timeout_seconds),
             headers={"User-Agent": "dragon"},
+            transport=traced(),
         )
         closers.append(http.aclose)
         return http
@@ -105,7 +107,9 @@ def execution_wiring(
         action: BySource(vendors) for action, vendors in by_source.items()
     }
     runbook_http = httpx.AsyncClient(
-        timeout=default_timeout(settings.http_timeout_seconds), headers={"User-Agent": "dragon"}
+        timeout=default_timeout(settings.http_timeout_seconds),
+        headers={"User-Agent": "dragon"},
+        transport=traced(),
     )
     closers.append(runbook_http.aclose)
     return ExecutionWiring(

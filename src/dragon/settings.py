@@ -251,6 +251,9 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         30.0, gt=0, description="deadline of one request; past it the answer is 503"
     )
+    breaker_report_seconds: float = Field(
+        5.0, gt=0, le=60, description="how often each process reports its breakers to Redis"
+    )
     db_pool_timeout_seconds: float = Field(
         2.0, gt=0, le=60, description="longest wait for a free database connection (then 503)"
     )

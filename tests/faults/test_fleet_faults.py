@@ -12,112 +12,27 @@ it started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.faults.conftest import PrivateRedis, StartWorkers
 from tests.integration.test_ingest_processes import (
-    DRAGON,
     Launch,
     create_admin_key,
     dragon_env,
-    free_port,
     signed,
     wait_until_nothing_pending,
     workflow_run_failure,
 )
 
-StartWorkers = Callable[[dict[str, str], int], Awaitable[None]]
 LOAD_SECONDS = 3.0
 CONCURRENCY = 8
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free loopback port, stopped by its PID."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing (Debian's redis-server package)"
-        self.process = await asyncio.create_subprocess_exec(
-            binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.directory),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            await asyncio.sleep(0.05)
-        pytest.fail("the private redis-server did not listen in 10 s")
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    redis = PrivateRedis(tmp_path)
-    await redis.start()
-    yield redis
-    await redis.kill()
-
-
-@pytest.fixture
-async def workers(
-    tmp_path: Path,
-) -> AsyncIterator[Callable[[dict[str, str], int], Awaitable[None]]]:
-    started: list[asyncio.subprocess.Process] = []
-
-    async def start(env: dict[str, str], count: int) -> None:
-        for number in range(count):
-            with (tmp_path / f"worker-{number}.log").open("wb") as log:
-                process = await asyncio.create_subprocess_exec(
-                    str(DRAGON),
-                    "worker",
-                    env=env,
-                    cwd=tmp_path,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                )
-            started.append(process)
-
-    yield start
-    for process in started:
-        if process.returncode is None:
-            process.terminate()
-    for process in started:
-        try:
-            await asyncio.wait_for(process.wait(), timeout=15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def load(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dragon.domain.ports import StoreHealth
+from dragon.store.breaker_board import RedisBreakerBoard
 from dragon.store.redis_client import RedisGuard
 
 OPTIONAL = frozenset({"redis"})
@@ -22,6 +23,8 @@ OPTIONAL = frozenset({"redis"})
 @dataclass(frozen=True)
 class ReadinessReport:
     checks: dict[str, str]
+    # Every process's breakers (workers' too) from the fleet's board: process -> name -> state.
+    fleet_breakers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def failing(self) -> dict[str, str]:
@@ -39,10 +42,12 @@ class Readiness:
         *,
         redis: RedisGuard | None,
         cache_seconds: float,
+        board: RedisBreakerBoard | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._redis = redis
+        self._board = board
         self._cache_seconds = cache_seconds
         self._now = monotonic
         self._cached: tuple[float, ReadinessReport] | None = None
@@ -63,5 +68,10 @@ class Readiness:
     async def _check(self) -> ReadinessReport:
         if self._redis is None:
             return ReadinessReport(checks=dict(await self._store.check()))
-        store, redis = await asyncio.gather(self._store.check(), self._redis.ping())
-        return ReadinessReport(checks={**store, "redis": redis})
+        if self._board is None:
+            store, redis = await asyncio.gather(self._store.check(), self._redis.ping())
+            return ReadinessReport(checks={**store, "redis": redis})
+        store, redis, fleet = await asyncio.gather(
+            self._store.check(), self._redis.ping(), self._board.fleet()
+        )
+        return ReadinessReport(checks={**store, "redis": redis}, fleet_breakers=fleet)

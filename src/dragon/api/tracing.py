@@ -25,9 +25,13 @@ def tracer_provider(*, endpoint: str, service_name: str) -> TracerProvider:
 
 
 class TracingMiddleware:
-    def __init__(self, app: ASGIApp, *, tracer: Tracer) -> None:
+    def __init__(
+        self, app: ASGIApp, *, tracer: Tracer, fixed_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.tracer = tracer
+        # Paths answered before routing (the webhook fast path): each names its own span.
+        self.fixed_paths = fixed_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +56,8 @@ class TracingMiddleware:
                     await self.app(scope, receive, tracking_send)
                 finally:
                     route = getattr(scope.get("route"), "path", None)
+                    if route is None and scope["path"] in self.fixed_paths:
+                        route = scope["path"]
                     if route:
                         span.update_name(f"{method} {route}")
                         span.set_attribute("http.route", route)

@@ -70,6 +70,8 @@ class Incident:
     acknowledged_by: str | None = None
     resolved_at: datetime | None = None
     resolved_by: str | None = None
+    # W3C traceparent of the processing that opened it: triage continues that trace.
+    trace_context: str | None = None
 
 
 @dataclass(kw_only=True, eq=False)
@@ -103,6 +105,8 @@ class Decision:
     created_at: datetime
     updated_at: datetime
     decided_at: datetime | None = None
+    # W3C traceparent of the triage that proposed it: its run continues that trace.
+    trace_context: str | None = None
 
 
 @dataclass(kw_only=True, eq=False)

@@ -10,6 +10,7 @@ import httpx
 from dragon.domain.breaker import BreakerRegistry, CircuitBreaker
 from dragon.integrations import github_logs, gitlab_logs, jenkins_logs
 from dragon.integrations.job_logs import JobLogs, TailLimits, VendorLogFetcher
+from dragon.traces import traced
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +38,7 @@ def build_job_logs(
             timeout=httpx.Timeout(limits.timeout, connect=min(5.0, limits.timeout)),
             follow_redirects=True,
             max_redirects=3,
+            transport=traced(),
         )
         clients.append(made)
         return made

@@ -46,6 +46,7 @@ from dragon.domain.triage import (
     proposal_for,
     redact,
 )
+from dragon.traces import traced
 
 log = structlog.get_logger("dragon.llm")
 
@@ -154,7 +155,7 @@ def build_client(
         base_url=settings.base_url.rstrip("/") + "/",
         headers=headers,
         timeout=httpx.Timeout(settings.total_timeout, connect=connect_timeout),
-        transport=transport,
+        transport=traced(transport),
         follow_redirects=False,
     )
 

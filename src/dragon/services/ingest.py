@@ -29,6 +29,7 @@ from dragon.domain.ports import (
 from dragon.domain.signals import NormalizeOptions
 from dragon.services.audit_log import record
 from dragon.services.context import Caller
+from dragon.traces import current_traceparent
 
 # Headers worth keeping with a delivery: enough to re-normalize it, nothing secret.
 _KEPT_HEADERS = (
@@ -158,6 +159,9 @@ class IngestService:
     ) -> Receipt:
         self._last_arrival = time.monotonic()
         now = self._clock()
+        parent = current_traceparent()  # None unless tracing is on
+        if parent is not None:
+            headers = {**headers, "traceparent": parent}
         delivery = NewDelivery(
             id=new_id("dlv", now),
             source=source,

@@ -18,6 +18,7 @@ from dragon.domain.ports import UnitOfWork, UnitOfWorkFactory, WebhookAdapter
 from dragon.domain.signals import Normalized, NormalizeOptions
 from dragon.services.correlation import correlate
 from dragon.services.ingest import parse_json
+from dragon.traces import CONSUMER, current_traceparent, span
 
 log = structlog.get_logger("dragon.worker")
 _MAX_BACKOFF = timedelta(minutes=5)
@@ -121,7 +122,18 @@ class DeliveryProcessor:
         return adapter.normalize(headers=delivery.headers, payload=payload, options=self._options)
 
     async def _apply(self, uow: UnitOfWork, delivery: Delivery, meaning: Normalized) -> None:
+        # A child of the request that accepted the delivery, whichever process that was.
+        with span(
+            "process delivery",
+            parent=delivery.headers.get("traceparent"),
+            kind=CONSUMER,
+            attributes={"dragon.delivery_id": delivery.id, "dragon.source": delivery.source},
+        ):
+            await self._apply_traced(uow, delivery, meaning)
+
+    async def _apply_traced(self, uow: UnitOfWork, delivery: Delivery, meaning: Normalized) -> None:
         now = self._clock()
+        trace_context = current_traceparent()
         signal_ids: list[str] = []
         incident_ids: list[str] = []
         for draft in meaning.signals:
@@ -152,6 +164,8 @@ class DeliveryProcessor:
             if incident_id:
                 await uow.signals.attach(signal.id, incident_id)
                 incident_ids.append(incident_id)
+                if trace_context is not None:
+                    await self._link_trace(uow, incident_id, trace_context)
             signal_ids.append(signal.id)
         delivery.status = DeliveryStatus.IGNORED if meaning.ignored else DeliveryStatus.PROCESSED
         delivery.event_type = meaning.event_type[:64]
@@ -163,6 +177,13 @@ class DeliveryProcessor:
             "incident_ids": sorted(set(incident_ids)),
             **({"ignored": meaning.ignored} if meaning.ignored else {}),
         }
+
+    @staticmethod
+    async def _link_trace(uow: UnitOfWork, incident_id: str, trace_context: str) -> None:
+        """Triage of the incident continues this trace (the session holds it already)."""
+        incident = await uow.incidents.get(incident_id)
+        if incident is not None:
+            incident.trace_context = trace_context
 
     async def _record_failure(self, delivery_id: str, exc: Exception) -> None:
         now = self._clock()

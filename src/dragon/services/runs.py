@@ -48,8 +48,14 @@ from dragon.services.run_records import (
     retry_later,
     succeed,
 )
+<<<<<<< HEAD
 from dragon.services.run_retention import Pruned, prune_runs
+=======
+from dragon.traces import span
+>>>>>>> fleet
 
+# run id, lease, dry run, request, the decision's trace context
+Claimed = tuple[str, datetime, bool, ActionRequest, str | None]
 log = structlog.get_logger("dragon.runs")
 WINDOW = timedelta(hours=1)
 
@@ -176,13 +182,23 @@ class RunService:
     async def run_due(self, *, batch: int = 5) -> int:
         """Claim due runs and carry each out; returns how many were claimed."""
         claimed = await self._claim(batch)
-        for run_id, lease, dry_run, request in claimed:
-            await self._execute(run_id, lease=lease, dry_run=dry_run, request=request)
+        for run_id, lease, dry_run, request, trace_context in claimed:
+            # Continues the trace of the triage that proposed the decision: the action's
+            # outbound calls are its children.
+            with span(
+                f"run {request.action}",
+                parent=trace_context,
+                attributes={"dragon.run_id": run_id, "dragon.decision_id": request.decision_id},
+            ):
+                log.info(
+                    "run_started", run_id=run_id, action=request.action, attempt=request.attempt
+                )
+                await self._execute(run_id, lease=lease, dry_run=dry_run, request=request)
         return len(claimed)
 
-    async def _claim(self, batch: int) -> list[tuple[str, datetime, bool, ActionRequest]]:
+    async def _claim(self, batch: int) -> list[Claimed]:
         now = self._clock()
-        claimed: list[tuple[str, datetime, bool, ActionRequest]] = []
+        claimed: list[Claimed] = []
         async with self._uow() as uow:
             if not (await self._switch.state_in(uow)).enabled:
                 return []  # runs wait, queued, until actions are turned back on
@@ -192,7 +208,9 @@ class RunService:
                 request = await self._start(uow, run, decision, now=now)
                 if request is not None:
                     assert run.lease_expires_at is not None
-                    claimed.append((run.id, run.lease_expires_at, run.dry_run, request))
+                    claimed.append(
+                        (run.id, run.lease_expires_at, run.dry_run, request, decision.trace_context)
+                    )
             await uow.commit()
         return claimed
 

@@ -28,6 +28,7 @@ from dragon.domain.triage import Analysis, TriageContext, analyze
 from dragon.services.audit_log import record
 from dragon.services.context import Caller
 from dragon.services.decisions import Assessed, DecisionService, Proposal
+from dragon.traces import current_traceparent, span
 
 log = structlog.get_logger("dragon.triage")
 
@@ -178,6 +179,15 @@ class TriageService:
             if incident is None:
                 raise Conflict(f"incident {incident_id} is gone", code="incident_not_found")
             signals = await uow.signals.for_incident(incident_id, limit=SIGNALS_READ)
+        # Continues the trace of the delivery that opened the incident; the job-log and LLM
+        # calls below are its children, and so is the run of the decision it proposes.
+        with span(
+            "triage", parent=incident.trace_context, attributes={"dragon.incident_id": incident_id}
+        ):
+            return await self._decide(incident, signals, token)
+
+    async def _decide(self, incident: Incident, signals: list[Signal], token: str) -> Decision:
+        incident_id = incident.id
         text, context = await self._evidence(incident, signals)
         started = time.perf_counter()
         analysis = await self._analyzer.analyze(text, context)
@@ -186,6 +196,7 @@ class TriageService:
         now = self._clock()
         async with self._uow() as uow:
             decision = await self._decisions.propose_in(uow, TRIAGE_CALLER, proposal, now=now)
+            decision.trace_context = current_traceparent()
             if not await uow.triages.complete(
                 incident_id, token=token, decision_id=decision.id, now=now
             ):

@@ -103,6 +103,9 @@ class SqlNotificationRepository(SessionRepository):
             )
             .order_by(entity.expires_at, entity.id)
             .limit(limit)
+            # Every worker's reminder pass runs this: a decision another pass holds is skipped,
+            # and once that pass commits its reminder event, has_event() sees it.
+            .with_for_update(skip_locked=True)
         )
         return list(await self.session.scalars(stmt))
 

@@ -47,8 +47,8 @@ class RedisGuard:
         if self._breaker.state is BreakerState.CLOSED:
             return None
         return (
-            f"redis unreachable ({self._last_error or 'circuit open'}); rate limits and "
-            "idempotency keys are kept per process until it is back"
+            f"redis unreachable ({self._last_error or 'circuit open'}); rate limits, "
+            "idempotency keys and live updates are kept per process until it is back"
         )
 
     async def run(
@@ -76,6 +76,17 @@ class RedisGuard:
             return self.degraded_reason or "unreachable"
 
         return await self.run(ping, unusable)
+
+    def allows(self) -> bool:
+        """For long-lived uses (a pub/sub listener): may Redis be tried now? Half open, this
+        takes the breaker's one probe; report the outcome with `reached` or `lost`."""
+        return self._breaker.allow()
+
+    def reached(self) -> None:
+        self._succeeded()
+
+    def lost(self, exc: BaseException) -> None:
+        self._failed(exc)
 
     async def close(self) -> None:
         await self.redis.aclose()

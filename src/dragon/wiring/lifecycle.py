@@ -16,7 +16,9 @@ from dragon.services.auth import IssuedKey
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
+from dragon.store.breaker_board import RedisBreakerBoard
 from dragon.store.database import Database
+from dragon.store.live_redis import RedisLiveUpdates
 from dragon.store.redis_client import RedisGuard
 from dragon.wiring.ingest import delivery_worker
 from dragon.workers.live_feed import run_dashboard_feed
@@ -52,11 +54,15 @@ class Lifecycle:
         database: Database,
         *,
         redis: RedisGuard | None = None,
+        live: RedisLiveUpdates | None = None,
+        board: RedisBreakerBoard | None = None,
     ) -> None:
         self.settings = settings
         self.services = services
         self.database = database
         self.redis = redis
+        self.live = live
+        self.board = board
         self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
@@ -99,6 +105,10 @@ class Lifecycle:
                 run_dashboard_feed(self.services, every_seconds=self.settings.live_poll_seconds)
             ),
         ]
+        if self.live is not None:
+            tasks.append(asyncio.create_task(self.live.listen()))
+        if self.board is not None:
+            tasks.append(asyncio.create_task(self.board.run(self.services.breakers.states)))
         if self.settings.worker_enabled:
             tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
             if self.settings.triage_enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware.gzip import GZipMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -15,14 +16,20 @@ from dragon.api.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
-from dragon.api.tracing import TracingMiddleware, tracer_provider
+from dragon.api.tracing import TracingMiddleware
 from dragon.domain.ports import IdempotencyStore
 from dragon.settings import Settings, origin_list
 from dragon.web.console import console_problem_pages
+from dragon.wiring.tracing import stop_tracing
 
 
 def install_middleware(
-    app: FastAPI, settings: Settings, *, idempotency: IdempotencyStore
+    app: FastAPI,
+    settings: Settings,
+    *,
+    idempotency: IdempotencyStore,
+    provider: TracerProvider | None = None,
+    fixed_paths: frozenset[str] = frozenset(),
 ) -> list[Callable[[], object]]:
     """Adds the stack (each call wraps the ones before); returns what to close at shut-down."""
     closers: list[Callable[[], object]] = []
@@ -65,13 +72,12 @@ def install_middleware(
                 "Retry-After",
             ],
         )
-    if settings.otel_endpoint:
+    if provider is not None:
         # Outermost, so the access log line of a request carries its trace id too.
-        provider = tracer_provider(
-            endpoint=settings.otel_endpoint, service_name=settings.otel_service_name
+        closers.append(lambda: stop_tracing(provider))
+        app.add_middleware(
+            TracingMiddleware, tracer=provider.get_tracer("dragon"), fixed_paths=fixed_paths
         )
-        closers.append(provider.shutdown)
-        app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("dragon"))
     if proxies := settings.trusted_proxies():
         # Outermost, so the per-address limits, the logs, HSTS and Secure cookies see the client
         # and scheme a trusted proxy reports; anyone else's X-Forwarded-* is ignored.

@@ -17,6 +17,7 @@ from dragon.integrations.channels import build_channels
 from dragon.services.container import NotifySettings
 from dragon.services.notifications import DeliveryRules
 from dragon.settings import Settings
+from dragon.traces import traced
 
 
 def load_routing(settings: Settings) -> RoutingTable:
@@ -36,7 +37,9 @@ def load_routing(settings: Settings) -> RoutingTable:
 
 def notify_settings(settings: Settings, *, clock: Clock) -> NotifySettings:
     routing = load_routing(settings)
-    http = httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False)
+    http = httpx.AsyncClient(
+        timeout=settings.notification_timeout_seconds, follow_redirects=False, transport=traced()
+    )
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     slack_client = (
         slack.SlackClient(http, token=token, api_url=settings.slack_api_url) if token else None

@@ -12,6 +12,7 @@ from dragon.api.access import GuardedRoute, services
 from dragon.api.problems import correlation_id_of, problem
 from dragon.api.readiness import Readiness
 from dragon.services.container import Services
+from dragon.store.breaker_board import worst
 
 router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
@@ -37,6 +38,9 @@ async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Respon
             headers={"Retry-After": "5"},
             checks=checks,
         )
+    # A breaker open in any process (a worker calling a hung integration, say) shows here.
+    breakers = worst(svc.breakers.states(), *report.fleet_breakers.values())
+    fleet = {"fleet_breakers": report.fleet_breakers} if report.fleet_breakers else {}
     degraded = report.degraded
     if degraded:
         # Still 200: degraded is not unready; the reasons say what is missing.
@@ -44,9 +48,10 @@ async def _readiness(request: Request, svc: Services) -> dict[str, Any] | Respon
             "status": "degraded",
             "checks": checks,
             "degraded": degraded,
-            "breakers": svc.breakers.states(),
+            "breakers": breakers,
+            **fleet,
         }
-    return {"status": "ok", "checks": checks, "breakers": svc.breakers.states()}
+    return {"status": "ok", "checks": checks, "breakers": breakers, **fleet}
 
 
 @router.get("/readyz", response_model=None)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from dragon.api import metrics
 from dragon.api.access import GuardedRoute, bearer_token
 from dragon.domain.errors import Unauthenticated
+from dragon.store.breaker_board import worst
 
 router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
@@ -25,6 +26,8 @@ async def metrics_page(request: Request) -> Response:
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthenticated("/metrics needs its bearer token", code="metrics_token_invalid")
     snapshot = await state.operational_stats.snapshot()
-    metrics.publish(snapshot, breakers=state.breaker_states(), now=state.clock())
+    fleet = (await state.readiness.report()).fleet_breakers
+    breakers = worst(state.breaker_states(), *fleet.values())
+    metrics.publish(snapshot, breakers=breakers, now=state.clock())
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

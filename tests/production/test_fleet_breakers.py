@@ -1,0 +1,80 @@
+"""The fleet's breakers on every replica: a breaker open in one process (a worker calling a hung
+integration serves no HTTP of its own) shows in every API replica's /readyz and /metrics through
+the Redis board; a process that stops reporting drops off; with Redis gone each replica shows
+its own breakers only."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from dragon.store.breaker_board import worst
+from tests.production.conftest import REDIS_URL, AppFactory
+
+REPORT_SECONDS = 0.1
+
+
+def with_board(prefix: str) -> dict[str, Any]:
+    return {
+        "redis_url": SecretStr(REDIS_URL),
+        "redis_key_prefix": prefix,
+        "readiness_cache_seconds": 0,
+        "breaker_report_seconds": REPORT_SECONDS,
+    }
+
+
+def trip(app: FastAPI, name: str) -> None:
+    app.state.services.breakers.breaker(name, failure_threshold=1).failed()
+
+
+async def test_a_breaker_open_on_one_process_shows_on_every_replicas_readyz_and_metrics(
+    make_app: AppFactory, redis_prefix: str
+) -> None:
+    async with (
+        make_app(**with_board(redis_prefix)) as (app_a, http_a),
+        make_app(**with_board(redis_prefix)) as (app_b, _),
+    ):
+        app_a.state.services.breakers.breaker("slack")  # closed here
+        trip(app_b, "llm")
+        await asyncio.sleep(REPORT_SECONDS * 5)
+        ready = (await http_a.get("/readyz")).json()
+        metrics = (await http_a.get("/metrics")).text
+
+    assert ready["status"] == "ok"  # an open integration breaker is not unreadiness
+    assert ready["breakers"]["llm"] == "open"
+    assert ready["breakers"]["slack"] == "closed"
+    processes = ready["fleet_breakers"]
+    assert len(processes) == 2
+    assert all(name.startswith("api@") for name in processes)
+    assert [p.get("llm") for p in processes.values()].count("open") == 1  # B's alone
+    assert 'dragon_breaker_state{breaker="llm"} 2.0' in metrics
+
+
+async def test_a_process_that_stops_reporting_drops_off_the_board(
+    make_app: AppFactory, redis_prefix: str
+) -> None:
+    async with make_app(**with_board(redis_prefix)) as (_, http_a):
+        async with make_app(**with_board(redis_prefix)) as (app_b, _):
+            trip(app_b, "github")
+            await asyncio.sleep(REPORT_SECONDS * 5)
+            while_up = (await http_a.get("/readyz")).json()
+        await asyncio.sleep(1.5)  # past the report's expiry (3 periods, at least 1 s)
+        after = (await http_a.get("/readyz")).json()
+
+    assert while_up["breakers"]["github"] == "open"
+    assert "github" not in after["breakers"]
+    assert len(after["fleet_breakers"]) == 1
+
+
+def test_the_worst_state_of_a_breaker_across_processes_wins() -> None:
+    assert worst({"llm": "closed"}, {"llm": "half_open"}, {"llm": "closed"}) == {
+        "llm": "half_open"
+    }
+    assert worst({"llm": "open"}, {"llm": "half_open", "github": "closed"}) == {
+        "github": "closed",
+        "llm": "open",
+    }
+    assert worst() == {}
