@@ -70,9 +70,7 @@ async def test_a_process_that_stops_reporting_drops_off_the_board(
 
 
 def test_the_worst_state_of_a_breaker_across_processes_wins() -> None:
-    assert worst({"llm": "closed"}, {"llm": "half_open"}, {"llm": "closed"}) == {
-        "llm": "half_open"
-    }
+    assert worst({"llm": "closed"}, {"llm": "half_open"}, {"llm": "closed"}) == {"llm": "half_open"}
     assert worst({"llm": "open"}, {"llm": "half_open", "github": "closed"}) == {
         "github": "closed",
         "llm": "open",

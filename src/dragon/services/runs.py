@@ -48,11 +48,8 @@ from dragon.services.run_records import (
     retry_later,
     succeed,
 )
-<<<<<<< HEAD
 from dragon.services.run_retention import Pruned, prune_runs
-=======
 from dragon.traces import span
->>>>>>> fleet
 
 # run id, lease, dry run, request, the decision's trace context
 Claimed = tuple[str, datetime, bool, ActionRequest, str | None]
