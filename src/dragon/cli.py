@@ -32,6 +32,7 @@ from dragon.services.context import SYSTEM, Caller
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
+from dragon.wiring.lifecycle import wait_for_store
 from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing, stop_tracing
 from dragon.workers.notifications import run_notification_worker
@@ -90,13 +91,25 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
 
 _served: list[FastAPI] = []
+_servers: list[uvicorn.Server] = []
 
 
 def app_factory() -> FastAPI:
     """Used by uvicorn (also with --reload): settings from the environment."""
     app = create_app(_settings())
+    app.state.give_up = _stop_serving
     _served.append(app)
     return app
+
+
+def _stop_serving() -> None:
+    """Start-up gave up (the store stayed unusable): shut the server down, then exit 4."""
+    for server in _servers:
+        server.should_exit = True
+
+
+def _startup_failed() -> bool:
+    return any(getattr(app.state, "startup_failed", False) for app in _served)
 
 
 class _DrainingServer(uvicorn.Server):
@@ -114,7 +127,7 @@ class _DrainingServer(uvicorn.Server):
 
 
 def _exit_after_graceful_shutdown(_signum: int, _frame: object) -> None:
-    raise SystemExit(0)
+    raise SystemExit(4 if _startup_failed() else 0)
 
 
 @cli.command()
@@ -155,9 +168,13 @@ def serve(
         uvicorn.run("dragon.cli:app_factory", reload=reload, workers=workers, **options)
         return
     server = _DrainingServer(uvicorn.Config("dragon.cli:app_factory", **options))
+    _servers.append(server)
     server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's own exit code for a failed start-up
+    if _startup_failed():
+        err.print("[red]Dragon gave up starting: the store stayed unusable (see the log).[/red]")
+        raise typer.Exit(4)
 
 
 @cli.command()
@@ -175,6 +192,16 @@ def worker() -> None:
         shared = shared_state(settings, services, role="worker")
         if shared.live is not None:
             services = dataclasses.replace(services, live=shared.live)
+        checks = await wait_for_store(services, timeout_seconds=settings.startup_timeout_seconds)
+        if any(state != "ok" for state in checks.values()):
+            await database.dispose()
+            failing = ", ".join(f"{name}: {state}" for name, state in checks.items())
+            err.print(
+                f"[red]dragon worker gave up starting after "
+                f"{settings.startup_timeout_seconds:g} s[/red] ({escape(failing)}); check "
+                "DRAGON_DATABASE_URL and that the store is up, then run `dragon migrate`"
+            )
+            raise typer.Exit(4)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

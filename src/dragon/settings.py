@@ -241,6 +241,12 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         30.0, gt=0, description="deadline of one request; past it the answer is 503"
     )
+    startup_timeout_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="how long start-up retries an unusable store (backoff) before it gives up; 0: "
+        "forever",
+    )
     breaker_report_seconds: float = Field(
         5.0, gt=0, le=60, description="how often each process reports its breakers to Redis"
     )

@@ -44,6 +44,23 @@ def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
     )
 
 
+async def wait_for_store(services: Services, *, timeout_seconds: float) -> dict[str, str]:
+    """The store's checks once it is usable, retried with exponential backoff (1 s, 2 s ...
+    30 s); the last failing checks after `timeout_seconds` (0: retry forever)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds if timeout_seconds > 0 else None
+    delay = 1.0
+    while True:
+        checks = dict(await services.health.check())
+        if all(state == "ok" for state in checks.values()):
+            return checks
+        log.warning("store_not_ready", checks=checks, retry_in_seconds=delay)
+        if deadline is not None and loop.time() + delay > deadline:
+            return checks
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
 class Lifecycle:
     """Start-up and shut-down of one process: first-start work, background tasks, readiness."""
 
@@ -90,8 +107,27 @@ class Lifecycle:
         )
 
     async def retry_initialisation(self, app: FastAPI) -> None:
+        """Exponential backoff (1 s, 2 s, 4 s ... 30 s) until initialisation succeeds, or until
+        DRAGON_STARTUP_TIMEOUT_SECONDS: then a final error, and `dragon serve` exits non-zero
+        (its `give_up`), so an orchestrator restarts the process or shows it failing."""
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.startup_timeout_seconds
+        deadline = loop.time() + timeout if timeout > 0 else None
         delay = 1.0
         while not await self.initialise():
+            if deadline is not None and loop.time() + delay > deadline:
+                checks = await self.services.health.check()
+                log.error(
+                    "startup_failed",
+                    seconds=timeout,
+                    checks=checks,
+                    hint="check DRAGON_DATABASE_URL and that the store is up; `dragon migrate`",
+                )
+                app.state.startup_failed = True
+                give_up = getattr(app.state, "give_up", None)
+                if give_up is not None:
+                    give_up()
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
         self.mark_ready(app)
