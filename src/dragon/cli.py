@@ -37,6 +37,7 @@ from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing, stop_tracing
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
+from dragon.workers.stopping import drain
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
 
@@ -206,24 +207,35 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        stopping = asyncio.Event()
+        # The loops that hold leases or call out finish the work in hand on SIGTERM.
+        cooperative = [
+            asyncio.create_task(
+                run_action_worker(
+                    services, poll_seconds=settings.worker_poll_seconds, stopping=stopping
+                )
+            ),
+            asyncio.create_task(
+                run_notification_worker(
+                    services, poll_seconds=settings.notification_poll_seconds, stopping=stopping
+                )
+            ),
+        ]
+        if settings.triage_enabled:
+            cooperative.append(
+                asyncio.create_task(
+                    run_triage_worker(
+                        services, poll_seconds=settings.triage_poll_seconds, stopping=stopping
+                    )
+                )
+            )
         tasks = [
             asyncio.create_task(delivery_worker(settings, services)),
             asyncio.create_task(
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
-            asyncio.create_task(
-                run_action_worker(services, poll_seconds=settings.worker_poll_seconds)
-            ),
-            asyncio.create_task(
-                run_notification_worker(services, poll_seconds=settings.notification_poll_seconds)
-            ),
+            *cooperative,
         ]
-        if settings.triage_enabled:
-            tasks.append(
-                asyncio.create_task(
-                    run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
-                )
-            )
         if shared.board is not None:
             # Workers serve no HTTP: the API replicas show their breakers from this board.
             tasks.append(asyncio.create_task(shared.board.run(services.breakers.states)))
@@ -231,7 +243,13 @@ def worker() -> None:
         engine = "procrastinate" if settings.uses_procrastinate() else "the inbox"
         err.print(f"dragon worker started on {database.dialect}, jobs on {engine}")
         await stop.wait()
-        # A pass in progress finishes its transaction or rolls back; either way nothing is lost.
+        # Running actions, triage and sends finish (their leases released) up to the deadline;
+        # any other pass in progress finishes its transaction or rolls back: nothing is lost.
+        busy = await drain(
+            cooperative, stopping=stopping, seconds=settings.shutdown_timeout_seconds
+        )
+        if busy:
+            err.print(f"dragon worker: {busy} loop(s) still busy at the shutdown deadline")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

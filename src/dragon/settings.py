@@ -247,6 +247,9 @@ class Settings(BaseSettings):
         description="how long start-up retries an unusable store (backoff) before it gives up; 0: "
         "forever",
     )
+    shutdown_timeout_seconds: float = Field(
+        20.0, ge=0, le=600, description="how long shut-down waits for running actions to finish"
+    )
     breaker_report_seconds: float = Field(
         5.0, gt=0, le=60, description="how often each process reports its breakers to Redis"
     )

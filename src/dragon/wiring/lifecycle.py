@@ -24,6 +24,7 @@ from dragon.wiring.ingest import delivery_worker
 from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
+from dragon.workers.stopping import drain
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
 
@@ -80,6 +81,8 @@ class Lifecycle:
         self.redis = redis
         self.live = live
         self.board = board
+        self.stopping = asyncio.Event()
+        self.cooperative: list[asyncio.Task[None]] = []  # drained, not cut, at shut-down
         self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
@@ -148,25 +151,34 @@ class Lifecycle:
         if self.settings.worker_enabled:
             tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
             if self.settings.triage_enabled:
-                tasks.append(
+                self.cooperative.append(
                     asyncio.create_task(
                         run_triage_worker(
-                            self.services, poll_seconds=self.settings.triage_poll_seconds
+                            self.services,
+                            poll_seconds=self.settings.triage_poll_seconds,
+                            stopping=self.stopping,
                         )
                     )
                 )
-            tasks.append(
+            self.cooperative.append(
                 asyncio.create_task(
-                    run_action_worker(self.services, poll_seconds=self.settings.worker_poll_seconds)
-                )
-            )
-            tasks.append(
-                asyncio.create_task(
-                    run_notification_worker(
-                        self.services, poll_seconds=self.settings.notification_poll_seconds
+                    run_action_worker(
+                        self.services,
+                        poll_seconds=self.settings.worker_poll_seconds,
+                        stopping=self.stopping,
                     )
                 )
             )
+            self.cooperative.append(
+                asyncio.create_task(
+                    run_notification_worker(
+                        self.services,
+                        poll_seconds=self.settings.notification_poll_seconds,
+                        stopping=self.stopping,
+                    )
+                )
+            )
+            tasks.extend(self.cooperative)
         return tasks
 
     @contextlib.asynccontextmanager
@@ -188,6 +200,12 @@ class Lifecycle:
         finally:
             app.state.ready = False
             self.services.live.close()
+            # Running actions, triage and sends finish (leases released) up to the deadline.
+            await drain(
+                self.cooperative,
+                stopping=self.stopping,
+                seconds=self.settings.shutdown_timeout_seconds,
+            )
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
