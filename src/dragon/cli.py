@@ -29,9 +29,10 @@ from dragon.domain.ports import DeliveryQuery, NotificationQuery, Page
 from dragon.logs import configure_logging
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM, Caller
-from dragon.settings import Profile, Settings
+from dragon.settings import Profile, SecretFileError, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
+from dragon.vault import VaultError
 from dragon.wiring.lifecycle import wait_for_store
 from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing, stop_tracing
@@ -66,7 +67,11 @@ CLI_CALLER = Caller(principal=SYSTEM, correlation_id="cli")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except (SecretFileError, VaultError) as exc:
+        err.print(f"[red]Dragon cannot read its settings:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     return settings
 

@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dragon.vault import read_secrets
+
 WEAK_SECRET_VALUES = frozenset(
     {
         "secret",
@@ -74,6 +76,21 @@ class SecretFileSource(PydanticBaseSettingsSource):
                 raise SecretFileError(f"{env}_FILE names an empty file")
             found[name] = value
         return found
+
+
+class VaultSource(PydanticBaseSettingsSource):
+    """Secrets from HashiCorp Vault (KV v2) when DRAGON_VAULT_ADDR is set (dragon.vault)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._environ = dict(os.environ)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        names = [n for n in secret_setting_names(self.settings_cls) if n != "vault_token"]
+        return dict(read_secrets(self._environ, names=names))
 
 
 def secret_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
@@ -272,6 +289,10 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP traces endpoint; unset: tracing is off"
     )
     otel_service_name: str = Field("dragon", description="service.name on exported spans")
+    # Read by VaultSource before the other settings are built; kept here to be documented.
+    vault_addr: str | None = Field(None, description="HashiCorp Vault address for secrets")
+    vault_token: SecretStr | None = Field(None, description="Vault token (or its _FILE)")
+    vault_path: str | None = Field(None, description="KV v2 secret as `<mount>/<path>`")
 
     @classmethod
     def settings_customise_sources(
@@ -286,6 +307,7 @@ class Settings(BaseSettings):
             init_settings,
             env_settings,
             SecretFileSource(settings_cls),
+            VaultSource(settings_cls),
             dotenv_settings,
             file_secret_settings,
         )
