@@ -30,13 +30,16 @@ from dragon.domain.ports import DeliveryQuery, NotificationQuery, Page
 from dragon.logs import configure_logging
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM, Caller
-from dragon.settings import Profile, Settings
+from dragon.settings import Profile, SecretFileError, Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
+from dragon.vault import VaultError
+from dragon.wiring.lifecycle import wait_for_store
 from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing, stop_tracing
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
+from dragon.workers.stopping import drain
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
 
@@ -68,7 +71,11 @@ CLI_CALLER = Caller(principal=SYSTEM, correlation_id="cli")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except (SecretFileError, VaultError) as exc:
+        err.print(f"[red]Dragon cannot read its settings:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     return settings
 
@@ -94,13 +101,25 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
 
 _served: list[FastAPI] = []
+_servers: list[uvicorn.Server] = []
 
 
 def app_factory() -> FastAPI:
     """Used by uvicorn (also with --reload): settings from the environment."""
     app = create_app(_settings())
+    app.state.give_up = _stop_serving
     _served.append(app)
     return app
+
+
+def _stop_serving() -> None:
+    """Start-up gave up (the store stayed unusable): shut the server down, then exit 4."""
+    for server in _servers:
+        server.should_exit = True
+
+
+def _startup_failed() -> bool:
+    return any(getattr(app.state, "startup_failed", False) for app in _served)
 
 
 class _DrainingServer(uvicorn.Server):
@@ -118,7 +137,7 @@ class _DrainingServer(uvicorn.Server):
 
 
 def _exit_after_graceful_shutdown(_signum: int, _frame: object) -> None:
-    raise SystemExit(0)
+    raise SystemExit(4 if _startup_failed() else 0)
 
 
 @cli.command()
@@ -160,9 +179,13 @@ def serve(
         uvicorn.run("dragon.cli:app_factory", reload=reload, workers=workers, **options)
         return
     server = _DrainingServer(uvicorn.Config("dragon.cli:app_factory", **options))
+    _servers.append(server)
     server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's own exit code for a failed start-up
+    if _startup_failed():
+        err.print("[red]Dragon gave up starting: the store stayed unusable (see the log).[/red]")
+        raise typer.Exit(4)
 
 
 @cli.command()
@@ -180,28 +203,49 @@ def worker() -> None:
         shared = shared_state(settings, services, role="worker")
         if shared.live is not None:
             services = dataclasses.replace(services, live=shared.live)
+        checks = await wait_for_store(services, timeout_seconds=settings.startup_timeout_seconds)
+        if any(state != "ok" for state in checks.values()):
+            await database.dispose()
+            failing = ", ".join(f"{name}: {state}" for name, state in checks.items())
+            err.print(
+                f"[red]dragon worker gave up starting after "
+                f"{settings.startup_timeout_seconds:g} s[/red] ({escape(failing)}); check "
+                "DRAGON_DATABASE_URL and that the store is up, then run `dragon migrate`"
+            )
+            raise typer.Exit(4)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        stopping = asyncio.Event()
+        # The loops that hold leases or call out finish the work in hand on SIGTERM.
+        cooperative = [
+            asyncio.create_task(
+                run_action_worker(
+                    services, poll_seconds=settings.worker_poll_seconds, stopping=stopping
+                )
+            ),
+            asyncio.create_task(
+                run_notification_worker(
+                    services, poll_seconds=settings.notification_poll_seconds, stopping=stopping
+                )
+            ),
+        ]
+        if settings.triage_enabled:
+            cooperative.append(
+                asyncio.create_task(
+                    run_triage_worker(
+                        services, poll_seconds=settings.triage_poll_seconds, stopping=stopping
+                    )
+                )
+            )
         tasks = [
             asyncio.create_task(delivery_worker(settings, services)),
             asyncio.create_task(
                 run_expiry_sweeps(services, every_seconds=settings.expiry_sweep_seconds)
             ),
-            asyncio.create_task(
-                run_action_worker(services, poll_seconds=settings.worker_poll_seconds)
-            ),
-            asyncio.create_task(
-                run_notification_worker(services, poll_seconds=settings.notification_poll_seconds)
-            ),
+            *cooperative,
         ]
-        if settings.triage_enabled:
-            tasks.append(
-                asyncio.create_task(
-                    run_triage_worker(services, poll_seconds=settings.triage_poll_seconds)
-                )
-            )
         if shared.board is not None:
             # Workers serve no HTTP: the API replicas show their breakers from this board.
             tasks.append(asyncio.create_task(shared.board.run(services.breakers.states)))
@@ -209,7 +253,13 @@ def worker() -> None:
         engine = "procrastinate" if settings.uses_procrastinate() else "the inbox"
         err.print(f"dragon worker started on {database.dialect}, jobs on {engine}")
         await stop.wait()
-        # A pass in progress finishes its transaction or rolls back; either way nothing is lost.
+        # Running actions, triage and sends finish (their leases released) up to the deadline;
+        # any other pass in progress finishes its transaction or rolls back: nothing is lost.
+        busy = await drain(
+            cooperative, stopping=stopping, seconds=settings.shutdown_timeout_seconds
+        )
+        if busy:
+            err.print(f"dragon worker: {busy} loop(s) still busy at the shutdown deadline")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dragon.vault import read_secrets
+
 WEAK_SECRET_VALUES = frozenset(
     {
         "secret",
@@ -75,6 +77,21 @@ class SecretFileSource(PydanticBaseSettingsSource):
                 raise SecretFileError(f"{env}_FILE names an empty file")
             found[name] = value
         return found
+
+
+class VaultSource(PydanticBaseSettingsSource):
+    """Secrets from HashiCorp Vault (KV v2) when DRAGON_VAULT_ADDR is set (dragon.vault)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._environ = dict(os.environ)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        names = [n for n in secret_setting_names(self.settings_cls) if n != "vault_token"]
+        return dict(read_secrets(self._environ, names=names))
 
 
 def secret_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
@@ -251,6 +268,15 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         30.0, gt=0, description="deadline of one request; past it the answer is 503"
     )
+    startup_timeout_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="how long start-up retries an unusable store (backoff) before it gives up; 0: "
+        "forever",
+    )
+    shutdown_timeout_seconds: float = Field(
+        20.0, ge=0, le=600, description="how long shut-down waits for running actions to finish"
+    )
     breaker_report_seconds: float = Field(
         5.0, gt=0, le=60, description="how often each process reports its breakers to Redis"
     )
@@ -273,6 +299,10 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP traces endpoint; unset: tracing is off"
     )
     otel_service_name: str = Field("dragon", description="service.name on exported spans")
+    # Read by VaultSource before the other settings are built; kept here to be documented.
+    vault_addr: str | None = Field(None, description="HashiCorp Vault address for secrets")
+    vault_token: SecretStr | None = Field(None, description="Vault token (or its _FILE)")
+    vault_path: str | None = Field(None, description="KV v2 secret as `<mount>/<path>`")
 
     @classmethod
     def settings_customise_sources(
@@ -287,6 +317,7 @@ class Settings(BaseSettings):
             init_settings,
             env_settings,
             SecretFileSource(settings_cls),
+            VaultSource(settings_cls),
             dotenv_settings,
             file_secret_settings,
         )

@@ -3,6 +3,7 @@ Retry-After, so they retry, and never a 500."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import socket
@@ -27,7 +28,21 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
+async def never_ready(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """A process whose store was unreachable from the start: initialisation never finished."""
+    async with serving(clock, became_ready=False) as http:
+        yield http
+
+
+@pytest.fixture
 async def unreachable(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """A process that started, whose store went away afterwards."""
+    async with serving(clock, became_ready=True) as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def serving(clock: FakeClock, *, became_ready: bool) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/test",
@@ -38,6 +53,7 @@ async def unreachable(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
     )
     app: FastAPI = create_app(settings, clock=clock)
     async with LifespanManager(app, startup_timeout=30):
+        app.state.ready = became_ready
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             yield http
@@ -79,3 +95,22 @@ async def test_readiness_names_the_database_when_the_store_is_down(
     response = await unreachable.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")
+
+
+async def test_before_initialisation_finished_every_request_but_the_probes_is_503_not_ready(
+    never_ready: httpx.AsyncClient,
+) -> None:
+    webhook = await never_ready.post("/webhooks/github", content=b"{}")
+    listing = await never_ready.get("/api/v1/incidents")
+    console = await never_ready.get("/")
+    live = await never_ready.get("/livez")
+    ready = await never_ready.get("/readyz")
+
+    for refused in (webhook, listing, console):
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "not_ready"
+        assert refused.headers["retry-after"] == "5"
+        assert refused.json()["correlation_id"]
+    assert live.status_code == 200
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["startup"] == "initialisation has not finished"

@@ -24,6 +24,7 @@ from dragon.wiring.ingest import delivery_worker
 from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
+from dragon.workers.stopping import drain
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
 
@@ -42,6 +43,23 @@ def announce_admin_key(issued: IssuedKey, settings: Settings) -> None:
         file=sys.stdout,
         flush=True,
     )
+
+
+async def wait_for_store(services: Services, *, timeout_seconds: float) -> dict[str, str]:
+    """The store's checks once it is usable, retried with exponential backoff (1 s, 2 s ...
+    30 s); the last failing checks after `timeout_seconds` (0: retry forever)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds if timeout_seconds > 0 else None
+    delay = 1.0
+    while True:
+        checks = dict(await services.health.check())
+        if all(state == "ok" for state in checks.values()):
+            return checks
+        log.warning("store_not_ready", checks=checks, retry_in_seconds=delay)
+        if deadline is not None and loop.time() + delay > deadline:
+            return checks
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 class Lifecycle:
@@ -63,6 +81,8 @@ class Lifecycle:
         self.redis = redis
         self.live = live
         self.board = board
+        self.stopping = asyncio.Event()
+        self.cooperative: list[asyncio.Task[None]] = []  # drained, not cut, at shut-down
         self.closers: list[Callable[[], object]] = []  # run last at shut-down
 
     async def initialise(self) -> bool:
@@ -90,8 +110,27 @@ class Lifecycle:
         )
 
     async def retry_initialisation(self, app: FastAPI) -> None:
+        """Exponential backoff (1 s, 2 s, 4 s ... 30 s) until initialisation succeeds, or until
+        DRAGON_STARTUP_TIMEOUT_SECONDS: then a final error, and `dragon serve` exits non-zero
+        (its `give_up`), so an orchestrator restarts the process or shows it failing."""
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.startup_timeout_seconds
+        deadline = loop.time() + timeout if timeout > 0 else None
         delay = 1.0
         while not await self.initialise():
+            if deadline is not None and loop.time() + delay > deadline:
+                checks = await self.services.health.check()
+                log.error(
+                    "startup_failed",
+                    seconds=timeout,
+                    checks=checks,
+                    hint="check DRAGON_DATABASE_URL and that the store is up; `dragon migrate`",
+                )
+                app.state.startup_failed = True
+                give_up = getattr(app.state, "give_up", None)
+                if give_up is not None:
+                    give_up()
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
         self.mark_ready(app)
@@ -112,25 +151,34 @@ class Lifecycle:
         if self.settings.worker_enabled:
             tasks.append(asyncio.create_task(delivery_worker(self.settings, self.services)))
             if self.settings.triage_enabled:
-                tasks.append(
+                self.cooperative.append(
                     asyncio.create_task(
                         run_triage_worker(
-                            self.services, poll_seconds=self.settings.triage_poll_seconds
+                            self.services,
+                            poll_seconds=self.settings.triage_poll_seconds,
+                            stopping=self.stopping,
                         )
                     )
                 )
-            tasks.append(
+            self.cooperative.append(
                 asyncio.create_task(
-                    run_action_worker(self.services, poll_seconds=self.settings.worker_poll_seconds)
-                )
-            )
-            tasks.append(
-                asyncio.create_task(
-                    run_notification_worker(
-                        self.services, poll_seconds=self.settings.notification_poll_seconds
+                    run_action_worker(
+                        self.services,
+                        poll_seconds=self.settings.worker_poll_seconds,
+                        stopping=self.stopping,
                     )
                 )
             )
+            self.cooperative.append(
+                asyncio.create_task(
+                    run_notification_worker(
+                        self.services,
+                        poll_seconds=self.settings.notification_poll_seconds,
+                        stopping=self.stopping,
+                    )
+                )
+            )
+            tasks.extend(self.cooperative)
         return tasks
 
     @contextlib.asynccontextmanager
@@ -152,6 +200,12 @@ class Lifecycle:
         finally:
             app.state.ready = False
             self.services.live.close()
+            # Running actions, triage and sends finish (leases released) up to the deadline.
+            await drain(
+                self.cooperative,
+                stopping=self.stopping,
+                seconds=self.settings.shutdown_timeout_seconds,
+            )
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

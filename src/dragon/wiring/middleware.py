@@ -16,6 +16,7 @@ from dragon.api.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
+from dragon.api.startup_gate import StartupGate
 from dragon.api.tracing import TracingMiddleware
 from dragon.domain.ports import IdempotencyStore
 from dragon.settings import Settings, origin_list
@@ -45,7 +46,8 @@ def install_middleware(
         max_body_bytes=settings.max_body_bytes,
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
-    console_problem_pages(app)  # around the deadline and the body limit, inside the headers
+    app.add_middleware(StartupGate, is_ready=lambda: bool(getattr(app.state, "ready", False)))
+    console_problem_pages(app)  # around the deadline, body limit and gate, inside the headers
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     origins = origin_list(settings.cors_origins)

@@ -8,22 +8,24 @@ import asyncio
 import structlog
 
 from dragon.services.container import Services
-from dragon.services.ingest import wait_for
+from dragon.workers.stopping import pause, stopped
 
 log = structlog.get_logger("dragon.worker")
 
 
-async def run_triage_worker(services: Services, *, poll_seconds: float) -> None:
+async def run_triage_worker(
+    services: Services, *, poll_seconds: float, stopping: asyncio.Event | None = None
+) -> None:
     """Runs until cancelled, woken by the delivery worker or every `poll_seconds`; a failed
     pass is logged and the next one retries."""
     wake = asyncio.Event()
     services.triage.on_nudge(wake.set)
-    while True:
+    while not stopped(stopping):
         try:
-            while await services.triage.run_pending() > 0:
+            while not stopped(stopping) and await services.triage.run_pending() > 0:
                 pass  # drain what is waiting before sleeping
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the loop must survive; the next pass retries
             log.warning("triage_worker_pass_failed", error_type=type(exc).__name__)
-        await wait_for(wake, poll_seconds)
+        await pause(poll_seconds, stopping=stopping, wake=wake)

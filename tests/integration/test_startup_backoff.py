@@ -1,0 +1,66 @@
+"""Start-up against a store that never comes: `dragon serve` and `dragon worker` retry with
+exponential backoff, serve nothing but probes meanwhile, and after DRAGON_STARTUP_TIMEOUT_SECONDS
+give up with a clear final error and exit 4, so an orchestrator restarts or flags them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_ingest_processes import DRAGON, dragon_env, free_port
+
+UNREACHABLE = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/dragon"
+
+
+async def run_until_exit(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(DRAGON),
+        *args,
+        env=env,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"`dragon {' '.join(args)}` did not give up within 60 s")
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def events(output: str) -> list[dict[str, object]]:
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
+
+
+async def test_serve_and_worker_back_off_then_give_up_with_a_clear_error(tmp_path: Path) -> None:
+    env = dragon_env(UNREACHABLE, startup_timeout_seconds="3", port=str(free_port()))
+    (serve_code, _, serve_log), (worker_code, _, worker_err) = await asyncio.gather(
+        run_until_exit("serve", "--host", "127.0.0.1", env=env, cwd=tmp_path),
+        run_until_exit("worker", env=env, cwd=tmp_path),
+    )
+
+    assert serve_code == 4
+    served = events(serve_log)
+    attempts = [e for e in served if e["event"] == "store_not_ready"]
+    assert len(attempts) >= 2  # retried, not given up at the first failure
+    (final,) = [e for e in served if e["event"] == "startup_failed"]
+    assert str(final["checks"]).count("unreachable") == 1
+    assert "DRAGON_DATABASE_URL" in str(final["hint"])
+    assert "gave up starting" in serve_log
+
+    assert worker_code == 4
+    waits = [e["retry_in_seconds"] for e in events(worker_err) if e["event"] == "store_not_ready"]
+    assert waits[:2] == [1.0, 2.0]  # exponential
+    assert "dragon worker gave up starting after 3 s" in worker_err
+    assert "database: unreachable" in worker_err
