@@ -175,6 +175,9 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # Decisions (triage's in this worker, too) name the active policy: it must be stored,
+        # as `dragon serve` does, before any run is claimed, or runs are refused as unknown.
+        await services.policies.ensure_stored(CLI_CALLER)
         tasks = [
             asyncio.create_task(delivery_worker(settings, services)),
             asyncio.create_task(
