@@ -217,6 +217,9 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # Decisions (triage's in this worker, too) name the active policy: it must be stored,
+        # as `dragon serve` does, before any run is claimed, or runs are refused as unknown.
+        await services.policies.ensure_stored(CLI_CALLER)
         stopping = asyncio.Event()
         # The loops that hold leases or call out finish the work in hand on SIGTERM.
         cooperative = [

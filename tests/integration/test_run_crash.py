@@ -15,9 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
+from dragon.app import build_services
+from dragon.domain.clock import system_clock
 from dragon.domain.enums import RunStatus
 from dragon.domain.ports import Page, RunQuery
 from dragon.services.container import Services
+from dragon.services.context import SYSTEM_CALLER
+from dragon.services.decisions import Proposal
+from dragon.settings import Settings
+from dragon.store.database import connect
 from tests.conftest import Keys
 from tests.fake_github import FakeGitHub
 from tests.integration.test_runs import COMMENTS, REPO, propose
@@ -119,3 +125,36 @@ async def test_a_worker_killed_mid_run_leaves_the_action_done_once_after_restart
     view = await services.decisions.get(decision["id"])
     assert view.decision.status.value == "succeeded"
     assert (await services.audit.verify()).ok
+
+
+async def test_a_worker_alone_on_a_fresh_store_records_the_policy_its_decisions_name(
+    github: FakeGitHub, database_url: str, tmp_path: Path
+) -> None:
+    """No `dragon serve` ever started: the decision (as triage in the worker would propose it)
+    names the shipped default policy, which the worker stores, so its run is authorised."""
+    database = connect(database_url, pool_size=2)
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    alone = build_services(settings, database, clock=system_clock)
+    decision = await alone.decisions.propose(
+        SYSTEM_CALLER,
+        Proposal(
+            action="comment", title="tell", repo=REPO, params={"body": "hi", "pull_number": 7}
+        ),
+    )
+    log = tmp_path / "worker.log"
+    worker = await start_worker(worker_env(database_url, github), log)
+    try:
+
+        async def finished() -> bool:
+            view = await alone.decisions.get(decision.id)
+            return view.decision.status.value in ("succeeded", "failed")
+
+        await eventually(finished, within=60, what="the decision's run to finish")
+    finally:
+        worker.terminate()
+        assert await asyncio.wait_for(worker.wait(), timeout=20) == 0, log.read_text()[-2000:]
+        await database.dispose()
+    runs, _ = await alone.runs.find(RunQuery(page=Page(limit=5)))
+    assert [(r.status, r.error_code) for r in runs] == [(RunStatus.SUCCEEDED, None)]
+    assert (await alone.decisions.get(decision.id)).decision.status.value == "succeeded"
+    assert github.state.count("POST", COMMENTS) == 1

@@ -79,7 +79,17 @@ def _git_branch(value: str) -> str:
 
 # git's own rules (domain.git_refs): a leading '-', '..', '@{', '.lock', spaces, control
 # characters and ~^:?*[\ are refused, on every route that takes a branch.
-Branch = Annotated[str, AfterValidator(_git_branch)]
+Branch = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        description="a git branch name: no leading '-', no '..', '@{', '.lock', spaces, "
+        "control characters or ~^:?*[\\",
+        examples=["main", "release/2.4"],
+    ),
+    AfterValidator(_git_branch),
+]
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
 Justification = Annotated[
