@@ -236,7 +236,7 @@ async def test_a_run_page_shows_its_progress_without_a_reload(
         page = await log_in(context, server.keys["viewer"])
         await page.goto(f"/runs?decision_id={decision['id']}")
         row = page.locator("#runs-panel tbody tr").first
-        await expect(row).to_contain_text("queued: waiting for a worker", timeout=20_000)
+        await expect(row).to_contain_text("queued: actions are off", timeout=20_000)
         await row.get_by_role("link").click()
         status = page.locator("#run-status")
         await expect(status).to_contain_text("queued")
