@@ -305,7 +305,9 @@ async def test_the_new_pages_pass_axe_and_fit_360_pixels(
                 )
                 assert overflow <= 0, f"{path} scrolls sideways at 360 px"
                 await screenshot(page, f"{name}-360")
-            elif violations := await axe_violations(page):
-                found[path] = violations
+            else:
+                await screenshot(page, name)
+                if violations := await axe_violations(page):
+                    found[path] = violations
     assert found == {}
     assert "run-page" in paths  # the earlier tests left runs behind to look at
