@@ -32,7 +32,12 @@ function startLivePanel(panel) {
   function refresh() {
     var controller = new AbortController();
     var timer = setTimeout(function () { controller.abort(); }, 10000);
-    fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" }, signal: controller.signal })
+    // Marked as background: refreshing by itself does not keep an unattended session alive.
+    fetch(panelUrl, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Dragon-Background": "1" },
+      signal: controller.signal
+    })
       .then(function (r) {
         if (r.redirected || r.status === 401) {
           ended();
