@@ -172,7 +172,9 @@ async def test_the_run_pages_show_status_in_words_the_log_attempts_and_result_li
         assert step in detail.text
     assert re.search(r'<a href="https://github.com/acme/api/[^"]*#comment"', detail.text)
     assert "checkpoint" not in detail.text
-    assert (await page(client, "/runs/run_" + "0" * 28)).status_code == 404
+    missing = await page(client, "/runs/run_" + "0" * 28)
+    assert missing.status_code == 404
+    assert '<a href="/runs" aria-current="page">Runs</a>' in missing.text  # still logged in
 
 
 async def test_runs_are_listed_25_to_a_page(

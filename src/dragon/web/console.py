@@ -70,10 +70,11 @@ async def _error_page(request: Request, exc: Exception) -> Response:
         response = RedirectResponse("/login?notice=expired", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
+    caller = getattr(request.state, "caller", None)  # set once access was granted
     return render(
         request,
         "error.html",
-        principal=None,
+        principal=caller.principal if caller else None,
         status_code=STATUS_BY_KIND[exc.kind],
         error=exc,
         retry_url=retry_target(request.scope),
