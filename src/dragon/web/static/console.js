@@ -70,14 +70,11 @@ function startLivePanel(panel) {
   schedulePoll();
   if (!streamUrl || !window.EventSource) return;
   var source = new EventSource(streamUrl);
-  var first = true;
-  source.addEventListener("dashboard", function () {
-    if (first) { first = false; return; } // the page was rendered with these figures
-    refresh();
-  });
+  // Every event refreshes, the first one too: whatever changed between rendering the page and
+  // (re)connecting the stream would otherwise never be shown.
+  source.addEventListener("dashboard", refresh);
   source.addEventListener("open", function () { panel.setAttribute("data-live", "connected"); });
   source.addEventListener("error", function () {
-    first = true;
     if (source.readyState === EventSource.CLOSED) {
       ended(); // refused (a 401, say): the browser will not try again by itself
       return;
