@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from dragon.services.container import Services
+from dragon.services.playground_logs import TEST_FAILURE_ON_MAIN
 from dragon.web import governance
 from tests.api.console_session import csrf_of, log_in, page, post_form
 from tests.api.test_ingestion import fixture, post_github
@@ -316,3 +317,28 @@ async def test_a_long_chain_is_verified_on_request_rather_than_on_every_load(
     assert "Chain verified" not in response.text
     verified = await page(client, "/audit?verify=1")
     assert "Chain verified" in verified.text
+
+
+async def test_the_queue_shows_a_triaged_decisions_evidence_lines(
+    client: httpx.AsyncClient, keys: Keys, services: Services
+) -> None:
+    event = {
+        "source": "github",
+        "kind": "ci_failure",
+        "title": "tests broke on main",
+        "repo": "acme/shop",
+        "branch": "main",
+        "commit": "4f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39",
+        "job": "test",
+        "log_excerpt": TEST_FAILURE_ON_MAIN,
+    }
+    sent = await client.post("/api/v1/events", json=event, headers=keys.of("developer"))
+    assert sent.status_code == 202, sent.text
+    await services.processor.run_due()
+    assert await services.triage.run_pending() == 1
+    await log_in(client, keys.viewer)
+    queue = (await page(client, "/approvals")).text
+    assert "classified the failure as <strong>test failure</strong>" in queue
+    assert "FAILED tests/test_cart.py::test_total_is_rounded" in queue
+    assert re.search(r"<li>line \d+: <code>FAILED tests/test_cart\.py", queue)
+    assert "(rule test_failure.pytest_failed_test, +7)" in queue

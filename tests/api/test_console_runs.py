@@ -172,7 +172,9 @@ async def test_the_run_pages_show_status_in_words_the_log_attempts_and_result_li
         assert step in detail.text
     assert re.search(r'<a href="https://github.com/acme/api/[^"]*#comment"', detail.text)
     assert "checkpoint" not in detail.text
-    assert (await page(client, "/runs/run_" + "0" * 28)).status_code == 404
+    missing = await page(client, "/runs/run_" + "0" * 28)
+    assert missing.status_code == 404
+    assert '<a href="/runs" aria-current="page">Runs</a>' in missing.text  # still logged in
 
 
 async def test_runs_are_listed_25_to_a_page(
@@ -245,3 +247,33 @@ async def test_the_incident_timeline_shows_signals_decisions_runs_and_audit_in_t
     assert re.search(r'<a href="/runs/run_[0-9a-z]+">Its run</a>: succeeded', decisions)
     signal = timeline[timeline.index("ci_failure from github") :].split("</li>")[0]
     assert 'href="https://github.com/' in signal  # out to the CI run
+
+
+async def test_a_queued_run_says_when_it_waits_for_actions_to_be_turned_back_on(
+    client: httpx.AsyncClient, keys: Keys, services: Services
+) -> None:
+    made = await client.post(
+        "/api/v1/decisions",
+        json={
+            "action": "comment",
+            "title": "comment",
+            "repo": REPO,
+            "params": {"body": "hi", "pull_number": 7},
+        },
+        headers=keys.of("developer"),
+    )
+    assert made.status_code == 201
+    await services.runs.schedule()
+    turned = await client.put(
+        "/api/v1/actions/switch",
+        json={"enabled": False, "reason": "incident review in progress"},
+        headers=keys.of("admin"),
+    )
+    assert turned.status_code == 200, turned.text
+    await log_in(client, keys.viewer)
+    listing = await page(client, "/runs")
+    held = re.compile(r"queued: actions are off \(turned off by [^)]*: incident review in progress")
+    assert held.search(listing.text)
+    run_id = re.search(r'href="/runs/(run_[0-9a-z]+)"', listing.text)
+    assert run_id
+    assert held.search((await page(client, f"/runs/{run_id.group(1)}")).text)

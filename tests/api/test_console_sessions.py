@@ -208,3 +208,22 @@ async def test_login_is_recorded_in_the_audit_log(client: httpx.AsyncClient, key
     ).json()["items"]
     assert [e["actor_name"] for e in events] == ["approver"]
     assert keys.approver not in str(events)
+
+
+async def test_a_pages_background_refresh_does_not_keep_an_idle_session_alive(
+    client: httpx.AsyncClient, keys: Keys, clock: FakeClock
+) -> None:
+    await log_in(client, keys.viewer)
+    background = {"accept": "text/html", "x-dragon-background": "1"}
+    for _ in range(3):  # an unattended dashboard refreshing itself every ten minutes
+        clock.advance(minutes=10)
+        refreshed = await client.get("/dashboard/panel", headers=background)
+        assert refreshed.status_code == 200
+        assert SESSION_COOKIE not in refreshed.headers.get("set-cookie", "")
+    clock.advance(minutes=1)  # 31 minutes since the person last did anything
+    assert (await client.get("/dashboard/panel", headers=background)).status_code == 303
+    # The same refreshes made by the person (no header) do count as activity.
+    await log_in(client, keys.viewer)
+    for _ in range(4):
+        clock.advance(minutes=10)
+        assert (await page(client, "/dashboard/panel")).status_code == 200

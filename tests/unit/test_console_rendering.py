@@ -6,10 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from dragon.api.sessions import SessionCodec
 from dragon.domain.dashboard import DecisionSummary, IncidentSummary, compute_figures
+from dragon.domain.entities import Run
+from dragon.domain.enums import RunStatus
 from dragon.domain.ports import LiveEvent
 from dragon.services.live_updates import InProcessBroadcaster
 from dragon.web.charts import incidents_chart
 from dragon.web.rendering import duration, web_url
+from dragon.web.run_views import ResultLink, result_links, status_text
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -105,3 +108,46 @@ async def test_closing_the_broadcaster_ends_every_subscription_present_and_futur
     assert broadcaster.subscribers == 0
     async with broadcaster.subscribe() as late:
         assert late.get_nowait().topic == "closing"
+
+
+def test_a_runs_result_links_are_its_http_urls_labelled_by_where_they_sit() -> None:
+    result = {
+        "runbook": "rerun-and-tell@1.0.0",
+        "steps": {
+            "tell": {"comment_url": "https://github.com/acme/api/issues/7#comment"},
+            "poke": {"status": 200, "url": "javascript:alert(1)"},
+        },
+        "pull_request_url": "https://github.com/acme/api/pull/9",
+    }
+    assert result_links(result) == [
+        ResultLink("steps / tell / comment url", "https://github.com/acme/api/issues/7#comment"),
+        ResultLink("pull request url", "https://github.com/acme/api/pull/9"),
+    ]
+
+
+def test_a_runs_status_is_said_in_words() -> None:
+    def run(status: RunStatus, attempts: int, **kw: object) -> Run:
+        return Run(
+            id="run_1",
+            decision_id="dec_1",
+            idempotency_key="k",
+            action="comment",
+            status=status,
+            attempts=attempts,
+            next_attempt_at=NOW,
+            created_at=NOW,
+            updated_at=NOW,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    assert status_text(run(RunStatus.QUEUED, 0)) == "queued: waiting for a worker"
+    assert status_text(run(RunStatus.QUEUED, 2)) == (
+        "queued: attempt 2 of 5 failed, next try after 09:00:00 UTC"
+    )
+    assert status_text(run(RunStatus.QUEUED, 0), held="maintenance").startswith(
+        "queued: actions are off (maintenance)"
+    )
+    assert status_text(run(RunStatus.RUNNING, 1)) == "running: attempt 1 of 5"
+    failed = run(RunStatus.FAILED, 5, error_code="vendor_rejected")
+    assert status_text(failed) == "failed after 5 attempt(s): vendor_rejected"
+    assert status_text(run(RunStatus.SUCCEEDED, 1)) == "succeeded after 1 attempt(s)"

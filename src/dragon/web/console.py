@@ -70,19 +70,26 @@ async def _error_page(request: Request, exc: Exception) -> Response:
         response = RedirectResponse("/login?notice=expired", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
+    caller = getattr(request.state, "caller", None)  # set once access was granted
     return render(
         request,
         "error.html",
-        principal=None,
+        principal=caller.principal if caller else None,
         status_code=STATUS_BY_KIND[exc.kind],
         error=exc,
         retry_url=retry_target(request.scope),
     )
 
 
+# Sent by the console's own script on the fetches it makes by itself (live refresh, polling):
+# those are not the person at the keyboard, so they never count as activity.
+BACKGROUND_HEADER = b"x-dragon-background"
+
+
 class SessionRefreshMiddleware:
     """Slides the idle timeout: a request on a session seen over a minute ago re-issues the
-    cookie with a fresh last-seen time. Responses that set the cookie themselves win."""
+    cookie with a fresh last-seen time. Responses that set the cookie themselves win, and a
+    page's background refresh never slides it, so an unattended page still times out."""
 
     def __init__(self, app: ASGIApp, *, codec: SessionCodec) -> None:
         self.app = app
@@ -101,7 +108,9 @@ class SessionRefreshMiddleware:
                     v.startswith(f"{SESSION_COOKIE}=") for v in headers.getlist("set-cookie")
                 )
                 now = self.codec.touched(session).seen_at if session else 0.0
-                if session and not sets_own and now - session.seen_at > _REFRESH_AFTER_SECONDS:
+                background = any(name == BACKGROUND_HEADER for name, _ in scope["headers"])
+                stale = now - session.seen_at > _REFRESH_AFTER_SECONDS if session else False
+                if session and not sets_own and not background and stale:
                     secure = "; Secure" if scope.get("scheme") == "https" else ""
                     headers.append(
                         "set-cookie",

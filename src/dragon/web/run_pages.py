@@ -5,6 +5,7 @@ every few seconds, because a step's progress is not an audited change)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -55,8 +56,14 @@ async def _runs(svc: Services, filters: RunFilters) -> dict[str, Any]:
         },
         "statuses": list(RunStatus),
         "first_page": filters.cursor is None,
-        "status_text": status_text,
+        "status_text": functools.partial(status_text, held=await _held(svc)),
     }
+
+
+async def _held(svc: Services) -> str | None:
+    """Why actions are off, when they are (queued runs wait for that), else None."""
+    state = await svc.actions.state()
+    return None if state.enabled else state.reason or "no reason given"
 
 
 Status = Annotated[str | None, Query(max_length=20)]
@@ -94,13 +101,13 @@ async def runs_panel(
     return render(request, "runs_table.html", principal=who, **context)
 
 
-def _run_context(run: Run) -> dict[str, Any]:
+async def _run_context(run: Run, svc: Services) -> dict[str, Any]:
     shown = RunOut.of(run)  # the API's view: the worker's checkpoint is not part of the result
     return {
         "run": run,
         "result": shown.result,
         "links": result_links(shown.result),
-        "status_text": status_text(run),
+        "status_text": status_text(run, held=await _held(svc)),
         "active": is_active(run),
         "poll_seconds": POLL_SECONDS,
     }
@@ -110,11 +117,12 @@ def _run_context(run: Run) -> dict[str, Any]:
 async def run_page(request: Request, run_id: str, who: Who, svc: Svc) -> Response:
     run = await svc.runs.get(run_id)
     decision = (await svc.decisions.get(run.decision_id)).decision
-    return render(request, "run.html", principal=who, decision=decision, **_run_context(run))
+    context = await _run_context(run, svc)
+    return render(request, "run.html", principal=who, decision=decision, **context)
 
 
 @router.get("/runs/{run_id}/panel")
 async def run_panel(request: Request, run_id: str, who: Who, svc: Svc) -> Response:
     """One run's state, log and result as an HTML fragment, for the page's live refresh."""
     run = await svc.runs.get(run_id)
-    return render(request, "run_panel.html", principal=who, **_run_context(run))
+    return render(request, "run_panel.html", principal=who, **(await _run_context(run, svc)))

@@ -31,9 +31,12 @@ def result_links(value: Any, at: str = "") -> list[ResultLink]:
     return found
 
 
-def status_text(run: Run) -> str:
-    """The run's state in words, so it never depends on a colour."""
+def status_text(run: Run, *, held: str | None = None) -> str:
+    """The run's state in words, so it never depends on a colour. `held` is why actions are
+    turned off, when they are: a queued run then waits for that, not for a worker."""
     if run.status is RunStatus.QUEUED:
+        if held is not None:
+            return f"queued: actions are off ({held}); it starts once they are back on"
         if run.attempts:
             return (
                 f"queued: attempt {run.attempts} of {run.max_attempts} failed, "

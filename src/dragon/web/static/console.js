@@ -32,7 +32,12 @@ function startLivePanel(panel) {
   function refresh() {
     var controller = new AbortController();
     var timer = setTimeout(function () { controller.abort(); }, 10000);
-    fetch(panelUrl, { credentials: "same-origin", headers: { Accept: "text/html" }, signal: controller.signal })
+    // Marked as background: refreshing by itself does not keep an unattended session alive.
+    fetch(panelUrl, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Dragon-Background": "1" },
+      signal: controller.signal
+    })
       .then(function (r) {
         if (r.redirected || r.status === 401) {
           ended();
@@ -65,14 +70,11 @@ function startLivePanel(panel) {
   schedulePoll();
   if (!streamUrl || !window.EventSource) return;
   var source = new EventSource(streamUrl);
-  var first = true;
-  source.addEventListener("dashboard", function () {
-    if (first) { first = false; return; } // the page was rendered with these figures
-    refresh();
-  });
+  // Every event refreshes, the first one too: whatever changed between rendering the page and
+  // (re)connecting the stream would otherwise never be shown.
+  source.addEventListener("dashboard", refresh);
   source.addEventListener("open", function () { panel.setAttribute("data-live", "connected"); });
   source.addEventListener("error", function () {
-    first = true;
     if (source.readyState === EventSource.CLOSED) {
       ended(); // refused (a 401, say): the browser will not try again by itself
       return;
