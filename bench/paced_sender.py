@@ -1,8 +1,9 @@
 """An open-loop sender: signed GitHub `workflow_run` failures at a fixed rate, whatever the
 server's answers take (wrk2's constant throughput; Debian's wrk has no -R).
 
-Every delivery is a different failed run on its own branch, so each one opens a new incident
-and goes the whole way: incident → triage decision → notification queued. Latency is taken
+Every delivery is a different failed run on its own branch and commit, so each one opens a
+new incident (linked to no other) and goes the whole way: incident → triage decision →
+notification queued. Latency is taken
 from the moment a request was *due*, not sent, so a stalled server cannot hide its backlog
 (coordinated omission). Raw HTTP/1.1 keep-alive over asyncio streams keeps the sender's own
 CPU small beside the server's on a shared machine.
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUN_MARK = "987654321012"  # replaced per delivery by 1 + eleven digits: same width, valid JSON
 BRANCH_MARK = "bench-e2e-0000000000"
+SHA_MARK = "e2e0" * 10  # forty hex-ish characters, a commit of its own per delivery
 MAX_CONNECTIONS = 512
 
 
@@ -31,6 +33,8 @@ def delivery_template(*, body_bytes: int = 10 * 1024) -> bytes:
     run = payload["workflow_run"]
     run["id"] = int(RUN_MARK)
     run["head_branch"] = BRANCH_MARK
+    run["head_sha"] = SHA_MARK
+    run["head_commit"]["id"] = SHA_MARK
     for owner in (payload["repository"], run["head_repository"], run["repository"]):
         for key in [k for k in owner if k.endswith("_url")]:
             if len(json.dumps(payload)) > body_bytes:
@@ -64,8 +68,10 @@ class PacedSender:
         self._open = 0
 
     def request(self, number: int) -> bytes:
-        body = self._template.replace(RUN_MARK.encode(), f"1{number:011d}".encode()).replace(
-            BRANCH_MARK.encode(), f"bench-e2e-{number:010d}".encode()
+        body = (
+            self._template.replace(RUN_MARK.encode(), f"1{number:011d}".encode())
+            .replace(BRANCH_MARK.encode(), f"bench-e2e-{number:010d}".encode())
+            .replace(SHA_MARK.encode(), f"{number:040x}".encode())
         )
         signature = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
         head = (
@@ -99,7 +105,7 @@ class PacedSender:
         return status
 
     async def run(self, *, rate: float, seconds: float, first: int = 0) -> SendResult:
-        """Send rate × seconds deliveries numbered from `first`, each due at its own instant."""
+        """Send rate * seconds deliveries numbered from `first`, each due at its own instant."""
         result = SendResult()
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(MAX_CONNECTIONS)

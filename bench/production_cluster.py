@@ -168,7 +168,11 @@ class Cluster:
             "DRAGON_DB_POOL_SIZE": str(pool_size),
             "DRAGON_WORKER_CONCURRENCY": str(concurrency),
         }
-        subprocess.run([str(DRAGON), "migrate"], env=self.env, check=True, capture_output=True)
+        migrated = subprocess.run(
+            [str(DRAGON), "migrate"], env=self.env, capture_output=True, text=True, check=False
+        )
+        if migrated.returncode:
+            raise SystemExit(f"dragon migrate failed:\n{migrated.stderr[-3000:]}")
         self.port = free_port()
         self.api = self.start(
             [str(DRAGON), "serve", "--port", str(self.port), "--workers", "2"], env=self.env
@@ -194,10 +198,8 @@ class Cluster:
         }
 
     def postgres_backends(self) -> list[int]:
-        rows = self.sql(
-            f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.database}' "
-            "AND pid <> pg_backend_pid()"
-        )
+        mine = f"datname = '{self.database}' AND pid <> pg_backend_pid()"
+        rows = self.sql(f"SELECT pid FROM pg_stat_activity WHERE {mine}")  # noqa: S608 - own name
         return [int(r["pid"]) for r in rows]
 
 

@@ -135,8 +135,15 @@ def seed_incidents(cluster: Cluster, *, count: int) -> float:
             t, t, t, t
         FROM generate_series(1, {count}) AS i,
              LATERAL (SELECT now() - make_interval(secs => {count} - i)) AS at(t)
-    """)
+    """)  # noqa: S608 - the bench's own integer, no input
+    # Triaged long ago, as every stored incident is: the triage queue has nothing for them.
+    cluster.sql(
+        "INSERT INTO triage_runs (incident_id, status, token, attempts, lease_until, created_at,"
+        " updated_at) SELECT id, 'done', 'seed', 1, created_at, created_at, created_at"
+        " FROM incidents WHERE created_by = 'prn_bench' ON CONFLICT DO NOTHING"
+    )
     cluster.sql("ANALYZE incidents")
+    cluster.sql("ANALYZE triage_runs")
     return time.monotonic() - started
 
 
