@@ -136,6 +136,9 @@ class _DrainingServer(uvicorn.Server):
             loop.call_soon_threadsafe(app.state.services.live.close)
 
 
+WORKER_HEALTHCHECK_SECONDS = 120
+
+
 def _exit_after_graceful_shutdown(_signum: int, _frame: object) -> None:
     raise SystemExit(4 if _startup_failed() else 0)
 
@@ -176,6 +179,10 @@ def serve(
     }
     if reload or workers > 1:
         # uvicorn's supervisor runs the processes; each drains on SIGTERM as uvicorn does.
+        # It kills a process that misses a health ping; a spawned process answers only once
+        # it has imported Dragon, which takes far longer than uvicorn's 5 s on a busy host,
+        # so with the default the processes were killed and respawned for minutes on end.
+        options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
         uvicorn.run("dragon.cli:app_factory", reload=reload, workers=workers, **options)
         return
     server = _DrainingServer(uvicorn.Config("dragon.cli:app_factory", **options))

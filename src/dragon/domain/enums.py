@@ -83,9 +83,12 @@ class SignalSource(StrEnum):
 
 
 class TriageStatus(StrEnum):
-    """An incident's triage: running under a worker's lease (or waiting to be retried), done
-    with its decision, or failed for good after its last attempt."""
+    """An incident's triage: waiting for its first attempt (written with the incident, so
+    finding work is an index range, not a scan of every incident), running under a worker's
+    lease (or waiting to be retried), done with its decision, or failed for good after its
+    last attempt."""
 
+    PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"

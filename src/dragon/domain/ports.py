@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -202,8 +202,9 @@ class SignalRepository(Protocol):
 
 
 class CorrelationRepository(Protocol):
-    async def lock_fingerprint(self, fingerprint: str) -> None:
-        """Serialise correlation per fingerprint across workers until the transaction ends."""
+    async def lock_fingerprints(self, fingerprints: Collection[str]) -> None:
+        """Serialise correlation per fingerprint across workers until the transaction ends;
+        all of them at once, always in the same order, so two transactions never deadlock."""
         ...
 
     async def open_incident(self, fingerprint: str) -> Incident | None: ...
@@ -266,7 +267,7 @@ class TriageRepository(Protocol):
     """Claims on incidents' triage. Each returns whether this worker's token won."""
 
     async def pending(self, *, now: datetime, limit: int, max_attempts: int) -> list[str]:
-        """Unresolved incidents with no triage yet, or whose triage is due for a retry."""
+        """Unresolved incidents whose triage is pending, or due for a retry."""
         ...
 
     async def claim(

@@ -33,8 +33,7 @@ async def _lock_fingerprints(uow: UnitOfWork, meanings: list[Normalized]) -> Non
     """Serialise correlation per fingerprint across workers, locking in sorted order so that
     two transactions never wait on each other's locks."""
     fingerprints = {signal.fingerprint for meaning in meanings for signal in meaning.signals}
-    for fingerprint in sorted(fingerprints):
-        await uow.correlation.lock_fingerprint(fingerprint)
+    await uow.correlation.lock_fingerprints(fingerprints)
 
 
 class DeliveryProcessor:

@@ -8,6 +8,7 @@ analyzer outside any transaction, then stores the decision and finishes the clai
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +52,7 @@ class TriageSettings:
     max_attempts: int = 5
     lease: timedelta = timedelta(minutes=2)
     batch: int = 10
+    concurrency: int = 4  # triages at once per worker process (each holds one connection)
 
 
 class BuiltinAnalyzer:
@@ -126,11 +128,16 @@ class TriageService:
                 limit=self._settings.batch,
                 max_attempts=self._settings.max_attempts,
             )
-        settled = 0
-        for incident_id in waiting:
-            if await self.triage(incident_id) is not None:
-                settled += 1
-        return settled
+        # Concurrently: a triage is mostly round trips to the store (claim, read, decide),
+        # so one at a time left the worker waiting on the database for most of each one.
+        # Each holds its own claim; they share nothing but the pool.
+        slots = asyncio.Semaphore(self._settings.concurrency)
+
+        async def one(incident_id: str) -> bool:
+            async with slots:
+                return await self.triage(incident_id) is not None
+
+        return sum(await asyncio.gather(*(one(i) for i in waiting)))
 
     async def triage(self, incident_id: str) -> Decision | None:
         """Claim, analyze, propose. None if another worker holds the incident or it failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,14 +98,27 @@ class SqlSignalRepository(SessionRepository):
         return list(await self.session.scalars(stmt))
 
 
+# The subquery's ORDER BY fixes the order the locks are taken in: the aggregate reads its
+# rows as sorted, and no plan reorders an ordered subquery scanned once.
+_LOCK_IN_ORDER = sa.text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+)
+
+
 class SqlCorrelationRepository(SessionRepository):
-    async def lock_fingerprint(self, fingerprint: str) -> None:
-        # SQLite serialises writers already; PostgreSQL takes a transaction-scoped advisory lock.
-        if self.session.get_bind().dialect.name == "postgresql":
-            key = int.from_bytes(
-                hashlib.sha256(fingerprint.encode()).digest()[:8], "big", signed=True
-            )
-            await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    async def lock_fingerprints(self, fingerprints: Collection[str]) -> None:
+        # SQLite serialises writers already; PostgreSQL takes transaction-scoped advisory
+        # locks, in ascending key order, in one round trip (a batch has many fingerprints).
+        if not fingerprints or self.session.get_bind().dialect.name != "postgresql":
+            return
+        keys = sorted(
+            {
+                int.from_bytes(hashlib.sha256(f.encode()).digest()[:8], "big", signed=True)
+                for f in fingerprints
+            }
+        )
+        await self.session.execute(_LOCK_IN_ORDER, {"keys": keys})
 
     async def open_incident(self, fingerprint: str) -> Incident | None:
         entity: Any = Incident

@@ -23,8 +23,9 @@ from dragon.domain.entities import (
     Incident,
     PolicyVersion,
     Principal,
+    TriageRun,
 )
-from dragon.domain.enums import DecisionStatus
+from dragon.domain.enums import DecisionStatus, TriageStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
 from dragon.store.tables import audit_events, audit_head
 
@@ -70,6 +71,18 @@ class SessionRepository:
 class SqlIncidentRepository(SessionRepository):
     async def add(self, incident: Incident) -> None:
         await self._add(incident)
+        # Its triage waits from the moment it exists, in the same transaction (store.triage).
+        self.session.add(
+            TriageRun(
+                incident_id=incident.id,
+                status=TriageStatus.PENDING,
+                token="",
+                attempts=0,
+                lease_until=incident.created_at,
+                created_at=incident.created_at,
+                updated_at=incident.created_at,
+            )
+        )
 
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         return await self.session.get(Incident, incident_id, with_for_update=for_update)

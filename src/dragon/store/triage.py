@@ -1,6 +1,8 @@
 """Triage claims: one row per incident, leased to one worker at a time.
 
-A claim inserts the row (or takes over one whose lease ran out); completing it checks the
+The row is written, pending, with the incident itself (SqlIncidentRepository.add), so finding
+the incidents waiting for triage reads an index range, never every incident. A claim takes
+the pending row (or one whose lease ran out); completing it checks the
 worker's token in the same transaction that stores the decision, so a worker that lost its
 lease stores nothing and an incident gets exactly one triage decision.
 """
@@ -25,14 +27,19 @@ def _rowcount(result: Any) -> int:
 class SqlTriageRepository(SessionRepository):
     async def pending(self, *, now: datetime, limit: int, max_attempts: int) -> list[str]:
         t = triage_runs.c
-        # Includes claims whose last attempt's worker stopped: `claim` settles them as failed.
-        due = sa.and_(t.status == TriageStatus.RUNNING.value, t.lease_until <= now)
+        # Every incident gets its pending row when it is stored (SqlIncidentRepository.add),
+        # so this is a range of ix_triage_runs_status_lease_until however many incidents
+        # there are: waiting ones, and claims whose lease ran out (a retry that came due, or
+        # a worker that stopped: `claim` settles those past their last attempt as failed).
         stmt = (
-            sa.select(incidents.c.id)
-            .select_from(incidents.outerjoin(triage_runs, t.incident_id == incidents.c.id))
-            .where(incidents.c.status != IncidentStatus.RESOLVED.value)
-            .where(sa.or_(t.incident_id.is_(None), due))
-            .order_by(incidents.c.id)
+            sa.select(t.incident_id)
+            .select_from(triage_runs.join(incidents, incidents.c.id == t.incident_id))
+            .where(
+                t.status.in_([TriageStatus.PENDING.value, TriageStatus.RUNNING.value]),
+                t.lease_until <= now,
+                incidents.c.status != IncidentStatus.RESOLVED.value,
+            )
+            .order_by(t.lease_until, t.incident_id)
             .limit(limit)
         )
         return list(await self.session.scalars(stmt))
@@ -47,6 +54,21 @@ class SqlTriageRepository(SessionRepository):
         max_attempts: int,
     ) -> bool:
         t = triage_runs.c
+        first = await self.session.execute(
+            sa.update(triage_runs)
+            .where(t.incident_id == incident_id, t.status == TriageStatus.PENDING.value)
+            .values(
+                status=TriageStatus.RUNNING.value,
+                token=token,
+                attempts=1,
+                lease_until=lease_until,
+                updated_at=now,
+            )
+        )
+        if _rowcount(first) == 1:
+            return True
+        # An incident stored without its pending row (before migration 0009) is claimed by
+        # inserting the row.
         inserted = await self.session.execute(
             self._insert(triage_runs)
             .values(
