@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008_bench_incident_indexes"
-down_revision = "0003_ingest_jobs"
+down_revision = "0008_fleet_trace_context"
 branch_labels = None
 depends_on = None
 
