@@ -240,6 +240,38 @@ async def test_signed_but_malformed_json_is_a_400_naming_the_problem(
     assert "JSON" in response.json()["detail"]
 
 
+async def test_a_signed_event_missing_a_needed_field_is_accepted_then_dead_naming_it(
+    client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
+) -> None:
+    # Accepting reads only what the answer needs; the fields of the signal are the worker's.
+    payload = fixture("github", "workflow_run.completed.failure")
+    del payload["workflow_run"]["updated_at"]
+    response = await post_github(client, payload, "workflow_run")
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    for _ in range(5):
+        assert await services.processor.run_due() == 1
+        clock.advance(minutes=6)
+    dead = await client.get(
+        "/api/v1/deliveries", params={"status": "dead"}, headers=keys.of("admin")
+    )
+    [item] = dead.json()["items"]
+    assert item["id"] == response.json()["delivery_id"]
+    assert "workflow_run.updated_at" in item["last_error"]
+    assert await incidents(client, keys) == []
+
+
+async def test_a_signed_payload_that_is_not_an_object_is_refused_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b"[1, 2, 3]"
+    response = await client.post(
+        "/webhooks/github", content=body, headers=github_headers(body, "workflow_run")
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "payload_invalid"
+
+
 async def test_webhook_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     body = b"{" + b" " * (5 * 1024 * 1024) + b"}"
     response = await client.post(

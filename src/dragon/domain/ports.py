@@ -257,6 +257,11 @@ class WebhookAdapter(Protocol):
 
     def delivery_key(self, *, headers: Mapping[str, str], payload: Any, body: bytes) -> str: ...
 
+    def classify(self, *, headers: Mapping[str, str], payload: Any) -> Normalized:
+        """The event type, or why it is ignored, from cheap top-level checks: the accept
+        path's share of normalization (the rest runs in the worker)."""
+        ...
+
     def normalize(
         self, *, headers: Mapping[str, str], payload: Any, options: NormalizeOptions
     ) -> Normalized: ...
