@@ -18,7 +18,6 @@ import structlog
 import yaml
 from fastapi import Depends, FastAPI
 from pydantic import SecretStr
-from starlette.middleware.gzip import GZipMiddleware
 
 from dragon.api.access import check_table_covers, enforce_access
 from dragon.api.deadline import DeadlineMiddleware
@@ -26,6 +25,7 @@ from dragon.api.idempotency import IdempotencyMiddleware
 from dragon.api.middleware import (
     AllowlistCORSMiddleware,
     BodyLimitMiddleware,
+    CompressionMiddleware,
     RequestContextMiddleware,
 )
 from dragon.api.problems import install_error_handlers
@@ -475,6 +475,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         version="0.1.0",
         lifespan=lifecycle.lifespan,
         dependencies=[Depends(enforce_access)],
+        # Dragon traces with its own middleware (DRAGON_OTEL_ENDPOINT) and exports its own
+        # metrics; FastAPI's built-in telemetry would look up OpenTelemetry's global
+        # providers (environment reads included) on every request to find them unset.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.state.database = database
@@ -518,6 +522,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         webhooks.WebhookFastPath,
         ingest=services.ingest,
         sources=services.ingest.sources,
+        routes=webhooks.router.routes,
+        deadline_seconds=settings.request_timeout_seconds,
         limiter=shared.rate_limiter if limited else None,
     )
     app.state.clock = clock
@@ -532,14 +538,20 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         ttl_seconds=settings.idempotency_ttl_seconds,
         lease_seconds=settings.request_timeout_seconds + 5,
     )
-    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
+    app.add_middleware(
+        DeadlineMiddleware,
+        seconds=settings.request_timeout_seconds,
+        bounded_within=(f"{webhooks.PREFIX}/",),  # the fast path keeps the same deadline
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         webhook_max_body_bytes=settings.webhook_max_body_bytes,
     )
     app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(
+        CompressionMiddleware, minimum_size=1024, uncompressed=(f"{webhooks.PREFIX}/",)
+    )
     origins = origin_list(settings.cors_origins)
     if origins:
         # Only listed origins get a grant, and only they may send credentials.
