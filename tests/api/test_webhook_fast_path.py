@@ -238,4 +238,5 @@ async def test_accepted_webhook_deliveries_count_under_their_route_template(
         "dragon_http_request_duration_seconds_count",
         {"method": "POST", "route": "/webhooks/github", "status": "202"},
     )
-    assert timed and timed >= 1
+    assert timed is not None
+    assert timed >= 1

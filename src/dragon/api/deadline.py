@@ -30,7 +30,7 @@ class CancelAtDeadline:
     the middleware runs the request as a task of its own. `expired` tells that cancellation
     from any other; the handler then answers with `answer_cut`."""
 
-    __slots__ = ("_task", "expired", "_timer")
+    __slots__ = ("_task", "_timer", "expired")
 
     def __init__(self, seconds: float | None) -> None:
         self.expired = False

@@ -72,9 +72,7 @@ def _recorders(method: str, route: str | None, status: int) -> _Recorders:
 
 
 def observe_request(*, method: str, route: str | None, status: int, seconds: float) -> None:
-    latency, accepted = _RECORDERS.get((method, route, status)) or _recorders(
-        method, route, status
-    )
+    latency, accepted = _RECORDERS.get((method, route, status)) or _recorders(method, route, status)
     latency.observe(seconds)
     if accepted is not None:
         accepted.inc()
