@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import structlog
@@ -24,38 +25,53 @@ from dragon.api.problems import problem
 log = structlog.get_logger("dragon.api")
 
 
-class CancelAtDeadline:
-    """The deadline for a handler whose every wait can be cancelled at once (futures, not
-    calls blocked in a driver's thread): one timer cancels the request's own task, where
-    the middleware runs the request as a task of its own. `expired` tells that cancellation
-    from any other; the handler then answers with `answer_cut`."""
+class DeadlineWatch:
+    """The deadline for handlers whose every wait can be cancelled at once (futures, not calls
+    blocked in a driver's thread): their requests' own tasks are cancelled when they run past
+    it, where the middleware runs each request as a task of its own. One timer looks over
+    every request in flight a few times per deadline, so a request costs a dictionary entry
+    (a task, or a timer each, cost more than storing a webhook delivery); a request is cut
+    within a tenth of the deadline after it passed. A cut handler answers with `answer_cut`."""
 
-    __slots__ = ("_task", "_timer", "expired")
-
-    def __init__(self, seconds: float | None) -> None:
-        self.expired = False
-        self._task: asyncio.Task[Any] | None = None
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._tick = seconds / 10
+        self._running: dict[asyncio.Task[Any], float] = {}
+        self._cut: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        if seconds is not None:
-            self._task = asyncio.current_task()
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
 
-    def _expire(self) -> None:
-        self.expired = True
-        if self._task is not None:
-            self._task.cancel()
+    def enter(self) -> asyncio.Task[Any] | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running[task] = time.monotonic() + self.seconds
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self._tick, self._look)
+        return task
 
-    def claim(self) -> bool:
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._running.pop(task, None)
+            self._cut.discard(task)
+
+    def claim(self, task: asyncio.Task[Any] | None) -> bool:
         """In the handler's `except CancelledError`: whether the deadline was the cause, in
         which case the cancellation is taken back and the handler answers."""
-        if self.expired and self._task is not None:
-            self._task.uncancel()
-            return True
-        return False
+        if task is None or task not in self._cut:
+            return False
+        self._cut.discard(task)
+        task.uncancel()
+        return True
 
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def _look(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for task, deadline in list(self._running.items()):
+            if deadline <= now:
+                del self._running[task]
+                self._cut.add(task)
+                task.cancel()
+        if self._running:
+            self._timer = asyncio.get_running_loop().call_later(self._tick, self._look)
 
 
 async def answer_cut(scope: Scope, receive: Receive, send: Send, *, seconds: float) -> None:

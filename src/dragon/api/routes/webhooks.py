@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC, GuardedRoute, services
-from dragon.api.deadline import CancelAtDeadline, answer_cut
+from dragon.api.deadline import DeadlineWatch, answer_cut
 from dragon.api.problems import dragon_problem
 from dragon.api.rate_limits import RateLimiter, enforce
 from dragon.domain.errors import DragonError
@@ -95,7 +95,7 @@ class WebhookFastPath:
     ) -> None:
         self.app = app
         self.ingest = ingest
-        self.deadline_seconds = deadline_seconds
+        self.deadline = DeadlineWatch(deadline_seconds) if deadline_seconds else None
         # Set when DRAGON_RATE_LIMITS has a `webhooks` scope: counted per sender address.
         self.limiter = limiter
         self.paths = {
@@ -123,16 +123,17 @@ class WebhookFastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.routes.get(path)
-        deadline = CancelAtDeadline(self.deadline_seconds)
+        watched = self.deadline.enter() if self.deadline else None
         try:
             answer = await self._answer(source, scope, receive)
         except asyncio.CancelledError:
-            if not deadline.claim():
+            if not (self.deadline and self.deadline.claim(watched)):
                 raise
-            await answer_cut(scope, receive, send, seconds=self.deadline_seconds or 0)
+            await answer_cut(scope, receive, send, seconds=self.deadline.seconds)
             return
         finally:
-            deadline.stop()
+            if self.deadline:
+                self.deadline.leave(watched)
         if answer is None:
             return  # the sender left before its body arrived: nothing was stored
         if not isinstance(answer, tuple):
