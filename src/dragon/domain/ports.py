@@ -169,6 +169,11 @@ class DeliveryRepository(Protocol):
 
     async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]: ...
 
+    async def schedule(self, delivery_ids: Sequence[str]) -> None:
+        """Have the job engine process these pending deliveries now, in this transaction;
+        a no-op where the worker polls the inbox instead."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:

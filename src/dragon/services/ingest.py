@@ -222,6 +222,8 @@ class IngestService:
             delivery.status = DeliveryStatus.PENDING
             delivery.attempts = 0
             delivery.next_attempt_at = now
+            # A job engine runs it at once (committed with this change or not at all).
+            await uow.deliveries.schedule([delivery.id])
             await record(
                 uow,
                 caller,

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
 from dragon.domain.enums import DeliveryStatus, IncidentStatus
@@ -24,6 +24,14 @@ from dragon.store.tables import deliveries, incident_links, signals
 
 
 class SqlDeliveryRepository(SessionRepository):
+    def __init__(self, session: AsyncSession, *, jobs: JobQueue | None = None) -> None:
+        super().__init__(session)
+        self._jobs = jobs
+
+    async def schedule(self, delivery_ids: Sequence[str]) -> None:
+        if self._jobs is not None and delivery_ids:
+            await self._jobs.defer(await self.session.connection(), list(delivery_ids))
+
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
 
