@@ -85,7 +85,7 @@ def delivery_body(workdir: Path) -> tuple[Path, str]:
 
 
 def wait_ready(port: int, path: str = "/readyz") -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a start-up on a loaded machine takes a while
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code < 500:
