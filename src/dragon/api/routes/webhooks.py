@@ -80,7 +80,7 @@ class WebhookFastPath:
     public; everything else passes to the app. Errors are the same problem+json answers the
     app's handlers give; a body over the limit is refused by the body-limit middleware
     around this one, exactly as on any route. The request deadline is kept here, with the
-    deadline middleware's answer, by a timeout on this request's own waits (the middleware
+    deadline middleware's answer, by a DeadlineWatch over this path's own waits (the middleware
     would run each delivery as a task of its own, which costs more than storing it)."""
 
     def __init__(
