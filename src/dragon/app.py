@@ -74,6 +74,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         version="0.1.0",
         lifespan=lifecycle.lifespan,
         dependencies=[Depends(enforce_access)],
+        # Dragon traces with its own middleware (DRAGON_OTEL_ENDPOINT) and exports its own
+        # metrics; FastAPI's built-in telemetry would look up OpenTelemetry's global
+        # providers (environment reads included) on every request to find them unset.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.state.database = database

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 REDACTED = "[redacted]"
@@ -26,8 +28,48 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _STRUCTLOG_META = frozenset({"_record", "_from_structlog"})
 
 
+# Texts already found clean (method names, paths, event names repeat on every line), and each
+# field name's cleaned form and whether it names a secret: the regular expressions ran on
+# every field of every line before. Only clean texts are kept, so no secret stays in memory;
+# each cache is emptied when full.
+_CLEAN: dict[str, None] = {}
+_FIELDS: dict[str, tuple[str, bool]] = {}
+_CACHE_LIMIT = 4096
+_CACHED_LENGTH = 256
+
+
 def _clean(text: str) -> str:
-    return _CONTROL.sub(" ", _SECRET_VALUES.sub(REDACTED, text))
+    # ASCII letters and digits alone hold no control and none of the secret shapes above
+    # (each needs a `_`, a `.` or a space): hex ids and most words pass here.
+    if (text.isascii() and text.isalnum()) or text in _CLEAN:
+        return text
+    cleaned = _CONTROL.sub(" ", _SECRET_VALUES.sub(REDACTED, text))
+    if cleaned == text and len(text) <= _CACHED_LENGTH:
+        if len(_CLEAN) >= _CACHE_LIMIT:
+            _CLEAN.clear()
+        _CLEAN[text] = None
+    return cleaned
+
+
+def _field(key: str) -> tuple[str, bool]:
+    found = _FIELDS.get(key)
+    if found is None:
+        found = (_clean(key), bool(_SECRET_KEYS.search(key)))
+        if found[0] == key and len(key) <= _CACHED_LENGTH:
+            if len(_FIELDS) >= _CACHE_LIMIT:
+                _FIELDS.clear()
+            _FIELDS[key] = found
+    return found
+
+
+def _json_line(event: Any, **options: Any) -> str:
+    """One JSON object, rendered by orjson (several times faster than the standard library's
+    encoder, and every request logs a line); what orjson cannot render (an integer past 64
+    bits) falls back to the standard library."""
+    try:
+        return orjson.dumps(event, default=options.get("default")).decode()
+    except TypeError:
+        return json.dumps(event, **options)
 
 
 def _scrub(value: Any) -> Any:
@@ -53,7 +95,8 @@ def redact_secrets(
         if key in _STRUCTLOG_META:
             continue
         value = event_dict.pop(key)
-        event_dict[_clean(key)] = REDACTED if _SECRET_KEYS.search(key) else _scrub(value)
+        name, secret = _field(key)
+        event_dict[name] = REDACTED if secret else _scrub(value)
     return event_dict
 
 
@@ -63,7 +106,7 @@ def configure_logging(
     """`cache_loggers=False` is for tests that log onto a stream which closes when they end:
     a logger cached on first use would keep writing to it afterwards."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_line)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(
             colors=False,
@@ -74,9 +117,10 @@ def configure_logging(
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redact_secrets,
+        # After the redaction: Dragon's own clock reading needs none (the key still comes last).
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
         processors=[*shared, renderer],

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from dragon.services.container import Services
-from tests.conftest import WEBHOOK_SECRETS, FakeClock, Keys
+from tests.conftest import POSTGRES_URL, WEBHOOK_SECRETS, FakeClock, Keys
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -240,6 +240,38 @@ async def test_signed_but_malformed_json_is_a_400_naming_the_problem(
     assert "JSON" in response.json()["detail"]
 
 
+async def test_a_signed_event_missing_a_needed_field_is_accepted_then_dead_naming_it(
+    client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
+) -> None:
+    # Accepting reads only what the answer needs; the fields of the signal are the worker's.
+    payload = fixture("github", "workflow_run.completed.failure")
+    del payload["workflow_run"]["updated_at"]
+    response = await post_github(client, payload, "workflow_run")
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    for _ in range(5):
+        assert await services.processor.run_due() == 1
+        clock.advance(minutes=6)
+    dead = await client.get(
+        "/api/v1/deliveries", params={"status": "dead"}, headers=keys.of("admin")
+    )
+    [item] = dead.json()["items"]
+    assert item["id"] == response.json()["delivery_id"]
+    assert "workflow_run.updated_at" in item["last_error"]
+    assert await incidents(client, keys) == []
+
+
+async def test_a_signed_payload_that_is_not_an_object_is_refused_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b"[1, 2, 3]"
+    response = await client.post(
+        "/webhooks/github", content=body, headers=github_headers(body, "workflow_run")
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "payload_invalid"
+
+
 async def test_webhook_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     body = b"{" + b" " * (5 * 1024 * 1024) + b"}"
     response = await client.post(
@@ -376,6 +408,37 @@ async def test_failing_delivery_retries_with_backoff_then_is_dead_and_can_be_ret
         "/api/v1/audit", params={"action": "delivery.retried"}, headers=keys.of("admin")
     )
     assert [e["target_id"] for e in audit.json()["items"]] == [delivery_id]
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="procrastinate jobs live in PostgreSQL")
+async def test_a_retried_dead_delivery_gets_its_job_in_the_retry_transaction(
+    client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
+) -> None:
+    payload = fixture("github", "workflow_run.completed.failure")
+    del payload["workflow_run"]["updated_at"]  # processing fails until it is dead
+    response = await post_github(client, payload, "workflow_run")
+    delivery_id = response.json()["delivery_id"]
+    for _ in range(5):
+        await services.processor.run_due()
+        clock.advance(minutes=6)
+    engine = create_async_engine(POSTGRES_URL)
+    jobs_sql = sa.text(
+        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' "
+        "AND task_name = 'dragon.process_deliveries' AND args->'delivery_ids' ? :id"
+    )
+    try:
+        async with engine.connect() as connection:
+            before = (await connection.execute(jobs_sql, {"id": delivery_id})).scalar_one()
+        retried = await client.post(
+            f"/api/v1/deliveries/{delivery_id}/retry", headers=keys.of("admin")
+        )
+        assert retried.status_code == 200
+        async with engine.connect() as connection:
+            after = (await connection.execute(jobs_sql, {"id": delivery_id})).scalar_one()
+    finally:
+        await engine.dispose()
+    # A worker runs it at once, rather than the sweep finding it seconds later.
+    assert after == before + 1
 
 
 async def test_a_bad_delivery_does_not_hold_back_the_good_ones_processed_with_it(

@@ -4,13 +4,20 @@ and answers (errors included) carry the same envelope, correlation id and securi
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
+import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC
@@ -18,8 +25,9 @@ from dragon.api.routes.webhooks import WebhookFastPath
 from dragon.app import create_app
 from dragon.services.container import Services
 from dragon.settings import Settings
+from dragon.store.database import Database
 from tests.api.test_ingestion import fixture, github_headers
-from tests.conftest import FakeClock
+from tests.conftest import POSTGRES_URL, FakeClock
 
 SOURCES = ("github", "gitlab", "jenkins", "alertmanager")
 
@@ -158,3 +166,77 @@ async def test_other_methods_on_a_receiver_still_get_the_apps_answer(
     response = await client.get("/webhooks/github")
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+@contextlib.asynccontextmanager
+async def inbox_locked(database: Database) -> AsyncIterator[None]:
+    """Another session holds the deliveries table (PostgreSQL) or the whole file (SQLite), so
+    the inbox's insert waits behind it."""
+    if POSTGRES_URL:
+        async with database.writer.connect() as connection:
+            await connection.execute(sa.text("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE"))
+            yield
+            await connection.rollback()
+        return
+    path = make_url(database.url).database
+    assert path
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_a_delivery_whose_store_waits_past_the_deadline_is_a_503_at_the_deadline(
+    settings: Settings, clock: FakeClock
+) -> None:
+    changed = settings.model_copy(update={"request_timeout_seconds": 0.5})
+    application = create_app(changed, clock=clock)
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    headers = github_headers(body, "workflow_run")
+    async with LifespanManager(application, startup_timeout=30):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+            with structlog.testing.capture_logs() as logged:
+                async with inbox_locked(application.state.database):
+                    started = time.perf_counter()
+                    cut = await http.post("/webhooks/github", content=body, headers=headers)
+                    waited = time.perf_counter() - started
+            # The sender retries, as Retry-After asks: stored once, whatever the cut left.
+            retried = await http.post("/webhooks/github", content=body, headers=headers)
+            again = await http.post("/webhooks/github", content=body, headers=headers)
+    assert cut.status_code == 503
+    assert cut.json()["code"] == "request_timeout"
+    assert cut.headers["retry-after"] == "5"
+    assert cut.headers["x-correlation-id"]
+    assert 0.4 < waited < 5
+    (event,) = [e for e in logged if e["event"] == "request_deadline_exceeded"]
+    assert event["path"] == "/webhooks/github"
+    assert retried.status_code in (200, 202)
+    assert again.status_code == 200
+    assert again.json()["delivery_id"] == retried.json()["delivery_id"]
+
+
+async def test_accepted_webhook_deliveries_count_under_their_route_template(
+    client: httpx.AsyncClient,
+) -> None:
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    before = REGISTRY.get_sample_value(
+        "dragon_deliveries_accepted_total", {"route": "/webhooks/github"}
+    )
+    accepted = await client.post(
+        "/webhooks/github", content=body, headers=github_headers(body, "workflow_run")
+    )
+    assert accepted.status_code == 202
+    after = REGISTRY.get_sample_value(
+        "dragon_deliveries_accepted_total", {"route": "/webhooks/github"}
+    )
+    assert (after or 0) - (before or 0) == 1
+    timed = REGISTRY.get_sample_value(
+        "dragon_http_request_duration_seconds_count",
+        {"method": "POST", "route": "/webhooks/github", "status": "202"},
+    )
+    assert timed is not None
+    assert timed >= 1

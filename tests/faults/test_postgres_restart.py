@@ -103,13 +103,16 @@ async def dragon_database(private_postgres: PrivatePostgres) -> str:
     return private_postgres.url
 
 
+@pytest.mark.parametrize("job_engine", ["inbox", "procrastinate"])
 async def test_postgres_restarted_under_load_gives_503s_then_recovers_and_loses_nothing(
-    tmp_path: Path, launch: Launch, private_postgres: PrivatePostgres, dragon_database: str
+    tmp_path: Path,
+    launch: Launch,
+    private_postgres: PrivatePostgres,
+    dragon_database: str,
+    job_engine: str,
 ) -> None:
-    # The inbox engine: procrastinate's embedded worker does not yet recover from a database
-    # restart within the test's 30 s (the deliveries stay pending); an open problem, in the notes.
     env = dragon_env(
-        dragon_database, worker_enabled="true", worker_poll_seconds="0.2", job_engine="inbox"
+        dragon_database, worker_enabled="true", worker_poll_seconds="0.2", job_engine=job_engine
     )
     await run_dragon("migrate", env=env, cwd=tmp_path)
     admin = await create_admin_key(env, tmp_path)

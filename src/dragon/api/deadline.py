@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,14 +25,92 @@ from dragon.api.problems import problem
 log = structlog.get_logger("dragon.api")
 
 
+class DeadlineWatch:
+    """The deadline for handlers whose every wait can be cancelled at once (futures, not calls
+    blocked in a driver's thread): their requests' own tasks are cancelled when they run past
+    it, where the middleware runs each request as a task of its own. One timer looks over
+    every request in flight a few times per deadline, so a request costs a dictionary entry
+    (a task, or a timer each, cost more than storing a webhook delivery); a request is cut
+    within a tenth of the deadline after it passed. A cut handler answers with `answer_cut`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._tick = seconds / 10
+        self._running: dict[asyncio.Task[Any], float] = {}
+        self._cut: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> asyncio.Task[Any] | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running[task] = time.monotonic() + self.seconds
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self._tick, self._look)
+        return task
+
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._running.pop(task, None)
+            self._cut.discard(task)
+
+    def claim(self, task: asyncio.Task[Any] | None) -> bool:
+        """In the handler's `except CancelledError`: whether the deadline was the cause, in
+        which case the cancellation is taken back and the handler answers."""
+        if task is None or task not in self._cut:
+            return False
+        self._cut.discard(task)
+        task.uncancel()
+        return True
+
+    def _look(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for task, deadline in list(self._running.items()):
+            if deadline <= now:
+                del self._running[task]
+                self._cut.add(task)
+                task.cancel()
+        if self._running:
+            self._timer = asyncio.get_running_loop().call_later(self._tick, self._look)
+
+
+async def answer_cut(scope: Scope, receive: Receive, send: Send, *, seconds: float) -> None:
+    """Count, log and answer a request cut at its deadline: 503 `request_timeout`."""
+    route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+    DEADLINE_EXCEEDED.labels(route).inc()
+    log.warning(
+        "request_deadline_exceeded",
+        method=scope["method"],
+        path=scope["path"],
+        deadline_seconds=seconds,
+    )
+    response = problem(
+        503,
+        "request_timeout",
+        f"the request ran past its {seconds:g}-second deadline; retry shortly",
+        correlation_id=scope.get("state", {}).get("correlation_id"),
+        headers={"Retry-After": "5"},
+    )
+    await response(scope, receive, send)
+
+
 class DeadlineMiddleware:
-    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+    """`bounded_within` lists path prefixes whose handlers bound their own waits by the same
+    deadline and answer alike (the webhook receivers: a task per delivery cost more than
+    storing it), so this layer passes them on untouched."""
+
+    def __init__(
+        self, app: ASGIApp, *, seconds: float, bounded_within: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.seconds = seconds
+        self.bounded_within = bounded_within
         self._cut: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            self.bounded_within and scope["path"].startswith(self.bounded_within)
+        ):
             await self.app(scope, receive, send)
             return
         started = False
@@ -61,22 +141,7 @@ class DeadlineMiddleware:
         task.cancel()
         self._cut.add(task)
         task.add_done_callback(self._forget)
-        route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-        DEADLINE_EXCEEDED.labels(route).inc()
-        log.warning(
-            "request_deadline_exceeded",
-            method=scope["method"],
-            path=scope["path"],
-            deadline_seconds=self.seconds,
-        )
-        response = problem(
-            503,
-            "request_timeout",
-            f"the request ran past its {self.seconds:g}-second deadline; retry shortly",
-            correlation_id=scope.get("state", {}).get("correlation_id"),
-            headers={"Retry-After": "5"},
-        )
-        await response(scope, receive, send)
+        await answer_cut(scope, receive, send, seconds=self.seconds)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._cut.discard(task)

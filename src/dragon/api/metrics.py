@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -50,11 +51,31 @@ _BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _DELIVERY_ROUTES = ("/webhooks/", "/api/v1/events", "/api/ci/event", "/api/observability/alert")
 
 
-def observe_request(*, method: str, route: str | None, status: int, seconds: float) -> None:
+# The labelled children each (method, route, status) records into: looking them up costs
+# more than recording, and this runs per request. Bounded, as methods come from the client.
+_Recorders = tuple[Any, Any | None]
+_RECORDERS: dict[tuple[str, str | None, int], _Recorders] = {}
+_MAX_RECORDERS = 4096
+
+
+def _recorders(method: str, route: str | None, status: int) -> _Recorders:
     template = route or UNMATCHED_ROUTE
-    REQUEST_SECONDS.labels(method, template, str(status)).observe(seconds)
-    if 200 <= status < 300 and method == "POST" and template.startswith(_DELIVERY_ROUTES):
-        DELIVERIES_ACCEPTED.labels(template).inc()
+    accepted = (
+        DELIVERIES_ACCEPTED.labels(template)
+        if 200 <= status < 300 and method == "POST" and template.startswith(_DELIVERY_ROUTES)
+        else None
+    )
+    found = (REQUEST_SECONDS.labels(method, template, str(status)), accepted)
+    if len(_RECORDERS) < _MAX_RECORDERS:
+        _RECORDERS[(method, route, status)] = found
+    return found
+
+
+def observe_request(*, method: str, route: str | None, status: int, seconds: float) -> None:
+    latency, accepted = _RECORDERS.get((method, route, status)) or _recorders(method, route, status)
+    latency.observe(seconds)
+    if accepted is not None:
+        accepted.inc()
 
 
 def publish(snapshot: OperationalSnapshot, *, breakers: Mapping[str, str], now: datetime) -> None:

@@ -10,6 +10,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.metrics import observe_request
@@ -204,10 +205,22 @@ class BodyLimitMiddleware:
         await self._limited(scope, receive, send, limit)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, receive, send, limit)
-            return
+        declared = b""
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared.isdigit():
+            if int(declared) > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            if not chunked:
+                # The server delivers exactly the declared length (HTTP/1.1 framing), so
+                # there is nothing left to count: the common case pays one header scan.
+                await self.app(scope, receive, send)
+                return
         received = 0
         started = False
 
@@ -241,6 +254,24 @@ class BodyLimitMiddleware:
             correlation_id=scope.get("state", {}).get("correlation_id"),
         )
         await response(scope, receive, send)
+
+
+class CompressionMiddleware(GZipMiddleware):
+    """Starlette's gzip, except under `uncompressed` path prefixes: webhook answers are a few
+    hundred bytes of JSON for a vendor's delivery log, under the minimum size anyway, and
+    the responder Starlette builds per request to find that out costs more than the answer."""
+
+    def __init__(
+        self, app: ASGIApp, *, minimum_size: int, uncompressed: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(app, minimum_size=minimum_size)
+        self.uncompressed = uncompressed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.uncompressed):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class AllowlistCORSMiddleware(CORSMiddleware):

@@ -169,6 +169,11 @@ class DeliveryRepository(Protocol):
 
     async def find(self, query: DeliveryQuery) -> tuple[list[Delivery], str | None]: ...
 
+    async def schedule(self, delivery_ids: Sequence[str]) -> None:
+        """Have the job engine process these pending deliveries now, in this transaction;
+        a no-op where the worker polls the inbox instead."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
@@ -257,6 +262,11 @@ class WebhookAdapter(Protocol):
     ) -> None: ...
 
     def delivery_key(self, *, headers: Mapping[str, str], payload: Any, body: bytes) -> str: ...
+
+    def classify(self, *, headers: Mapping[str, str], payload: Any) -> Normalized:
+        """The event type, or why it is ignored, from cheap top-level checks: the accept
+        path's share of normalization (the rest runs in the worker)."""
+        ...
 
     def normalize(
         self, *, headers: Mapping[str, str], payload: Any, options: NormalizeOptions

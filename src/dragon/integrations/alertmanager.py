@@ -60,13 +60,19 @@ def delivery_key(*, headers: Mapping[str, str], payload: Any, body: bytes) -> st
     return hashlib.sha256(body).hexdigest()
 
 
-def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+def classify(*, headers: Mapping[str, str], payload: Any) -> Normalized:
+    """The event type from the payload's version and status (the accept path); the alerts'
+    signals come from `normalize`, in the worker."""
     body = Fields.root(payload)
-    version = body.raw("version")
-    if version != _VERSION:
+    if body.raw("version") != _VERSION:
         raise invalid("version", f"only webhook payload version {_VERSION} is supported")
     status = body.text("status")
-    event_type = f"alerts_{status}" if status in _KINDS else "alerts"
+    return Normalized(event_type=f"alerts_{status}" if status in _KINDS else "alerts")
+
+
+def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+    event_type = classify(headers=headers, payload=payload).event_type
+    body = Fields.root(payload)
     items = body.array("alerts", required=True)
     external_url = body.text("externalURL")
     signals = tuple(

@@ -53,20 +53,29 @@ def delivery_key(*, headers: Mapping[str, str], payload: Any, body: bytes) -> st
     return bounded_key(key)
 
 
-def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+def classify(*, headers: Mapping[str, str], payload: Any) -> Normalized:
+    """The event type, or why the delivery is ignored, from the event header and the action
+    alone: what the accept path needs. Signals (and the checks of their fields) come from
+    `normalize`, in the worker."""
     event = (headers.get("x-github-event") or "").strip()
     if not event:
         return Normalized(event_type="unknown", ignored="no X-GitHub-Event header")
     if event == "ping":
         return Normalized(event_type="ping", ignored="ping")
-    handler = _HANDLERS.get(event)
-    if handler is None:
+    if event not in _HANDLERS:
         return Normalized(event_type=event, ignored=f"{event} events are not handled")
-    body = Fields.root(payload)
-    action = body.text("action")
+    action = Fields.root(payload).text("action")
     if action != "completed":
         return Normalized(event_type=event, ignored=f"{event} action {action} is not handled")
-    return handler(event, body, options)
+    return Normalized(event_type=event)
+
+
+def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+    meaning = classify(headers=headers, payload=payload)
+    if meaning.ignored:
+        return meaning
+    event = meaning.event_type
+    return _HANDLERS[event](event, Fields.root(payload), options)
 
 
 def _kind(conclusion: str | None) -> SignalKind | None:

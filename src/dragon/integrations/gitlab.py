@@ -49,12 +49,26 @@ def delivery_key(*, headers: Mapping[str, str], payload: Any, body: bytes) -> st
     return bounded_key(key)
 
 
-def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+def _kinds(headers: Mapping[str, str], payload: Any) -> tuple[str, str | None]:
+    """The event type and the hook's object kind (from the payload, else the header)."""
     header = (headers.get("x-gitlab-event") or "").strip()
     object_kind = payload.get("object_kind") if isinstance(payload, Mapping) else None
     if not isinstance(object_kind, str) or not object_kind:
         object_kind = _KIND_BY_HEADER.get(header)
-    event_type = header or object_kind or "unknown"
+    return header or object_kind or "unknown", object_kind
+
+
+def classify(*, headers: Mapping[str, str], payload: Any) -> Normalized:
+    """The event type, or why the hook is ignored, from its kind alone (the accept path);
+    signals come from `normalize`, in the worker."""
+    event_type, object_kind = _kinds(headers, payload)
+    if object_kind in ("pipeline", "build"):
+        return Normalized(event_type=event_type)
+    return Normalized(event_type=event_type, ignored=f"{event_type} events are not handled")
+
+
+def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+    event_type, object_kind = _kinds(headers, payload)
     if object_kind == "pipeline":
         return _pipeline(event_type, Fields.root(payload), options)
     if object_kind == "build":

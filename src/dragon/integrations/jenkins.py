@@ -71,13 +71,22 @@ def delivery_key(*, headers: Mapping[str, str], payload: Any, body: bytes) -> st
     )
 
 
-def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
-    body = Fields.root(payload)
-    build = body.need_obj("build")
-    phase = build.need_text("phase").upper()
+def classify(*, headers: Mapping[str, str], payload: Any) -> Normalized:
+    """The event type from the build's phase, ignored unless the build finished: what the
+    accept path needs. Signals come from `normalize`, in the worker."""
+    phase = Fields.root(payload).need_obj("build").need_text("phase").upper()
     event_type = f"build_{phase.lower()}"
     if phase not in _FINISHED_PHASES:
         return Normalized(event_type=event_type, ignored=f"phase {phase}")
+    return Normalized(event_type=event_type)
+
+
+def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOptions) -> Normalized:
+    meaning = classify(headers=headers, payload=payload)
+    if meaning.ignored:
+        return meaning
+    event_type = meaning.event_type
+    build = Fields.root(payload).need_obj("build")
     status = build.need_text("status").upper()
     kind = _KINDS.get(status)
     if kind is None:

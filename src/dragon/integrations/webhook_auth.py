@@ -45,10 +45,8 @@ def signature_matches(signature: str | None, *, body: bytes, secrets: Sequence[b
         return False
     presented = bytes.fromhex(found.group(1))
     # Every secret is compared, so timing does not tell which one matched.
-    results = [
-        hmac.compare_digest(presented, hmac.new(key, body, hashlib.sha256).digest())
-        for key in secrets
-    ]
+    # hmac.digest: OpenSSL's one-shot HMAC, without building an HMAC object per delivery.
+    results = [hmac.compare_digest(presented, hmac.digest(key, body, "sha256")) for key in secrets]
     return any(results)
 
 

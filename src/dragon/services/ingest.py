@@ -120,11 +120,17 @@ class IngestService:
         )
 
     async def receive(self, source: str, *, headers: Mapping[str, str], body: bytes) -> Receipt:
-        """Store an authenticated webhook delivery. The caller authenticated it already."""
+        """Store an authenticated webhook delivery. The caller authenticated it already.
+
+        Only what the answer needs happens here: the JSON is parsed (a malformed body is a
+        400), the delivery key found and the event classified. Normalization into signals,
+        with its checks of every field, runs in the worker: it costs more than all the rest
+        of accepting. A payload it refuses fails there like any processing failure: retried
+        with backoff, then dead with the reason, for an admin to see."""
         adapter = self.adapter(source)
         payload = parse_json(body)
         key = adapter.delivery_key(headers=headers, payload=payload, body=body)
-        meaning = adapter.normalize(headers=headers, payload=payload, options=self._options)
+        meaning = adapter.classify(headers=headers, payload=payload)
         kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
         return await self._store(
             source=source,
@@ -220,6 +226,8 @@ class IngestService:
             delivery.status = DeliveryStatus.PENDING
             delivery.attempts = 0
             delivery.next_attempt_at = now
+            # A job engine runs it at once (committed with this change or not at all).
+            await uow.deliveries.schedule([delivery.id])
             await record(
                 uow,
                 caller,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
 from dragon.domain.enums import DeliveryStatus, IncidentStatus
@@ -24,6 +24,14 @@ from dragon.store.tables import deliveries, incident_links, signals
 
 
 class SqlDeliveryRepository(SessionRepository):
+    def __init__(self, session: AsyncSession, *, jobs: JobQueue | None = None) -> None:
+        super().__init__(session)
+        self._jobs = jobs
+
+    async def schedule(self, delivery_ids: Sequence[str]) -> None:
+        if self._jobs is not None and delivery_ids:
+            await self._jobs.defer(await self.session.connection(), list(delivery_ids))
+
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
 
@@ -275,10 +283,18 @@ class _InsertSql:
 
     def __init__(self, dialect: Dialect) -> None:
         self._postgres = dialect.name == "postgresql"
-        self._encoders = [
-            column.type.dialect_impl(dialect).bind_processor(dialect)
+        self._encode: dict[str, Callable[[Any], Any]] = {
+            column.name: column.type.dialect_impl(dialect).bind_processor(dialect) or _as_is
             for column in deliveries.columns
-        ]
+        }
+        if list(self._encode) != _ROW_ORDER:
+            raise RuntimeError("the deliveries table's columns changed: update _InsertSql")
+        self._pending_status = self._encode["status"](DeliveryStatus.PENDING)
+        self._ignored_status = self._encode["status"](DeliveryStatus.IGNORED)
+        self._no_attempts = self._encode["attempts"](0)
+        self._no_error = self._encode["last_error"](None)
+        self._not_processed = self._encode["processed_at"](None)
+        self._no_result = self._encode["result"]({})
         names = ", ".join(column.name for column in deliveries.columns)
         self._prefix = f"INSERT INTO deliveries ({names}) "
         self._suffix = " ON CONFLICT (source, delivery_key) DO NOTHING RETURNING id"
@@ -300,24 +316,24 @@ class _InsertSql:
 
     def _encoded(self, delivery: NewDelivery) -> list[Any]:
         ignored = delivery.ignored
-        values = (
-            delivery.id,
-            delivery.source,
-            delivery.delivery_key,
-            delivery.event_type,
-            delivery.body,
-            dict(delivery.headers),
-            DeliveryStatus.IGNORED if ignored else DeliveryStatus.PENDING,
-            0,
-            delivery.received_at,
-            None,
-            delivery.received_at,
-            delivery.received_at if ignored else None,
-            {"ignored": ignored} if ignored else {},
-        )
+        encode = self._encode
+        # One encoding of the arrival time serves the three time columns it fills; the
+        # values every new delivery shares were encoded once, in __init__.
+        received = encode["received_at"](delivery.received_at)
         return [
-            value if encode is None else encode(value)
-            for encode, value in zip(self._encoders, values, strict=True)
+            encode["id"](delivery.id),
+            encode["source"](delivery.source),
+            encode["delivery_key"](delivery.delivery_key),
+            encode["event_type"](delivery.event_type),
+            encode["body"](delivery.body),
+            encode["headers"](dict(delivery.headers)),
+            self._ignored_status if ignored else self._pending_status,
+            self._no_attempts,
+            received,
+            self._no_error,
+            received,
+            received if ignored else self._not_processed,
+            encode["result"]({"ignored": ignored}) if ignored else self._no_result,
         ]
 
     def statement(self, batch: list[NewDelivery]) -> tuple[str, tuple[Any, ...]]:
@@ -328,6 +344,26 @@ class _InsertSql:
         return sql, tuple(value for row in rows for value in row)
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+# The columns in the order _InsertSql._encoded fills them.
+_ROW_ORDER = [
+    "id",
+    "source",
+    "delivery_key",
+    "event_type",
+    "body",
+    "headers",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "received_at",
+    "processed_at",
+    "result",
+]
 # The PostgreSQL element type of each column's array parameter (json travels as text).
 _PG_ARRAY_TYPES = {
     "id": "varchar",

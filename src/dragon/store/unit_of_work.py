@@ -36,6 +36,7 @@ from dragon.store.database import (
     unavailable_cause,
 )
 from dragon.store.inbox import (
+    JobQueue,
     SqlCorrelationRepository,
     SqlDeliveryRepository,
     SqlSignalRepository,
@@ -55,7 +56,7 @@ from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, jobs: JobQueue | None = None) -> None:
         self.session = session
         self.incidents: IncidentRepository = SqlIncidentRepository(session)
         self.decisions: DecisionRepository = SqlDecisionRepository(session)
@@ -65,7 +66,7 @@ class SqlUnitOfWork:
         self.policies: PolicyRepository = SqlPolicyRepository(session)
         self._audit = SqlAuditRepository(session)
         self.audit: AuditRepository = self._audit
-        self.deliveries: DeliveryRepository = SqlDeliveryRepository(session)
+        self.deliveries: DeliveryRepository = SqlDeliveryRepository(session, jobs=jobs)
         self.signals: SignalRepository = SqlSignalRepository(session)
         self.correlation: CorrelationRepository = SqlCorrelationRepository(session)
         self.dashboard: DashboardRepository = SqlDashboardRepository(session)
@@ -110,9 +111,13 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, database: Database) -> None:
+    """`jobs`: where deliveries sent back for processing are enqueued (procrastinate on
+    PostgreSQL), in the same transaction; without it the worker finds them by polling."""
+
+    def __init__(self, database: Database, *, jobs: JobQueue | None = None) -> None:
         self._writer = database.sessions(write=True)
         self._reader = database.sessions(write=False)
+        self._jobs = jobs
 
     def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        return SqlUnitOfWork((self._writer if write else self._reader)())
+        return SqlUnitOfWork((self._writer if write else self._reader)(), jobs=self._jobs)

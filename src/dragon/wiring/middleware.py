@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
-from starlette.middleware.gzip import GZipMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dragon.api.deadline import DeadlineMiddleware
@@ -14,8 +13,10 @@ from dragon.api.idempotency import IdempotencyMiddleware
 from dragon.api.middleware import (
     AllowlistCORSMiddleware,
     BodyLimitMiddleware,
+    CompressionMiddleware,
     RequestContextMiddleware,
 )
+from dragon.api.routes import webhooks
 from dragon.api.startup_gate import StartupGate
 from dragon.api.tracing import TracingMiddleware
 from dragon.domain.ports import IdempotencyStore
@@ -40,7 +41,11 @@ def install_middleware(
         ttl_seconds=settings.idempotency_ttl_seconds,
         lease_seconds=settings.request_timeout_seconds + 5,
     )
-    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
+    app.add_middleware(
+        DeadlineMiddleware,
+        seconds=settings.request_timeout_seconds,
+        bounded_within=(f"{webhooks.PREFIX}/",),  # the fast path keeps the same deadline
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -49,7 +54,9 @@ def install_middleware(
     app.add_middleware(StartupGate, is_ready=lambda: bool(getattr(app.state, "ready", False)))
     console_problem_pages(app)  # around the deadline, body limit and gate, inside the headers
     app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(
+        CompressionMiddleware, minimum_size=1024, uncompressed=(f"{webhooks.PREFIX}/",)
+    )
     origins = origin_list(settings.cors_origins)
     if origins:
         # Only listed origins get a grant, and only they may send credentials.

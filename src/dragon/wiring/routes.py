@@ -100,5 +100,7 @@ def install_routes(
         webhooks.WebhookFastPath,
         ingest=services.ingest,
         sources=services.ingest.sources,
+        routes=webhooks.router.routes,
+        deadline_seconds=settings.request_timeout_seconds,
         limiter=shared.rate_limiter if limited else None,
     )

@@ -25,7 +25,9 @@ def build_services(settings: Settings, database: Database, *, clock: Clock) -> S
     logs, log_clients = job_log_source(settings, breakers)
     closers = [c.aclose for c in log_clients] + ([analyzer.close] if analyzer else [])
     return Services.build(
-        SqlUnitOfWorkFactory(database),
+        SqlUnitOfWorkFactory(
+            database, jobs=DELIVERY_JOBS if settings.uses_procrastinate() else None
+        ),
         breakers=breakers,
         analyzer=analyzer,
         job_logs=logs,

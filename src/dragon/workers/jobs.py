@@ -12,6 +12,8 @@ stalled jobs of dead workers back to procrastinate.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import structlog
@@ -31,6 +33,9 @@ SWEEP_OVERDUE = timedelta(seconds=10)
 # Acceptance first when the worker shares a server process (see workers.deliveries).
 LULL_SECONDS = 0.25
 YIELD_AT_MOST_SECONDS = 5.0
+# After the worker stopped (its database went away): first wait, and the longest.
+RESTART_BACKOFF_SECONDS = 0.5
+RESTART_BACKOFF_AT_MOST_SECONDS = 10.0
 
 
 def conninfo(database_url: str) -> str:
@@ -71,14 +76,40 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
     return app
 
 
-async def run_job_worker(app: App, *, concurrency: int) -> None:
+async def run_job_worker(
+    app: App,
+    *,
+    concurrency: int,
+    backoff_seconds: float = RESTART_BACKOFF_SECONDS,
+    backoff_at_most_seconds: float = RESTART_BACKOFF_AT_MOST_SECONDS,
+) -> None:
     """Run procrastinate's worker on the deliveries queue until cancelled; a job in progress
-    finishes or is rolled back (and its deliveries swept later), so nothing is lost."""
-    async with app.open_async():
-        await app.run_worker_async(
-            queues=[QUEUE],
-            concurrency=concurrency,
-            install_signal_handlers=False,
-            delete_jobs="successful",
-            shutdown_graceful_timeout=10,
-        )
+    finishes or is rolled back (and its deliveries swept later), so nothing is lost.
+
+    procrastinate's worker stops for good when its database connections break (a restarted
+    PostgreSQL: its listener or heartbeat fails, or fetching a job raises), so it is started
+    again, with its connection pool opened afresh, after a backoff that doubles while the
+    database stays unreachable. Its periodic sweep then catches up with whatever came due
+    meanwhile, and the jobs of the stopped worker are handed back as stalled."""
+    delay = backoff_seconds
+    while True:
+        started = time.monotonic()
+        try:
+            async with app.open_async():
+                await app.run_worker_async(
+                    queues=[QUEUE],
+                    concurrency=concurrency,
+                    install_signal_handlers=False,
+                    delete_jobs="successful",
+                    shutdown_graceful_timeout=10,
+                )
+            reason = "stopped"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: start again after the backoff
+            reason = type(exc).__name__
+        if time.monotonic() - started > backoff_at_most_seconds:
+            delay = backoff_seconds  # it ran a while: this is a new outage, not the same one
+        log.warning("job_worker_restarting", reason=reason, after_seconds=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, backoff_at_most_seconds)

@@ -10,15 +10,18 @@ storing the delivery. Both run `receive_webhook`, so they answer alike.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC, GuardedRoute, services
+from dragon.api.deadline import DeadlineWatch, answer_cut
 from dragon.api.problems import dragon_problem
 from dragon.api.rate_limits import RateLimiter, enforce
 from dragon.domain.errors import DragonError
@@ -76,7 +79,9 @@ class WebhookFastPath:
     """Serves `POST /webhooks/{source}` for the sources whose route the access table lists as
     public; everything else passes to the app. Errors are the same problem+json answers the
     app's handlers give; a body over the limit is refused by the body-limit middleware
-    around this one, exactly as on any route."""
+    around this one, exactly as on any route. The request deadline is kept here, with the
+    deadline middleware's answer, by a DeadlineWatch over this path's own waits (the middleware
+    would run each delivery as a task of its own, which costs more than storing it)."""
 
     def __init__(
         self,
@@ -84,10 +89,13 @@ class WebhookFastPath:
         *,
         ingest: IngestService,
         sources: Iterable[str],
+        routes: Iterable[BaseRoute] = (),
+        deadline_seconds: float | None = None,
         limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.ingest = ingest
+        self.deadline = DeadlineWatch(deadline_seconds) if deadline_seconds else None
         # Set when DRAGON_RATE_LIMITS has a `webhooks` scope: counted per sender address.
         self.limiter = limiter
         self.paths = {
@@ -95,22 +103,64 @@ class WebhookFastPath:
             for source in sources
             if ACCESS.get(("POST", f"{PREFIX}/{source}")) == PUBLIC
         }
+        # The documented routes, put in the scope as routing would: metrics and the
+        # deadline's log name the route template.
+        self.routes = {
+            path: route
+            for route in routes
+            if (path := getattr(route, "path", None)) in self.paths
+            and "POST" in getattr(route, "methods", ())
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else None
         source = (
-            self.paths.get(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+            self.paths.get(path)
+            if path and scope["method"] == "POST" and not scope.get("root_path")
             else None
         )
         if source is None:
             await self.app(scope, receive, send)
             return
+        scope["route"] = self.routes.get(path)
+        watched = self.deadline.enter() if self.deadline else None
+        try:
+            answer = await self._answer(source, scope, receive)
+        except asyncio.CancelledError:
+            if not (self.deadline and self.deadline.claim(watched)):
+                raise
+            await answer_cut(scope, receive, send, seconds=self.deadline.seconds)
+            return
+        finally:
+            if self.deadline:
+                self.deadline.leave(watched)
+        if answer is None:
+            return  # the sender left before its body arrived: nothing was stored
+        if not isinstance(answer, tuple):
+            await answer(scope, receive, send)
+            return
+        status, content = answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    async def _answer(
+        self, source: str, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes] | Response | None:
         chunks = []
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return  # the sender left before its body arrived: nothing was stored
+                return None
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         # ASGI servers give header names lower-cased, as the adapters expect.
@@ -126,24 +176,15 @@ class WebhookFastPath:
                     key=f"address:{client[0] if client else 'unknown'}",
                     state=scope.setdefault("state", {}),
                 )
-            status, content = await receive_webhook(
-                self.ingest, source, headers=headers, body=b"".join(chunks)
+            return await receive_webhook(
+                self.ingest,
+                source,
+                headers=headers,
+                body=chunks[0] if len(chunks) == 1 else b"".join(chunks),
             )
         except DragonError as exc:
             correlation_id = scope.get("state", {}).get("correlation_id")
-            await dragon_problem(exc, correlation_id=correlation_id)(scope, receive, send)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
+            return dragon_problem(exc, correlation_id=correlation_id)
 
 
 @router.post("/github", status_code=202, responses=_RECEIPT_DOC)
