@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
@@ -24,6 +23,7 @@ from dragon.store.database import connect
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.api.test_access import fresh_database
 from tests.conftest import WEBHOOK_SECRETS
+from tests.support.readiness import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 DRAGON = Path(sys.executable).with_name("dragon")
@@ -109,16 +109,7 @@ async def server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("dragon serve did not become ready")
+        await wait_ready(base, process=process)
         yield Server(url=base, keys=keys)
     finally:
         process.terminate()

@@ -12,6 +12,7 @@ import httpx
 
 from tests.api.test_access import fresh_database
 from tests.e2e.conftest import DRAGON, Server, _issue_keys, free_port
+from tests.support.readiness import wait_ready
 
 
 async def test_sigterm_ends_open_event_streams_and_exits_zero(
@@ -35,13 +36,8 @@ async def test_sigterm_ends_open_event_streams_and_exits_zero(
     )
     server = Server(url=f"http://127.0.0.1:{port}", keys=keys)
     try:
+        await wait_ready(server.url, process=process)
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-            for _ in range(150):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             headers = {**server.key("viewer"), "accept": "text/event-stream"}
             async with http.stream("GET", "/api/v1/dashboard/stream", headers=headers) as stream:
                 assert stream.status_code == 200

@@ -8,11 +8,9 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
+from tests.support.readiness import wait_ready_blocking
 
 DRAGON = Path(sys.executable).with_name("dragon")
 KEY = re.compile(r"drg_[A-Za-z0-9_-]{43}")
@@ -35,15 +33,7 @@ def _serve_until_ready(env: dict[str, str], port: int) -> tuple[str, int]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("dragon serve did not become ready in 30 s")
+        wait_ready_blocking(f"http://127.0.0.1:{port}", process=process)
     finally:
         process.terminate()
         stdout, _ = process.communicate(timeout=30)

@@ -9,7 +9,6 @@ output goes to files in the test's tmp_path, quoted when a server fails to start
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import hmac
@@ -29,13 +28,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.support.readiness import wait_ready
+
 DRAGON = Path(sys.executable).with_name("dragon")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GITHUB_SECRET = "process-tests-github-secret-0123456789ab"  # 40 characters
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
 POSTGRES_SERVER = f"postgresql+asyncpg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}"
 PROCESS_TESTS_DATABASE = "dragon_proc_tests"
-READY_SECONDS = 20.0
 SETTLE_SECONDS = 30.0
 WORKFLOWS = 50
 
@@ -112,16 +112,7 @@ class DragonServer:
         return self.log.read_text(errors="replace")[-4000:]
 
     async def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_SECONDS
-        async with httpx.AsyncClient(base_url=self.url, timeout=1) as http:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    pytest.fail(f"dragon serve exited {self.process.returncode}:\n{self.output()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        pytest.fail(f"dragon serve was not ready in {READY_SECONDS:.0f} s:\n{self.output()}")
+        await wait_ready(self.url, process=self.process, output=self.output)
 
     async def crash(self) -> None:
         """SIGKILL: no shutdown hook, no flush, no goodbye."""
