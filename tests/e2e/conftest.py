@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dragon.store.database import connect
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.api.test_access import fresh_database
 from tests.conftest import WEBHOOK_SECRETS
+from tests.support.ports import free_port
 from tests.support.readiness import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +40,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 SECRET_KEY = "console-e2e-secret-key-0123456789abcdefghij"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

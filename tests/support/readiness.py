@@ -9,6 +9,7 @@ import contextlib
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -42,7 +43,7 @@ async def wait_ready(
 
 
 def wait_ready_blocking(
-    url: str, *, process: subprocess.Popen[str], seconds: float = READY_SECONDS
+    url: str, *, process: subprocess.Popen[Any], seconds: float = READY_SECONDS
 ) -> None:
     """The same for a test that runs no event loop."""
     deadline = time.monotonic() + seconds
