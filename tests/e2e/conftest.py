@@ -88,21 +88,26 @@ async def server(
         "DRAGON_WORKER_POLL_SECONDS": "0.2",
         "DRAGON_LOG_LEVEL": "warning",
     }
-    process = await asyncio.create_subprocess_exec(
-        str(DRAGON),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=env,
-        cwd=directory,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    log = directory / "serve.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            str(DRAGON),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env=env,
+            cwd=directory,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        await wait_ready(base, process=process)
+        await wait_ready(
+            base, process=process, output=lambda: log.read_text(errors="replace")[-4000:]
+        )
         yield Server(url=base, keys=keys)
     finally:
         process.terminate()
