@@ -12,7 +12,7 @@ DRAGON_TEST_POSTGRES_URL ?=
 # SQLite files, or a PostgreSQL database per worker beside the named one). Tests mostly wait on
 # I/O and subprocesses, so more workers than cores pay off (docs/decisions/0015-ci-parallel-tests.md).
 TEST_WORKERS ?= 3
-PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The contract tests' mock server (Prism) and GitHub's OpenAPI description, pinned by the lock.
 CONTRACT := tests/contract

@@ -199,20 +199,3 @@ async def keys(services: Services) -> Keys:
         issued = await services.auth.create_key(SYSTEM_CALLER, name=name, role=role)
         made[name] = issued.secret
     return Keys(**made)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A module whose tests share a module-scoped fixture (a server, a browser, a mock peer)
-    keeps them on one xdist worker (`--dist loadgroup`), so that fixture is built once."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        shared = any(
-            definition.scope == "module"
-            for definitions in info.name2fixturedefs.values()
-            for definition in definitions
-        )
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
