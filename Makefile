@@ -8,6 +8,11 @@ AXE_CORE_VERSION := 4.14.1
 AXE := var/npm/node_modules/axe-core/axe.min.js
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
 DRAGON_TEST_POSTGRES_URL ?=
+# The suite runs on parallel pytest-xdist workers, each with a store of its own (tests/conftest.py:
+# SQLite files, or a PostgreSQL database per worker beside the named one). Tests mostly wait on
+# I/O and subprocesses, so more workers than cores pay off (docs/decisions/0015-ci-parallel-tests.md).
+TEST_WORKERS ?= 2
+PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The contract tests' mock server (Prism) and GitHub's OpenAPI description, pinned by the lock.
 CONTRACT := tests/contract
@@ -47,14 +52,14 @@ lint: install
 	$(BIN)/python .ci/audit_dependencies.py
 
 unit-test: install contract-deps $(AXE)
-	env -u DRAGON_DATABASE_URL $(BIN)/pytest
+	env -u DRAGON_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint contract-deps $(AXE)
 	@echo "== test suite on SQLite =="
-	env -u DRAGON_DATABASE_URL $(BIN)/pytest
+	env -u DRAGON_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \
 		echo "== test suite on PostgreSQL =="; \
-		DRAGON_DATABASE_URL="$(DRAGON_TEST_POSTGRES_URL)" $(BIN)/pytest; \
+		DRAGON_DATABASE_URL="$(DRAGON_TEST_POSTGRES_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
 	else \
 		echo "== PostgreSQL run skipped: set DRAGON_TEST_POSTGRES_URL to include it =="; \
 	fi

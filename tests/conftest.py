@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from dragon.app import create_app
@@ -28,7 +29,20 @@ from dragon.store.tables import metadata
 
 _URL = os.environ.get("DRAGON_DATABASE_URL", "")
 # The suite runs on PostgreSQL when DRAGON_DATABASE_URL names one; otherwise on fresh SQLite files.
-POSTGRES_URL = _URL if _URL.startswith("postgresql") else ""
+GIVEN_POSTGRES_URL = _URL if _URL.startswith("postgresql") else ""
+# Under pytest-xdist each worker (gw0, gw1, ...) has a database of its own beside the given one
+# (`test` -> `test_gw0`), made from it when the worker starts; without xdist, the given one.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def worker_database_url(url: str, worker: str) -> str:
+    if not url or not worker:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = worker_database_url(GIVEN_POSTGRES_URL, _WORKER)
 
 
 PROCRASTINATE_TABLES = (
@@ -62,21 +76,40 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+async def recreate_worker_database(*, drop_only: bool = False) -> None:
+    """DROP + CREATE this worker's PostgreSQL database, through a connection to the given one."""
+    name = make_url(POSTGRES_URL).database
+    engine = create_async_engine(GIVEN_POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if not drop_only:
+                await connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
-async def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Migrate once per session: a template SQLite file, or the PostgreSQL test database."""
+async def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """Migrate once per session (per xdist worker): a template SQLite file, or the PostgreSQL
+    test database (the worker's own, created for the session and dropped after it)."""
     if POSTGRES_URL:
+        if POSTGRES_URL != GIVEN_POSTGRES_URL:
+            await recreate_worker_database()
         engine = create_async_engine(POSTGRES_URL)
         async with engine.begin() as connection:
             await connection.execute(sa.text("DROP SCHEMA public CASCADE"))
             await connection.execute(sa.text("CREATE SCHEMA public"))
         await engine.dispose()
         await upgrade(POSTGRES_URL)
-        return POSTGRES_URL
+        yield POSTGRES_URL
+        if POSTGRES_URL != GIVEN_POSTGRES_URL:
+            await recreate_worker_database(drop_only=True)
+        return
     path = tmp_path_factory.mktemp("template") / "dragon.db"
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade(url)
-    return str(path)
+    yield str(path)
 
 
 @pytest.fixture

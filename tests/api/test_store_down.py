@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,13 +17,7 @@ from fastapi import FastAPI
 from dragon.app import create_app
 from dragon.settings import Settings
 from tests.conftest import WEBHOOK_SECRETS, FakeClock
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens there once the socket is closed
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ async def unreachable(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
 async def serving(clock: FakeClock, *, became_ready: bool) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/test",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test",
         bootstrap_admin=False,
         worker_enabled=False,
         github_webhook_secret=WEBHOOK_SECRETS["github"],

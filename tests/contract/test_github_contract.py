@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dragon.domain.breaker import CircuitBreaker
 from dragon.integrations.github_api import GitHubApp, GitHubAuth, GitHubClient
 from tests.conftest import FakeClock
+from tests.support.ports import free_port
 
 HERE = Path(__file__).parent
 PRISM = HERE / "node_modules" / ".bin" / "prism"
@@ -81,19 +81,12 @@ def cut_spec(full: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert PRISM.exists(), "run `npm ci --prefix tests/contract` (make test does)"
     spec = tmp_path_factory.mktemp("prism") / "github.json"
     spec.write_text(json.dumps(cut_spec(json.loads(SPEC.read_text()))))
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(PRISM), "mock", "--host", "127.0.0.1", "--port", str(port), str(spec)],
         stdout=subprocess.DEVNULL,

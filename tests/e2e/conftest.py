@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
@@ -25,6 +23,8 @@ from dragon.store.database import connect
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.api.test_access import fresh_database
 from tests.conftest import WEBHOOK_SECRETS
+from tests.support.ports import free_port
+from tests.support.readiness import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 DRAGON = Path(sys.executable).with_name("dragon")
@@ -41,13 +41,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 SECRET_KEY = "console-e2e-secret-key-0123456789abcdefghij"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -97,33 +90,26 @@ async def running_server(
         "DRAGON_LOG_LEVEL": "warning",
         **extra_env,
     }
-    process = await asyncio.create_subprocess_exec(
-        str(DRAGON),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=env,
-        cwd=directory,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    log = directory / "serve.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            str(DRAGON),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env=env,
+            cwd=directory,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            # Generous: the machine may be busy, and a slow start is not what these test.
-            for _ in range(600):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.returncode is not None:
-                    pytest.fail(f"dragon serve exited with {process.returncode}")
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("dragon serve did not become ready")
+        await wait_ready(
+            base, process=process, output=lambda: log.read_text(errors="replace")[-4000:]
+        )
         yield Server(url=base, keys=keys)
     finally:
         process.terminate()

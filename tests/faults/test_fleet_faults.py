@@ -146,7 +146,12 @@ async def test_redis_killed_under_load_ingestion_goes_on_degraded_then_recovers(
     accepted = await load(urls, seconds=LOAD_SECONDS, during=private_redis.kill)
     async with httpx.AsyncClient(timeout=5) as http:
         degraded = [(await http.get(f"{url}/readyz")).json() for url in urls]
-        after_kill = await load(urls, seconds=0.5)
+        # Without Redis deliveries are still accepted; on a loaded machine the first may take
+        # longer than one short burst, so bursts go on until one is (20 s at most).
+        after_kill: dict[str, str] = {}
+        deadline = time.monotonic() + 20
+        while not after_kill and time.monotonic() < deadline:
+            after_kill = await load(urls, seconds=0.5)
         await private_redis.start()  # the same port again
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from typing import Any, TextIO
 import httpx
 import pytest
 import yaml
+
+from tests.support.ports import free_port
 
 DRAGON = Path(sys.executable).with_name("dragon")
 KEY = re.compile(r"drg_[A-Za-z0-9_-]{43}")
@@ -85,13 +86,6 @@ def _alertmanager_binary() -> str:
             "`apt-get install -y prometheus-alertmanager` (.ci/run does this in CI)"
         )
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _dragon_env(database_url: str, token: str) -> dict[str, str]:
@@ -190,7 +184,7 @@ def _dragon(tmp_path: Path) -> Iterator[Dragon]:
     admin_key = created.strip().splitlines()[-1]  # the secret is printed alone on the last line
     assert KEY.fullmatch(admin_key), created
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dragon.log"
     with log.open("w", encoding="utf-8") as sink:
         process = _start([str(DRAGON), "serve", "--port", str(port)], env, tmp_path, sink)
@@ -236,7 +230,7 @@ def _alertmanager(binary: str, tmp_path: Path, dragon: Dragon) -> Iterator[Alert
     storage = tmp_path / "alertmanager-data"
     storage.mkdir()
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "alertmanager.log"
     command = [
         binary,

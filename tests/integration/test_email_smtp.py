@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from dragon.domain.notifications import ChannelFailed, DecisionBrief, IncidentBrief, Notice
 from dragon.integrations.mail import EmailChannel, SmtpServer
+from tests.support.ports import free_port
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -73,13 +73,6 @@ class Mailbox:
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

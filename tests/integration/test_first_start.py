@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
+from tests.support.ports import free_port
+from tests.support.readiness import wait_ready_blocking
 
 DRAGON = Path(sys.executable).with_name("dragon")
 KEY = re.compile(r"drg_[A-Za-z0-9_-]{43}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _serve_until_ready(env: dict[str, str], port: int) -> tuple[str, int]:
@@ -35,18 +26,10 @@ def _serve_until_ready(env: dict[str, str], port: int) -> tuple[str, int]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("dragon serve did not become ready in 30 s")
+        wait_ready_blocking(f"http://127.0.0.1:{port}", process=process)
     finally:
         process.terminate()
-        stdout, _ = process.communicate(timeout=30)
+        stdout, _ = process.communicate(timeout=60)
     return stdout, process.returncode
 
 
@@ -56,7 +39,7 @@ def test_first_start_prints_a_working_admin_key_once_and_never_again(tmp_path: P
     env.pop("DRAGON_BOOTSTRAP_ADMIN", None)
     subprocess.run([str(DRAGON), "migrate"], env=env, check=True, capture_output=True)
 
-    port = _free_port()
+    port = free_port()
     first, code = _serve_until_ready(env, port)
     assert code == 0
     keys = KEY.findall(first)

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,15 +25,9 @@ from dragon.app import create_app
 from dragon.logs import configure_logging
 from dragon.settings import Settings
 from tests.conftest import FakeClock
+from tests.support.ports import free_port
 
 REDIS_URL = os.environ.get("DRAGON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens there once the socket is closed
 
 
 @pytest.fixture
@@ -85,7 +78,7 @@ class RedisLink:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self.port = closed_port()
+        self.port = free_port()
         self.hanging = False
 
     @property

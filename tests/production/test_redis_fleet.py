@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from tests.api.test_decisions_api import pending, verdict
 from tests.conftest import FakeClock, Keys
-from tests.production.conftest import REDIS_URL, AppFactory, RedisLink, closed_port
+from tests.production.conftest import REDIS_URL, AppFactory, RedisLink
+from tests.support.ports import free_port
 
 INCIDENT = {"title": "queue consumers stuck", "severity": "SEV3"}
 
@@ -52,7 +53,7 @@ async def test_replicas_count_one_rate_limit_together_through_redis(
 async def test_with_redis_unreachable_dragon_decides_on_per_process_limits_and_says_degraded(
     make_app: AppFactory, keys: Keys, redis_prefix: str
 ) -> None:
-    dead = f"redis://127.0.0.1:{closed_port()}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     async with make_app(**with_redis(dead, redis_prefix)) as (_, http):
         decisions = [await pending(http, keys) for _ in range(3)]
         answers = [await verdict(http, keys, d["id"], "approver") for d in decisions]

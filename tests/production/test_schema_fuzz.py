@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.production.conftest import closed_port
+from tests.support.ports import free_port
+from tests.support.readiness import wait_ready_blocking
 
 BIN = Path(sys.executable).parent
 EXAMPLES_PER_OPERATION = 5
@@ -37,7 +36,7 @@ def served(database_url: str, tmp_path: Path) -> tuple[str, str]:
         timeout=60,
     )
     key = made.stdout.strip().splitlines()[-1]
-    port = closed_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [str(BIN / "dragon"), "serve", "--port", str(port)],
@@ -47,15 +46,7 @@ def served(database_url: str, tmp_path: Path) -> tuple[str, str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("dragon serve did not become ready in 30 s")
+        wait_ready_blocking(base, process=server)
         yield base, key
     finally:
         server.terminate()

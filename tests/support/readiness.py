@@ -1,0 +1,57 @@
+"""Waiting for a `dragon serve` a test started: poll /readyz until a deadline, fail at once
+(saying so) if the process exits first. Start-up on a loaded machine may take many seconds; a
+deadline costs only a failing test its length, never a passing one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+READY_SECONDS = 60.0
+POLL_SECONDS = 0.1
+
+
+def _no_output() -> str:
+    return ""
+
+
+async def wait_ready(
+    url: str,
+    *,
+    process: asyncio.subprocess.Process,
+    seconds: float = READY_SECONDS,
+    output: Callable[[], str] = _no_output,
+) -> None:
+    """Returns once `url`/readyz answers 200."""
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                pytest.fail(f"dragon serve exited {process.returncode}:\n{output()}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get("/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(POLL_SECONDS)
+    pytest.fail(f"dragon serve was not ready in {seconds:.0f} s:\n{output()}")
+
+
+def wait_ready_blocking(
+    url: str, *, process: subprocess.Popen[Any], seconds: float = READY_SECONDS
+) -> None:
+    """The same for a test that runs no event loop."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dragon serve exited {process.returncode} before it was ready")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(POLL_SECONDS)
+    pytest.fail(f"dragon serve was not ready in {seconds:.0f} s")
