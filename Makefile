@@ -10,7 +10,7 @@ AXE := var/npm/node_modules/axe-core/axe.min.js
 DRAGON_TEST_POSTGRES_URL ?=
 # The suite runs on parallel pytest-xdist workers, each with a store of its own (tests/conftest.py:
 # SQLite files, or a PostgreSQL database per worker beside the named one). Tests mostly wait on
-# I/O and subprocesses, so more workers than cores pay off (docs/decisions/0015-ci-parallel-tests.md).
+# I/O and subprocesses, so more workers than cores pay off (docs/decisions/0018-ci-parallel-tests.md).
 TEST_WORKERS ?= 2
 PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
