@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 # axe-core for the browser tests' accessibility check: the npm package, pinned, in var/npm.
 AXE_CORE_VERSION := 4.14.1
 AXE := var/npm/node_modules/axe-core/axe.min.js
-# The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it).
+# The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it): the
+# tests whose outcome can depend on the store, the others having run on SQLite already
+# (tests/support/store_selection.py, docs/decisions/0019-citime-store-tests-on-postgres.md).
 DRAGON_TEST_POSTGRES_URL ?=
 # The suite runs on parallel pytest-xdist workers, each with a store of its own (tests/conftest.py:
 # SQLite files, or a PostgreSQL database per worker beside the named one). Tests mostly wait on
@@ -58,8 +60,8 @@ test: lint contract-deps $(AXE)
 	@echo "== test suite on SQLite =="
 	env -u DRAGON_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \
-		echo "== test suite on PostgreSQL =="; \
-		DRAGON_DATABASE_URL="$(DRAGON_TEST_POSTGRES_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
+		echo "== store tests on PostgreSQL =="; \
+		DRAGON_DATABASE_URL="$(DRAGON_TEST_POSTGRES_URL)" $(BIN)/pytest $(PYTEST_ARGS) --store-tests-only; \
 	else \
 		echo "== PostgreSQL run skipped: set DRAGON_TEST_POSTGRES_URL to include it =="; \
 	fi

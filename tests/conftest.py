@@ -27,6 +27,9 @@ from dragon.settings import Settings
 from dragon.store.migrate import upgrade
 from dragon.store.tables import metadata
 
+# Which tests the PostgreSQL pass runs, and the guards that keep that honest.
+pytest_plugins = ["tests.support.store_selection"]
+
 _URL = os.environ.get("DRAGON_DATABASE_URL", "")
 # The suite runs on PostgreSQL when DRAGON_DATABASE_URL names one; otherwise on fresh SQLite files.
 GIVEN_POSTGRES_URL = _URL if _URL.startswith("postgresql") else ""

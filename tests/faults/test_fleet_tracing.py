@@ -23,9 +23,8 @@ from tests.integration.test_ingest_processes import (
     signed,
     workflow_run_failure,
 )
-from tests.production.test_pipeline_tracing import exported, only
-from tests.production.test_tracing import TRACE_ID, TRACEPARENT, Collector, collector
 from tests.support.openai_server import OpenAiServer, Step, running_openai_server
+from tests.support.otlp_receiver import TRACE_ID, TRACEPARENT, Collector, collector, exported, only
 
 __all__ = ["collector"]
 

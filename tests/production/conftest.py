@@ -19,6 +19,7 @@ import pytest
 import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from dragon.app import create_app
@@ -48,6 +49,18 @@ async def redis(redis_prefix: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(REDIS_URL)
     yield client
     await client.aclose()
+
+
+def with_redis(url: str, prefix: str, **more: Any) -> dict[str, Any]:
+    """Settings changes for an app on the Redis at `url`, its keys under `prefix`."""
+    return {
+        "redis_url": SecretStr(url),
+        "redis_key_prefix": prefix,
+        "readiness_cache_seconds": 0,
+        # The real Redis, on a busy machine: one slow answer must not make it look down here.
+        **({"redis_timeout_seconds": 2.0} if url == REDIS_URL else {}),
+        **more,
+    }
 
 
 AppFactory = Callable[..., AbstractAsyncContextManager[tuple[FastAPI, httpx.AsyncClient]]]

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from dragon.domain.ports import LiveEvent
 from dragon.services.container import Services
@@ -18,17 +17,7 @@ from dragon.store.live_redis import RedisLiveUpdates
 from dragon.workers.live_feed import publish_if_changed
 from tests.api.test_ingestion import fixture, post_github
 from tests.conftest import FakeClock
-from tests.production.conftest import REDIS_URL, AppFactory, RedisLink
-
-
-def with_redis(url: str, prefix: str) -> dict[str, Any]:
-    return {
-        "redis_url": SecretStr(url),
-        "redis_key_prefix": prefix,
-        "readiness_cache_seconds": 0,
-        # The real Redis, on a busy machine: one slow answer must not make it look down here.
-        **({"redis_timeout_seconds": 2.0} if url == REDIS_URL else {}),
-    }
+from tests.production.conftest import REDIS_URL, AppFactory, RedisLink, with_redis
 
 
 def hub(app: FastAPI) -> RedisLiveUpdates:

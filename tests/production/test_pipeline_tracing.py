@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,41 +23,17 @@ from tests.api.test_ingestion import fixture, github_headers
 from tests.conftest import Keys
 from tests.fake_github import FakeGitHub
 from tests.production.conftest import AppFactory
-from tests.production.test_tracing import TRACE_ID, TRACEPARENT, Collector, collector
 from tests.support.openai_server import OpenAiServer, Step, running_openai_server
+from tests.support.otlp_receiver import (
+    TRACE_ID,
+    TRACEPARENT,
+    Collector,
+    collector,
+    exported,
+    only,
+)
 
 __all__ = ["collector"]  # the receiver fixture, shared with the request-span tests
-
-
-@dataclass(frozen=True)
-class Exported:
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    kind: int
-
-
-def exported(found: Collector) -> list[Exported]:
-    return [
-        Exported(
-            name=span.name,
-            trace_id=span.trace_id.hex(),
-            span_id=span.span_id.hex(),
-            parent_id=span.parent_span_id.hex(),
-            kind=span.kind,
-        )
-        for request in found.requests
-        for resource in request.resource_spans
-        for scope in resource.scope_spans
-        for span in scope.spans
-    ]
-
-
-def only(spans: list[Exported], name: str) -> Exported:
-    matching = [s for s in spans if s.name == name]
-    assert len(matching) == 1, (name, [s.name for s in spans])
-    return matching[0]
 
 
 @pytest.fixture

@@ -6,37 +6,27 @@ to Redis once it is back."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from tests.api.test_decisions_api import pending, verdict
 from tests.conftest import FakeClock, Keys
-from tests.production.conftest import REDIS_URL, AppFactory, RedisLink
+from tests.production.conftest import REDIS_URL, AppFactory, RedisLink, with_redis
 from tests.support.ports import free_port
 
 INCIDENT = {"title": "queue consumers stuck", "severity": "SEV3"}
 
 
-def with_redis(url: str, prefix: str, **more: Any) -> dict[str, Any]:
-    return {
-        "redis_url": SecretStr(url),
-        "redis_key_prefix": prefix,
-        "rate_limits": "approvals=2/hour",
-        "readiness_cache_seconds": 0,
-        # The real Redis, on a busy machine: one slow answer must not make it look down here.
-        **({"redis_timeout_seconds": 2.0} if url == REDIS_URL else {}),
-        **more,
-    }
+# Two approvals an hour: the third verdict shows whether replicas counted together.
+LIMITS = {"rate_limits": "approvals=2/hour"}
 
 
 async def test_replicas_count_one_rate_limit_together_through_redis(
     make_app: AppFactory, keys: Keys, redis_prefix: str
 ) -> None:
     async with (
-        make_app(**with_redis(REDIS_URL, redis_prefix)) as (_, replica_a),
-        make_app(**with_redis(REDIS_URL, redis_prefix)) as (_, replica_b),
+        make_app(**with_redis(REDIS_URL, redis_prefix, **LIMITS)) as (_, replica_a),
+        make_app(**with_redis(REDIS_URL, redis_prefix, **LIMITS)) as (_, replica_b),
     ):
         decisions = [await pending(replica_a, keys) for _ in range(3)]
         first = await verdict(replica_a, keys, decisions[0]["id"], "approver")
@@ -56,7 +46,7 @@ async def test_with_redis_unreachable_dragon_decides_on_per_process_limits_and_s
     make_app: AppFactory, keys: Keys, redis_prefix: str
 ) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    async with make_app(**with_redis(dead, redis_prefix)) as (_, http):
+    async with make_app(**with_redis(dead, redis_prefix, **LIMITS)) as (_, http):
         decisions = [await pending(http, keys) for _ in range(3)]
         answers = [await verdict(http, keys, d["id"], "approver") for d in decisions]
         headers = {**keys.of("developer"), "Idempotency-Key": "while-redis-is-down"}
@@ -81,7 +71,7 @@ async def test_a_hanging_redis_costs_one_request_its_timeout_and_no_other(
 ) -> None:
     redis_link.hanging = True
     timeout = 0.5
-    settings = with_redis(redis_link.url, redis_prefix, redis_timeout_seconds=timeout)
+    settings = with_redis(redis_link.url, redis_prefix, redis_timeout_seconds=timeout, **LIMITS)
     async with make_app(**settings) as (_, http):
         decisions = [await pending(http, keys) for _ in range(4)]
         durations = []
@@ -107,7 +97,7 @@ async def test_dragon_returns_to_redis_when_it_is_back(
     redis_prefix: str,
     redis_link: RedisLink,
 ) -> None:
-    async with make_app(**with_redis(redis_link.url, redis_prefix)) as (_, http):
+    async with make_app(**with_redis(redis_link.url, redis_prefix, **LIMITS)) as (_, http):
         assert (await http.get("/readyz")).json()["status"] == "ok"
 
         await redis_link.down()

@@ -5,55 +5,17 @@ OTLP/HTTP to a real receiver on loopback, and its trace id is in the request's l
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import pytest
 from fastapi import FastAPI
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from dragon.api.tracing import TracingMiddleware
 from tests.conftest import Keys
 from tests.production.conftest import AppFactory
+from tests.support.otlp_receiver import TRACE_ID, TRACEPARENT, Collector, collector
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
-        self.received = threading.Event()
-
-
-@pytest.fixture
-def collector() -> Iterator[tuple[Collector, str]]:
-    found = Collector()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            parsed = ExportTraceServiceRequest()
-            parsed.ParseFromString(body)
-            found.requests.append(parsed)
-            found.paths.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            found.received.set()
-
-        def log_message(self, *_args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield found, f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    server.shutdown()
-    server.server_close()
+__all__ = ["collector"]  # the receiver fixture
 
 
 def spans_of(collector: Collector) -> list[tuple[str, str, dict[str, object], str]]:
