@@ -24,17 +24,22 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
+from processes import (
+    DRAGON,
+    ROOT,
+    free_port,
+    recreate_database,
+    start_bare,
+    tree_cpu_seconds,
+    wait_ready,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-DRAGON = Path(sys.executable).with_name("dragon")
-UVICORN = Path(sys.executable).with_name("uvicorn")
 SECRET = "bench-webhook-secret-" + "x" * 24
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/dragon_ingest_bench"
 BODY_BYTES = 10 * 1024
@@ -58,13 +63,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def delivery_body(workdir: Path) -> tuple[Path, str]:
     """The published workflow_run failure example, padded to about 10 KB."""
     fixture = ROOT / "tests" / "fixtures" / "github" / "workflow_run.completed.failure.json"
@@ -84,37 +82,10 @@ def delivery_body(workdir: Path) -> tuple[Path, str]:
     return path, hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
-def wait_ready(port: int, path: str = "/readyz") -> None:
-    deadline = time.monotonic() + 120  # a start-up on a loaded machine takes a while
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"nothing answered on port {port}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its live child processes (uvicorn's workers):
-    on a shared, loaded machine this survives contention where wall-clock rates do not."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 def run_wrk(
     port: int, path: str, script: Path, args: argparse.Namespace, *, server: int
 ) -> dict[str, float]:
-    cpu_before = cpu_seconds(server)
+    cpu_before = tree_cpu_seconds(server)
     out = subprocess.run(
         [
             WRK,
@@ -130,7 +101,7 @@ def run_wrk(
         capture_output=True,
         text=True,
     ).stdout
-    cpu = cpu_seconds(server) - cpu_before
+    cpu = tree_cpu_seconds(server) - cpu_before
 
     def millis(label: str) -> float:
         found = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
@@ -150,28 +121,6 @@ def run_wrk(
         "p99": millis("99%"),
         "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
     }
-
-
-def reset_postgres(env: dict[str, str]) -> None:
-    """Drop and recreate the bench's own database (never a shared one)."""
-    name = POSTGRES.rsplit("/", 1)[1]
-    admin = POSTGRES.rsplit("/", 1)[0] + "/postgres"
-    script = (
-        "import asyncio, sys, sqlalchemy as sa\n"
-        "from sqlalchemy.ext.asyncio import create_async_engine\n"
-        "async def main(admin, name):\n"
-        "    engine = create_async_engine(admin, isolation_level='AUTOCOMMIT')\n"
-        "    async with engine.connect() as c:\n"
-        "        await c.execute(sa.text(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)'))\n"
-        "        await c.execute(sa.text(f'CREATE DATABASE {name}'))\n"
-        "    await engine.dispose()\n"
-        "asyncio.run(main(sys.argv[1], sys.argv[2]))\n"
-    )
-    subprocess.run([sys.executable, "-c", script, admin, name], env=env, check=True)
-
-
-def load_average() -> str:
-    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
 
 
 def pending_count(url: str, env: dict[str, str]) -> int:
@@ -205,7 +154,7 @@ def serve_and_load(
         "DRAGON_WORKER_ENABLED": "true" if worker else "false",
     }
     if url.startswith("postgresql"):
-        reset_postgres(env)
+        recreate_database(POSTGRES.rsplit("/", 1)[1])
     else:
         for suffix in ("", "-wal", "-shm"):
             Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
@@ -218,7 +167,7 @@ def serve_and_load(
     try:
         wait_ready(port)
         result = run_wrk(port, "/webhooks/github", script, args, server=server.pid)
-        result["load"] = float(load_average())
+        result["load"] = os.getloadavg()[0]
         if worker and args.drain:
             backlog = pending_count(url, env)
             started = time.monotonic()
@@ -237,31 +186,11 @@ def serve_and_load(
 
 
 def bare_load(*, workers: int, script: Path, args: argparse.Namespace) -> dict[str, float]:
-    port = free_port()
-    bare_server = subprocess.Popen(
-        [
-            str(UVICORN),
-            "bare_asgi:app",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--app-dir",
-            str(ROOT / "bench"),
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(port, "/")
+    with ExitStack() as stack:
+        port, bare_server = start_bare(stack, workers=workers)
         result = run_wrk(port, "/", script, args, server=bare_server.pid)
-        result["load"] = float(load_average())
+        result["load"] = os.getloadavg()[0]
         return result
-    finally:
-        bare_server.send_signal(signal.SIGTERM)
-        bare_server.wait(timeout=30)
 
 
 def report(label: str, result: dict[str, float], bare: dict[str, float] | None = None) -> None:

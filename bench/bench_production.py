@@ -29,7 +29,8 @@ from contextlib import ExitStack
 
 from bench_ingest import SECRET, WRK, WRK_SCRIPT, delivery_body, run_wrk
 from paced_sender import percentile
-from production_cluster import ROOT, Cluster, CpuMeter, load_average, start_bare, stop_on_sigterm
+from processes import ROOT, load_average, start_bare
+from production_cluster import Cluster, CpuMeter, stop_on_sigterm
 from production_figures import (
     Figures,
     drain,
@@ -68,10 +69,12 @@ def ingest(cluster: Cluster, figures: Figures, args: argparse.Namespace, bare_ra
     workdir = cluster.workdir
     script = workdir / "deliveries.lua"
     meter = CpuMeter(cluster)
+    assert cluster.api is not None
+    api_pid = cluster.api.pid
     for connections in (64, 1000):
         wrk_args = argparse.Namespace(connections=connections, seconds=args.seconds)
         meter.start()
-        result = run_wrk(cluster.port, "/webhooks/github", script, wrk_args)
+        result = run_wrk(cluster.port, "/webhooks/github", script, wrk_args, server=api_pid)
         spent = meter.stop()
         accepted = int(result["rate"] * args.seconds)
         if connections == 64:
@@ -204,9 +207,9 @@ def main() -> None:
         bare_rate = 1.0
         if "ingest" not in skip:
             with ExitStack() as bare_stack:
-                port = start_bare(bare_stack, workdir)
+                port, server = start_bare(bare_stack, log=workdir / "bare.log")
                 wrk_args = argparse.Namespace(connections=64, seconds=args.seconds)
-                bare = run_wrk(port, "/", workdir / "deliveries.lua", wrk_args)
+                bare = run_wrk(port, "/", workdir / "deliveries.lua", wrk_args, server=server.pid)
             bare_rate = bare["rate"] or 1.0
             figures.add("ingest 64 conn (bare ASGI, 2 processes)", wrk_figure(bare))
         cluster = Cluster(stack=stack, workdir=workdir, database=DATABASE)

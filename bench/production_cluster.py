@@ -9,86 +9,30 @@ on success, on an exception, on Ctrl-C and on SIGTERM (turned into SystemExit).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import httpx
+from processes import (
+    DRAGON,
+    children,
+    cmdline,
+    cpu_seconds,
+    drop_database,
+    free_port,
+    recreate_database,
+    sql,
+    start_process,
+    wait_ready,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-DRAGON = Path(sys.executable).with_name("dragon")
-UVICORN = Path(sys.executable).with_name("uvicorn")
-SERVER_DSN = "postgresql://postgres@127.0.0.1:5432"
-TICKS = os.sysconf("SC_CLK_TCK")
 _LOG_NUMBERS = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return float("nan")
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text().split()
-        found.extend(int(p) for p in text)
-    return found
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def wait_ready(port: int, path: str = "/readyz", *, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"nothing answered on port {port}")
 
 
 def stop_on_sigterm() -> None:
@@ -116,38 +60,15 @@ class Cluster:
     def start(
         self, command: list[str], *, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{Path(command[0]).name}-{next(_LOG_NUMBERS)}.log").open("wb")
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log = self.workdir / f"{Path(command[0]).name}-{next(_LOG_NUMBERS)}.log"
+        return start_process(self.stack, command, env=env, log=log)
 
-        def stop() -> None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            log.close()
-
-        self.stack.callback(stop)
-        return process
-
-    def sql(self, statement: str, *, database: str | None = None) -> list[asyncpg.Record]:
-        async def run() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(f"{SERVER_DSN}/{database or self.database}")
-            try:
-                return list(await conn.fetch(statement))
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
+    def sql(self, statement: str) -> list[asyncpg.Record]:
+        return sql(statement, database=self.database)
 
     def create_database(self) -> None:
-        self.sql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)", database="postgres")
-        self.sql(f"CREATE DATABASE {self.database}", database="postgres")
-        self.stack.callback(
-            self.sql, f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)", database="postgres"
-        )
+        recreate_database(self.database)
+        self.stack.callback(drop_database, self.database)
 
     def boot(self, *, secret: str, pool_size: int, concurrency: int) -> None:
         redis_server = shutil.which("redis-server")
@@ -178,7 +99,7 @@ class Cluster:
             [str(DRAGON), "serve", "--port", str(self.port), "--workers", "2"], env=self.env
         )
         self.workers = [self.start([str(DRAGON), "worker"], env=self.env) for _ in range(2)]
-        wait_ready(self.port)
+        wait_ready(self.port, seconds=300)
 
     def admin_key(self) -> str:
         out = subprocess.run(
@@ -201,27 +122,6 @@ class Cluster:
         mine = f"datname = '{self.database}' AND pid <> pg_backend_pid()"
         rows = self.sql(f"SELECT pid FROM pg_stat_activity WHERE {mine}")  # noqa: S608 - own name
         return [int(r["pid"]) for r in rows]
-
-
-def start_bare(stack: ExitStack, workdir: Path) -> int:
-    """The baseline, served as Dragon is: uvicorn with two processes on one port."""
-    port = free_port()
-    log = (workdir / "bare.log").open("wb")
-    process = subprocess.Popen(
-        [str(UVICORN), "bare_asgi:app", "--port", str(port), "--workers", "2",
-         "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT / "bench")],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-        log.close()
-
-    stack.callback(stop)
-    wait_ready(port, "/")
-    return port
 
 
 class CpuMeter:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import httpx
 from paced_sender import PacedSender, SendResult, percentile
-from production_cluster import Cluster, load_average, rss_mib
+from processes import load_average, rss_mib
+from production_cluster import Cluster
 
 # Every figure is one row of the final table.
 Row = tuple[str, str, str]  # figure, value, floor verdict ("" when the issue sets none)
