@@ -6,7 +6,7 @@ They add and flush; none of them commits. The unit of work owns the transaction.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -87,6 +87,14 @@ class SqlIncidentRepository(SessionRepository):
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         return await self.session.get(Incident, incident_id, with_for_update=for_update)
 
+    async def get_many(self, incident_ids: Collection[str]) -> list[Incident]:
+        """In one statement; later `get`s of these in the same transaction read no row."""
+        if not incident_ids:
+            return []
+        entity: Any = Incident
+        stmt = sa.select(Incident).where(entity.id.in_(list(incident_ids)))
+        return list(await self.session.scalars(stmt))
+
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
         entity: Any = Incident
         stmt = sa.select(Incident).where(entity.id.in_(incident_page_ids(query).scalar_subquery()))
@@ -136,7 +144,9 @@ def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
 
 class SqlDecisionRepository(SessionRepository):
     async def add(self, decision: Decision) -> None:
-        await self._add(decision)
+        # Written at the next flush (any later statement of the transaction, or its commit),
+        # so a batch of proposals is one insert.
+        self.session.add(decision)
 
     async def get(self, decision_id: str, *, for_update: bool = False) -> Decision | None:
         return await self.session.get(Decision, decision_id, with_for_update=for_update)
