@@ -79,6 +79,7 @@ class _Analyzed:
     analysis: Analysis
     proposal: Proposal
     trace_context: str | None
+    trace_id: str | None  # for the log line written when the decision is stored
 
 
 def _retry_in(attempts: int) -> timedelta:
@@ -250,6 +251,7 @@ class TriageService:
                 analysis=analysis,
                 proposal=proposal,
                 trace_context=current_traceparent(),
+                trace_id=structlog.contextvars.get_contextvars().get("trace_id"),
             )
 
     async def _store(self, analyzed: list[_Analyzed], *, token: str) -> list[Decision]:
@@ -294,6 +296,7 @@ class TriageService:
             await uow.commit()
         stored = [a for a in analyzed if a.incident.id in held]
         for decision, one in zip(decided, stored, strict=True):
+            traced = {"trace_id": one.trace_id} if one.trace_id else {}
             log.info(
                 "incident_triaged",
                 incident_id=decision.incident_id,
@@ -301,6 +304,7 @@ class TriageService:
                 classification=one.analysis.classification.failure_class.value,
                 action=decision.action,
                 status=decision.status.value,
+                **traced,
             )
         return decided
 
