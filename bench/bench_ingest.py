@@ -112,6 +112,9 @@ def run_wrk(
 
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     done = re.search(r"(\d+) requests in", out)
     requests = int(done.group(1)) if done else 0
     return {
@@ -120,6 +123,7 @@ def run_wrk(
         "p50": millis("50%"),
         "p99": millis("99%"),
         "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
+        "socket_errors": float(sum(int(n) for n in sockets.groups())) if sockets else 0.0,
     }
 
 

@@ -22,6 +22,7 @@ Every process started is stopped, and the database dropped, on exit, error, Ctrl
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ from production_figures import (
     Figures,
     drain,
     listing,
+    pending,
     pipeline_latencies,
     seed_incidents,
     send,
@@ -51,7 +53,28 @@ FLAT_MIB = 5.0
 def wrk_figure(result: dict[str, float]) -> str:
     return (
         f"{result['rate']:,.0f}/s  p50 {result['p50']:.1f} ms  p99 {result['p99']:.1f} ms"
-        f"  non-2xx {result['errors']:.0f}"
+        f"  non-2xx {result['errors']:.0f}  socket errors {result['socket_errors']:.0f}"
+    )
+
+
+def past_target(result: dict[str, float], *, target_ms: float = 100, connections: int) -> str:
+    """How far the 1,000-connection run is from the original system's target (1,000
+    concurrent requests under 100 ms), at p50 and p99, as a factor and in ms. wrk keeps every
+    connection's request outstanding, so by Little's law the median wait is about
+    connections / throughput: under 100 ms needs connections / 0.1 s deliveries per second."""
+    p50, p99, rate = result["p50"], result["p99"], result["rate"]
+    if math.isnan(p99) or not p99 or math.isnan(p50) or not p50:  # wrk printed none
+        return "no latency distribution (see wrk's output)"
+
+    def against(ms: float) -> str:
+        factor = f"{target_ms / ms:.1f}x under" if ms < target_ms else f"{ms / target_ms:.1f}x over"
+        return f"{ms:.1f} ms ({factor}, {target_ms - ms:+.0f} ms of margin)"
+
+    needed = connections / (target_ms / 1000)
+    return (
+        f"p50 {against(p50)}, p99 {against(p99)}; at {rate:,.0f}/s, {connections:,} outstanding"
+        f" requests wait {connections / rate * 1000 if rate else math.inf:.0f} ms by Little's law;"
+        f" < {target_ms:.0f} ms needs {needed:,.0f}/s"
     )
 
 
@@ -78,19 +101,22 @@ def ingest(cluster: Cluster, figures: Figures, args: argparse.Namespace, bare_ra
         spent = meter.stop()
         accepted = int(result["rate"] * args.seconds)
         if connections == 64:
-            ok = result["rate"] >= 3000 and result["p99"] < 50 and result["errors"] == 0
+            ok = result["rate"] >= 3000 and result["p99"] < 50 and not result["errors"]
+            ok = ok and not result["socket_errors"]
             figures.add(
                 "ingest 64 conn (dragon)",
                 wrk_figure(result) + f"  {result['rate'] / bare_rate:.2f} of bare",
                 verdict(ok, "3,000/s, p99 < 50 ms"),
             )
         else:
+            figures.add("ingest 1,000 conn (dragon)", wrk_figure(result), "")
             figures.add(
-                "ingest 1,000 conn (dragon)",
-                wrk_figure(result) + f"  {100 / result['p99']:.2f}x the 100 ms target"
-                if result["p99"]
-                else wrk_figure(result),
-                verdict(result["p99"] < 100 and result["errors"] == 0, "p99 < 100 ms"),
+                "  against the original 1,000 concurrent under 100 ms",
+                past_target(result, connections=connections),
+                verdict(
+                    result["p99"] < 100 and not result["errors"] and not result["socket_errors"],
+                    "p99 < 100 ms, no errors",
+                ),
             )
         api_only = {k: v for k, v in spent.items() if k.startswith("api")}
         figures.add(
@@ -157,19 +183,28 @@ def memory(cluster: Cluster, figures: Figures, args: argparse.Namespace) -> None
         cluster, secret=SECRET, rate=args.soak_rate, seconds=args.soak, every=args.sample,
         warmup=warmup,
     )  # fmt: skip
+    # Whether the workers kept up: memory of workers that fell behind says less.
+    behind = pending(cluster)
     figures.add(
         f"soak {args.soak:.0f} s at {args.soak_rate:.0f}/s",
         f"{result.sent:,} sent, accept p99 {percentile(result.latencies_ms, 0.99):.1f} ms, "
-        f"{result.errors} errors, {result.non_2xx} non-2xx; RSS every {args.sample:.0f} s",
+        f"{result.errors} errors, {result.non_2xx} non-2xx, {behind:,} still pending at the end;"
+        f" RSS every {args.sample:.0f} s",
     )
+    with (cluster.workdir / "rss.csv").open("w") as csv:
+        csv.write("process,seconds,rss_mib\n")
+        for name, points in trace.samples.items():
+            csv.writelines(f"{name},{t:.1f},{m:.2f}\n" for t, m in points)
     for name, points in trace.samples.items():
         warm = [p for p in points if p[0] >= warmup] or points
+        # A warm-up that is still settling bends the line; a leak keeps its slope to the end.
+        late = [p for p in warm if p[0] >= (warm[0][0] + warm[-1][0]) / 2]
         growth = warm[-1][1] - warm[0][1]
         figures.add(
             f"  RSS {name}",
             f"first {points[0][1]:.1f}  after warm-up {warm[0][1]:.1f}  last {points[-1][1]:.1f}"
             f"  max {max(m for _, m in points):.1f} MiB  slope "
-            f"{slope_mib_per_min(warm):+.2f} MiB/min",
+            f"{slope_mib_per_min(warm):+.2f} MiB/min (second half {slope_mib_per_min(late):+.2f})",
             verdict(growth < FLAT_MIB, f"flat: < {FLAT_MIB:.0f} MiB after warm-up"),
         )
 

@@ -84,10 +84,20 @@ class PacedSender:
 
     async def _exchange(self, payload: bytes) -> int:
         if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
-            self._open += 1
+            try:
+                return await self._send(*self._idle.pop(), payload)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                # The server closes keep-alive connections idle past its timeout; a request
+                # written into one that was closing is sent again on a new one, as HTTP
+                # clients do (a redelivery is harmless: the delivery key dedupes it).
+                pass
+        reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+        self._open += 1
+        return await self._send(reader, writer, payload)
+
+    async def _send(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
+    ) -> int:
         try:
             writer.write(payload)
             head = await reader.readuntil(b"\r\n\r\n")

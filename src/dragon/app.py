@@ -102,6 +102,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
             app,
             settings,
             idempotency=shared.idempotency,
+            ingest=services.ingest,
+            rate_limiter=shared.rate_limiter,
             provider=provider,
             fixed_paths=frozenset(f"/webhooks/{s}" for s in services.ingest.sources),
         )

@@ -78,14 +78,18 @@ def test_the_lean_path_serves_only_receivers_the_access_table_lists_as_public(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(ACCESS, ("POST", "/webhooks/gitlab"), "admin")
-    lean = WebhookFastPath(FastAPI(), ingest=services.ingest, sources=SOURCES)
+    lean = WebhookFastPath(
+        FastAPI(), ingest=services.ingest, sources=SOURCES, max_body_bytes=1024 * 1024
+    )
     assert set(lean.paths.values()) == {"github", "jenkins", "alertmanager"}
 
 
 async def test_the_lean_path_stores_a_delivery_without_the_apps_routes(
     services: Services,
 ) -> None:
-    lean = WebhookFastPath(FastAPI(), ingest=services.ingest, sources=SOURCES)
+    lean = WebhookFastPath(
+        FastAPI(), ingest=services.ingest, sources=SOURCES, max_body_bytes=1024 * 1024
+    )
     body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
     transport = httpx.ASGITransport(app=lean)
     async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
@@ -240,3 +244,61 @@ async def test_accepted_webhook_deliveries_count_under_their_route_template(
     )
     assert timed is not None
     assert timed >= 1
+
+
+async def test_an_accepted_delivery_is_logged_with_its_correlation_id_and_status(
+    client: httpx.AsyncClient,
+) -> None:
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    headers = {**github_headers(body, "workflow_run"), "x-correlation-id": "trace-43"}
+    with structlog.testing.capture_logs() as logged:
+        accepted = await client.post("/webhooks/github", content=body, headers=headers)
+    assert accepted.status_code == 202
+    (line,) = [e for e in logged if e["event"] == "request"]
+    assert (line["method"], line["path"], line["status"]) == ("POST", "/webhooks/github", 202)
+
+
+async def test_a_delivery_before_the_process_is_ready_is_a_503_and_is_not_stored(
+    settings: Settings, clock: FakeClock
+) -> None:
+    application = create_app(settings, clock=clock)  # no lifespan: never ready
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+        refused = await http.post(
+            "/webhooks/github", content=body, headers=github_headers(body, "workflow_run")
+        )
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "not_ready"
+    assert refused.headers["retry-after"] == "5"
+    assert refused.headers["x-correlation-id"]
+    async with application.state.database.reader.connect() as connection:
+        stored = await connection.scalar(sa.text("SELECT count(*) FROM deliveries"))
+    await application.state.database.dispose()
+    assert stored == 0
+
+
+async def test_a_delivery_the_fast_path_passes_on_gets_the_same_answer_from_the_route(
+    client: httpx.AsyncClient,
+) -> None:
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    headers = github_headers(body, "workflow_run")
+    # An Origin (CORS is the stack's to judge) sends the delivery through the documented route.
+    routed = await client.post(
+        "/webhooks/github", content=body, headers={**headers, "origin": "https://ci.example"}
+    )
+    again = await client.post("/webhooks/github", content=body, headers=headers)
+    assert routed.status_code == 202
+    assert routed.json()["status"] == "accepted"
+    assert routed.headers["x-content-type-options"] == "nosniff"
+    assert again.status_code == 200  # the fast path finds the delivery the route stored
+    assert again.json()["delivery_id"] == routed.json()["delivery_id"]
+
+
+async def test_a_nul_in_a_receivers_query_is_the_stacks_400(client: httpx.AsyncClient) -> None:
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    refused = await client.post(
+        "/webhooks/github?x=%00", content=body, headers=github_headers(body, "workflow_run")
+    )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "query_invalid"

@@ -1,11 +1,15 @@
-"""Start-up against a store that never comes: `dragon serve` and `dragon worker` retry with
-exponential backoff, serve nothing but probes meanwhile, and after DRAGON_STARTUP_TIMEOUT_SECONDS
-give up with a clear final error and exit 4, so an orchestrator restarts or flags them."""
+"""Start-up against a store that never comes: `dragon serve` (one process or several) and
+`dragon worker` retry with exponential backoff, serve nothing but probes meanwhile, and after
+DRAGON_STARTUP_TIMEOUT_SECONDS give up with a clear final error and exit 4, so an orchestrator
+restarts or flags them."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,11 +28,12 @@ async def run_until_exit(*args: str, env: dict[str, str], cwd: Path) -> tuple[in
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its server processes go with it when the test gives up
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     except TimeoutError:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         pytest.fail(f"`dragon {' '.join(args)}` did not give up within 60 s")
     assert process.returncode is not None
@@ -64,3 +69,21 @@ async def test_serve_and_worker_back_off_then_give_up_with_a_clear_error(tmp_pat
     assert waits[:2] == [1.0, 2.0]  # exponential
     assert "dragon worker gave up starting after 3 s" in worker_err
     assert "database: unreachable" in worker_err
+
+
+async def test_serve_with_several_processes_gives_up_as_one_and_exits_4(tmp_path: Path) -> None:
+    port = free_port()
+    env = dragon_env(UNREACHABLE, startup_timeout_seconds="3", port=str(port))
+
+    code, _, log = await run_until_exit(
+        "serve", "--host", "127.0.0.1", "--workers", "2", env=env, cwd=tmp_path
+    )
+
+    assert code == 4
+    finals = [e for e in events(log) if e["event"] == "startup_failed"]
+    assert finals  # the process that gave up first says why; the supervisor then stops all
+    assert all("DRAGON_DATABASE_URL" in str(final["hint"]) for final in finals)
+    assert "Dragon gave up starting: the store stayed unusable" in " ".join(log.split())
+    # No server process outlived its supervisor: nothing accepts on the port any more.
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))

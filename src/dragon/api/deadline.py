@@ -95,22 +95,16 @@ async def answer_cut(scope: Scope, receive: Receive, send: Send, *, seconds: flo
 
 
 class DeadlineMiddleware:
-    """`bounded_within` lists path prefixes whose handlers bound their own waits by the same
-    deadline and answer alike (the webhook receivers: a task per delivery cost more than
-    storing it), so this layer passes them on untouched."""
+    """The deadline for every request that reaches the stack (the webhook fast path, outside
+    it, keeps the same deadline for the deliveries it serves with a DeadlineWatch)."""
 
-    def __init__(
-        self, app: ASGIApp, *, seconds: float, bounded_within: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
         self.app = app
         self.seconds = seconds
-        self.bounded_within = bounded_within
         self._cut: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (
-            self.bounded_within and scope["path"].startswith(self.bounded_within)
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = False

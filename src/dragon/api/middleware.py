@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Any
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -120,7 +121,59 @@ def with_context_headers(
     return kept
 
 
+def answer_headers(
+    headers: list[tuple[bytes, bytes]], *, scope: Scope, correlation_id: bytes
+) -> list[tuple[bytes, bytes]]:
+    """Every answer's headers: its own, the correlation id, the security headers for its
+    path, and the rate-limit figures when a limit counted the request."""
+    kept = with_context_headers(
+        headers,
+        correlation_id=correlation_id,
+        csp=_RAW_CSPS[csp_for(scope["path"])],
+        https=scope.get("scheme") == "https",
+    )
+    verdict: RateVerdict | None = scope.get("state", {}).get(RATE_LIMIT_STATE)
+    if verdict is not None:
+        figures = [
+            (name.lower().encode(), value.encode()) for name, value in verdict.headers().items()
+        ]
+        replaced = {name for name, _ in figures}
+        kept = [(name, value) for name, value in kept if name.lower() not in replaced]
+        kept.extend(figures)
+    return kept
+
+
+def begin_request(scope: Scope, raw_correlation_id: bytes | None) -> tuple[str, Any]:
+    """The request's correlation id, kept in its state and bound into every log line it
+    causes; returns it and what `end_request` needs to unbind it."""
+    correlation_id = accepted_correlation_id(
+        raw_correlation_id.decode("latin-1") if raw_correlation_id else None
+    )
+    scope.setdefault("state", {})["correlation_id"] = correlation_id
+    # bind/reset rather than the bound_contextvars context manager: this runs per request.
+    return correlation_id, structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+
+
+def end_request(scope: Scope, *, status: int, seconds: float, tokens: Any) -> None:
+    """The access log line and the latency metric of a finished request, then the
+    correlation id unbound."""
+    access_log.info(
+        "request",
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        duration_ms=round(seconds * 1000, 2),
+    )
+    route = getattr(scope.get("route"), "path", None)
+    observe_request(method=scope["method"], route=route, status=status, seconds=seconds)
+    structlog.contextvars.reset_contextvars(**tokens)
+
+
 class RequestContextMiddleware:
+    """Correlation id, answer headers, access log and metrics for every request (the webhook
+    fast path, outside this one, does the same for the deliveries it serves, with the same
+    functions)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -133,50 +186,25 @@ class RequestContextMiddleware:
             if name == _RAW_CORRELATION:
                 raw = value
                 break
-        correlation_id = accepted_correlation_id(raw.decode("latin-1") if raw else None)
-        state = scope.setdefault("state", {})
-        state["correlation_id"] = correlation_id
-        path: str = scope["path"]
+        correlation_id, tokens = begin_request(scope, raw)
         started = time.perf_counter()
         status = 500
         raw_id = correlation_id.encode()
-        csp = _RAW_CSPS[csp_for(path)]
-        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = with_context_headers(
-                    list(message.get("headers", ())),
-                    correlation_id=raw_id,
-                    csp=csp,
-                    https=https,
+                message["headers"] = answer_headers(
+                    list(message.get("headers", ())), scope=scope, correlation_id=raw_id
                 )
-                verdict: RateVerdict | None = state.get(RATE_LIMIT_STATE)
-                if verdict is not None:
-                    headers = MutableHeaders(scope=message)
-                    for name, value in verdict.headers().items():
-                        headers[name] = value
             await send(message)
 
-        app = _refusal(path, scope.get("query_string", b"")) or self.app
-        # bind/reset rather than the bound_contextvars context manager: this runs per request.
-        tokens = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        app = _refusal(scope["path"], scope.get("query_string", b"")) or self.app
         try:
             await app(scope, receive, send_with_headers)
         finally:
-            elapsed = time.perf_counter() - started
-            access_log.info(
-                "request",
-                method=scope["method"],
-                path=path,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
-            route = getattr(scope.get("route"), "path", None)
-            observe_request(method=scope["method"], route=route, status=status, seconds=elapsed)
-            structlog.contextvars.reset_contextvars(**tokens)
+            end_request(scope, status=status, seconds=time.perf_counter() - started, tokens=tokens)
 
 
 class BodyTooLarge(HTTPException):

@@ -96,6 +96,7 @@ class NewAuditEvent:
 class IncidentRepository(Protocol):
     async def add(self, incident: Incident) -> None: ...
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
+    async def get_many(self, incident_ids: Collection[str]) -> list[Incident]: ...
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]: ...
 
 
@@ -204,6 +205,11 @@ class SignalRepository(Protocol):
     async def add_if_new(self, signal: Signal) -> bool: ...
     async def attach(self, signal_id: str, incident_id: str) -> None: ...
     async def for_incident(self, incident_id: str, *, limit: int) -> list[Signal]: ...
+    async def latest_for(
+        self, incident_ids: Collection[str], *, limit: int
+    ) -> dict[str, list[Signal]]:
+        """Each incident's newest `limit` signals, newest first."""
+        ...
 
 
 class CorrelationRepository(Protocol):
@@ -290,9 +296,30 @@ class TriageRepository(Protocol):
         max_attempts: int,
     ) -> bool: ...
 
+    async def claim_many(
+        self,
+        incident_ids: Collection[str],
+        *,
+        token: str,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+    ) -> dict[str, int]:
+        """Claim what can be claimed of `incident_ids` under one token: incident id → its
+        attempt number, for those this worker won."""
+        ...
+
     async def complete(
         self, incident_id: str, *, token: str, decision_id: str, now: datetime
     ) -> bool: ...
+
+    async def hold(self, incident_ids: Collection[str], *, token: str, now: datetime) -> set[str]:
+        """Lock the claims `token` still holds until the transaction ends; returns them."""
+        ...
+
+    async def complete_many(self, decided: Mapping[str, str], *, token: str, now: datetime) -> None:
+        """Mark held claims (incident id → decision id) done."""
+        ...
 
     async def release(
         self,

@@ -10,8 +10,10 @@ header, which the inbox keeps with the delivery.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from dragon.domain.enums import Severity
 from dragon.domain.errors import Unauthenticated, ValidationFailed
 from dragon.domain.signals import Normalized, NormalizeOptions, SignalDraft, SignalKind
 from dragon.integrations.normalization import (
@@ -30,6 +32,10 @@ _PASSED = frozenset({"success"})
 # Checks created by GitHub Actions also arrive as workflow_run / workflow_job events, which
 # carry more; taking both would open two incidents for one failure.
 _ACTIONS_APP = "github-actions"
+_ACTIONS_COVERED = {
+    "check_suite": "GitHub Actions suites come as workflow_run",
+    "check_run": "GitHub Actions checks come as workflow_job",
+}
 
 
 def authenticate(*, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> None:
@@ -75,7 +81,29 @@ def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOpt
     if meaning.ignored:
         return meaning
     event = meaning.event_type
-    return _HANDLERS[event](event, Fields.root(payload), options)
+    body = Fields.root(payload)
+    subject = body.need_obj(event)  # each handled event's own object is named as the event
+    if event in _ACTIONS_COVERED:
+        app = subject.obj("app")
+        if app is not None and app.text("slug") == _ACTIONS_APP:
+            return Normalized(event_type=event, ignored=_ACTIONS_COVERED[event])
+    conclusion = subject.text("conclusion")
+    kind = _kind(conclusion)
+    if kind is None:
+        return Normalized(event_type=event, ignored=f"conclusion {conclusion} is not handled")
+    repository = body.need_obj("repository")
+    completed = _Completed(
+        event=event,
+        body=body,
+        subject=subject,
+        conclusion=conclusion,
+        kind=kind,
+        repo=repository.need_text("full_name"),
+        default_branch=repository.text("default_branch"),
+        repo_url=repository.text("html_url"),
+        options=options,
+    )
+    return Normalized(event_type=event, signals=(_HANDLERS[event](completed),))
 
 
 def _kind(conclusion: str | None) -> SignalKind | None:
@@ -86,175 +114,146 @@ def _kind(conclusion: str | None) -> SignalKind | None:
     return None
 
 
-def _repository(body: Fields) -> tuple[str, str | None, str | None]:
-    """Full name, default branch and web address of the event's repository."""
-    repository = body.need_obj("repository")
-    return (
-        repository.need_text("full_name"),
-        repository.text("default_branch"),
-        repository.text("html_url"),
-    )
+@dataclass(frozen=True)
+class _Completed:
+    """A completed run, job, suite or check that is a failure or a recovery: what every
+    handler starts from."""
+
+    event: str
+    body: Fields
+    subject: Fields
+    conclusion: str | None
+    kind: SignalKind
+    repo: str
+    default_branch: str | None
+    repo_url: str | None
+    options: NormalizeOptions
+
+    def severity(self, branch: str | None) -> Severity:
+        return ci_severity(
+            branch=branch,
+            default_branch=self.default_branch,
+            default=self.options.default_severity_ci,
+        )
 
 
-def _ignored_conclusion(event: str, conclusion: str | None) -> Normalized:
-    return Normalized(event_type=event, ignored=f"conclusion {conclusion} is not handled")
-
-
-def _workflow_run(event: str, body: Fields, options: NormalizeOptions) -> Normalized:
-    run = body.need_obj("workflow_run")
-    conclusion = run.text("conclusion")
-    kind = _kind(conclusion)
-    if kind is None:
-        return _ignored_conclusion(event, conclusion)
-    repo, default_branch, _ = _repository(body)
+def _workflow_run(completed: _Completed) -> SignalDraft:
+    run = completed.subject
     run_id = run.ident("id")
     attempt = run.integer("run_attempt") or 1
-    workflow = body.obj("workflow")
-    pipeline = run.text("name") or (workflow.text("name") if workflow else None) or "workflow"
+    workflow = completed.body.obj("workflow")
     branch = run.text("head_branch")
-    signal = ci_signal(
+    return ci_signal(
         source=SOURCE,
-        kind=kind,
-        signal_key=f"workflow_run:{run_id}:{attempt}:{conclusion}",
+        kind=completed.kind,
+        signal_key=f"workflow_run:{run_id}:{attempt}:{completed.conclusion}",
         occurred_at=run.need_time("updated_at"),
-        severity=ci_severity(
-            branch=branch, default_branch=default_branch, default=options.default_severity_ci
-        ),
-        repo=repo,
+        severity=completed.severity(branch),
+        repo=completed.repo,
         branch=branch,
         commit_sha=run.text("head_sha"),
-        pipeline=pipeline,
+        pipeline=run.text("name") or (workflow.text("name") if workflow else None) or "workflow",
         job=None,
         url=run.text("html_url"),
         labels=labels(
-            event=event,
-            conclusion=conclusion,
+            event=completed.event,
+            conclusion=completed.conclusion,
             run_id=run_id,
             run_attempt=str(attempt),
             workflow_id=run.optional_ident("workflow_id"),
         ),
     )
-    return _one(event, signal)
 
 
-def _workflow_job(event: str, body: Fields, options: NormalizeOptions) -> Normalized:
-    job = body.need_obj("workflow_job")
-    conclusion = job.text("conclusion")
-    kind = _kind(conclusion)
-    if kind is None:
-        return _ignored_conclusion(event, conclusion)
-    repo, default_branch, _ = _repository(body)
+def _workflow_job(completed: _Completed) -> SignalDraft:
+    job = completed.subject
     job_id = job.ident("id")
     attempt = job.integer("run_attempt") or 1
+    failed = completed.kind is SignalKind.CI_FAILURE
     branch = job.text("head_branch")
-    signal = ci_signal(
+    return ci_signal(
         source=SOURCE,
-        kind=kind,
-        signal_key=f"workflow_job:{job_id}:{attempt}:{conclusion}",
+        kind=completed.kind,
+        signal_key=f"workflow_job:{job_id}:{attempt}:{completed.conclusion}",
         occurred_at=job.need_time("completed_at"),
-        severity=ci_severity(
-            branch=branch, default_branch=default_branch, default=options.default_severity_ci
-        ),
-        repo=repo,
+        severity=completed.severity(branch),
+        repo=completed.repo,
         branch=branch,
         commit_sha=job.text("head_sha"),
         pipeline=job.text("workflow_name"),
         job=job.need_text("name"),
         url=job.text("html_url"),
         labels=labels(
-            event=event,
-            conclusion=conclusion,
+            event=completed.event,
+            conclusion=completed.conclusion,
             job_id=job_id,
             run_id=job.optional_ident("run_id"),
             run_attempt=str(attempt),
-            failed_step=_failed_step(job) if kind is SignalKind.CI_FAILURE else None,
+            failed_step=_failed_step(job) if failed else None,
         ),
     )
-    return _one(event, signal)
 
 
-def _check_suite(event: str, body: Fields, options: NormalizeOptions) -> Normalized:
-    suite = body.need_obj("check_suite")
+def _check_suite(completed: _Completed) -> SignalDraft:
+    suite = completed.subject
     app = suite.obj("app")
-    if app is not None and app.text("slug") == _ACTIONS_APP:
-        return Normalized(event_type=event, ignored="GitHub Actions suites come as workflow_run")
-    conclusion = suite.text("conclusion")
-    kind = _kind(conclusion)
-    if kind is None:
-        return _ignored_conclusion(event, conclusion)
-    repo, default_branch, repo_url = _repository(body)
     suite_id = suite.ident("id")
     updated_at = suite.need_text("updated_at")
-    branch = suite.text("head_branch")
     head_sha = suite.text("head_sha")
     url = None
-    if repo_url and head_sha:
-        url = f"{repo_url}/commit/{head_sha}/checks?check_suite_id={suite_id}"
-    signal = ci_signal(
+    if completed.repo_url and head_sha:
+        url = f"{completed.repo_url}/commit/{head_sha}/checks?check_suite_id={suite_id}"
+    branch = suite.text("head_branch")
+    return ci_signal(
         source=SOURCE,
-        kind=kind,
+        kind=completed.kind,
         # A re-requested suite keeps its id; its next completion is a new signal.
-        signal_key=f"check_suite:{suite_id}:{conclusion}:{updated_at}",
+        signal_key=f"check_suite:{suite_id}:{completed.conclusion}:{updated_at}",
         occurred_at=suite.need_time("updated_at"),
-        severity=ci_severity(
-            branch=branch, default_branch=default_branch, default=options.default_severity_ci
-        ),
-        repo=repo,
+        severity=completed.severity(branch),
+        repo=completed.repo,
         branch=branch,
         commit_sha=head_sha,
         pipeline=(app.text("name") if app else None) or "check suite",
         job=None,
         url=url,
-        labels=labels(event=event, conclusion=conclusion, check_suite_id=suite_id),
+        labels=labels(
+            event=completed.event, conclusion=completed.conclusion, check_suite_id=suite_id
+        ),
     )
-    return _one(event, signal)
 
 
-def _check_run(event: str, body: Fields, options: NormalizeOptions) -> Normalized:
-    check = body.need_obj("check_run")
-    app = check.obj("app")
-    if app is not None and app.text("slug") == _ACTIONS_APP:
-        return Normalized(event_type=event, ignored="GitHub Actions checks come as workflow_job")
-    conclusion = check.text("conclusion")
-    kind = _kind(conclusion)
-    if kind is None:
-        return _ignored_conclusion(event, conclusion)
-    repo, default_branch, _ = _repository(body)
+def _check_run(completed: _Completed) -> SignalDraft:
+    check = completed.subject
     check_id = check.ident("id")
     suite = check.obj("check_suite")
-    branch = suite.text("head_branch") if suite else None
     output = check.obj("output")
-    signal = ci_signal(
+    branch = suite.text("head_branch") if suite else None
+    return ci_signal(
         source=SOURCE,
-        kind=kind,
-        signal_key=f"check_run:{check_id}:{conclusion}",
+        kind=completed.kind,
+        signal_key=f"check_run:{check_id}:{completed.conclusion}",
         occurred_at=check.need_time("completed_at"),
-        severity=ci_severity(
-            branch=branch, default_branch=default_branch, default=options.default_severity_ci
-        ),
-        repo=repo,
+        severity=completed.severity(branch),
+        repo=completed.repo,
         branch=branch,
         commit_sha=check.text("head_sha"),
         pipeline=check.need_text("name"),
         job=None,
         url=check.text("html_url") or check.text("details_url"),
-        labels=labels(event=event, conclusion=conclusion, check_run_id=check_id),
+        labels=labels(
+            event=completed.event, conclusion=completed.conclusion, check_run_id=check_id
+        ),
         log_excerpt=_check_output(output) if output else "",
     )
-    return _one(event, signal)
 
 
-_Handler = Callable[[str, Fields, NormalizeOptions], Normalized]
-_HANDLERS: dict[str, _Handler] = {
+_HANDLERS: dict[str, Callable[[_Completed], SignalDraft]] = {
     "workflow_run": _workflow_run,
     "workflow_job": _workflow_job,
     "check_suite": _check_suite,
     "check_run": _check_run,
 }
-
-
-def _one(event: str, signal: SignalDraft) -> Normalized:
-    return Normalized(event_type=event, signals=(signal,))
 
 
 def _failed_step(job: Fields) -> str | None:

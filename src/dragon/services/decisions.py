@@ -13,7 +13,7 @@ from dragon.domain.entities import Approval, Decision, Incident
 from dragon.domain.enums import ApprovalChannel, DecisionStatus, Verdict
 from dragon.domain.errors import Conflict, Forbidden, NotFound
 from dragon.domain.ids import new_id
-from dragon.domain.policy import DecisionFacts, Effect, PolicyVerdict, evaluate
+from dragon.domain.policy import DecisionFacts, Effect, Policy, PolicyVerdict, evaluate
 from dragon.domain.ports import DecisionQuery, UnitOfWork, UnitOfWorkFactory
 from dragon.domain.risk import RiskAssessment, RiskFactor, assess
 from dragon.domain.transitions import transition_decision
@@ -97,7 +97,13 @@ class DecisionService:
         async with self._uow(write=False) as uow:
             return await self._assess(uow, proposal)
 
-    async def _assess(self, uow: UnitOfWork, proposal: Proposal) -> Assessed:
+    async def policy_in(self, uow: UnitOfWork) -> Policy:
+        """The policy in force for this transaction, for proposals that share it."""
+        return await self._policies.active_in(uow)
+
+    async def _assess(
+        self, uow: UnitOfWork, proposal: Proposal, *, policy: Policy | None = None
+    ) -> Assessed:
         spec = action_spec(proposal.action)
         repo, branch = proposal.repo, proposal.branch
         environment, source = proposal.environment, proposal.source
@@ -110,7 +116,8 @@ class DecisionService:
         risk = assess(
             action=spec, branch=branch, environment=environment, extra=proposal.risk_factors
         )
-        policy = await self._policies.active_in(uow)
+        if policy is None:
+            policy = await self._policies.active_in(uow)
         verdict = evaluate(
             policy,
             DecisionFacts(
@@ -135,10 +142,17 @@ class DecisionService:
         )
 
     async def propose_in(
-        self, uow: UnitOfWork, caller: Caller, proposal: Proposal, *, now: datetime
+        self,
+        uow: UnitOfWork,
+        caller: Caller,
+        proposal: Proposal,
+        *,
+        now: datetime,
+        policy: Policy | None = None,
     ) -> Decision:
-        """Propose inside the caller's transaction (triage commits its own record with it)."""
-        assessed = await self._assess(uow, proposal)
+        """Propose inside the caller's transaction (triage commits its own record with it);
+        `policy`, when given, is the one `policy_in` read in this transaction."""
+        assessed = await self._assess(uow, proposal, policy=policy)
         risk, verdict = assessed.risk, assessed.verdict
         decision = Decision(
             id=new_id("dec", now),

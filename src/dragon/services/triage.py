@@ -51,7 +51,7 @@ class TriageSettings:
     change_freeze: bool = False
     max_attempts: int = 5
     lease: timedelta = timedelta(minutes=2)
-    batch: int = 10
+    batch: int = 25  # incidents per claim: one claim, one read, one write transaction
     concurrency: int = 4  # triages at once per worker process (each holds one connection)
 
 
@@ -69,6 +69,17 @@ class TriageReport:
     analysis: Analysis
     assessed: Assessed
     latency_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Analyzed:
+    """One claimed incident, analyzed: what its decision is made of."""
+
+    incident: Incident
+    analysis: Analysis
+    proposal: Proposal
+    trace_context: str | None
+    trace_id: str | None  # for the log line written when the decision is stored
 
 
 def _retry_in(attempts: int) -> timedelta:
@@ -128,112 +139,174 @@ class TriageService:
                 limit=self._settings.batch,
                 max_attempts=self._settings.max_attempts,
             )
-        # Concurrently: a triage is mostly round trips to the store (claim, read, decide),
-        # so one at a time left the worker waiting on the database for most of each one.
-        # Each holds its own claim; they share nothing but the pool.
-        slots = asyncio.Semaphore(self._settings.concurrency)
-
-        async def one(incident_id: str) -> bool:
-            async with slots:
-                return await self.triage(incident_id) is not None
-
-        return sum(await asyncio.gather(*(one(i) for i in waiting)))
+        return len(await self._triage_batch(waiting)) if waiting else 0
 
     async def triage(self, incident_id: str) -> Decision | None:
         """Claim, analyze, propose. None if another worker holds the incident or it failed
         (then it is retried later, up to the attempt limit)."""
+        decided = await self._triage_batch([incident_id])
+        return decided[0] if decided else None
+
+    async def _triage_batch(self, incident_ids: Sequence[str]) -> list[Decision]:
+        """A batch costs one claim, one read and one write transaction, however many incidents
+        it holds (docs/decisions/0019-pipeline-batches.md): the claims under one token, the
+        incidents and their latest signals in two statements, and the decisions with their
+        audit events and notifications in one commit. Between the read and the write, each
+        incident is analyzed on its own (concurrently, outside any transaction); one that
+        fails is released for a retry and the others go on."""
         token = secrets.token_hex(16)
         now = self._clock()
         async with self._uow() as uow:
-            claimed = await uow.triages.claim(
-                incident_id,
+            attempts = await uow.triages.claim_many(
+                incident_ids,
                 token=token,
                 now=now,
                 lease_until=now + self._settings.lease,
                 max_attempts=self._settings.max_attempts,
             )
-            run = await uow.triages.get(incident_id) if claimed else None
             await uow.commit()
-        if run is None:
-            return None
-        try:
-            return await self._triage_claimed(incident_id, token)
-        except Exception as exc:  # noqa: BLE001 - recorded on the claim and retried later
-            reason = exc.message if isinstance(exc, DragonError) else f"{type(exc).__name__}: {exc}"
-            give_up = run.attempts >= self._settings.max_attempts
-            async with self._uow() as uow:
-                await uow.triages.release(
-                    incident_id,
-                    token=token,
-                    error=reason,
-                    retry_at=self._clock() + _retry_in(run.attempts),
-                    give_up=give_up,
-                    now=self._clock(),
-                )
-                await uow.commit()
-            log.warning(
-                "triage_failed",
-                incident_id=incident_id,
-                attempts=run.attempts,
-                gave_up=give_up,
-                error=reason[:300],
-            )
-            return None
-
-    async def _triage_claimed(self, incident_id: str, token: str) -> Decision:
+        if not attempts:
+            return []
         async with self._uow(write=False) as uow:
-            incident = await uow.incidents.get(incident_id)
-            if incident is None:
-                raise Conflict(f"incident {incident_id} is gone", code="incident_not_found")
-            signals = await uow.signals.for_incident(incident_id, limit=SIGNALS_READ)
+            incidents = {i.id: i for i in await uow.incidents.get_many(list(attempts))}
+            evidence = await uow.signals.latest_for(list(incidents), limit=SIGNALS_READ)
+        for gone in set(attempts) - set(incidents):
+            await self._release(
+                gone,
+                token=token,
+                attempts=attempts[gone],
+                exc=Conflict(f"incident {gone} is gone", code="incident_not_found"),
+            )
+        # Concurrently: with an LLM, analysis is a round trip of its own. Each holds its own
+        # claim; they share nothing but the analyzer's client.
+        slots = asyncio.Semaphore(self._settings.concurrency)
+
+        async def prepare(incident: Incident) -> _Analyzed | None:
+            async with slots:
+                try:
+                    return await self._analyze_claimed(incident, evidence.get(incident.id, []))
+                except Exception as exc:  # noqa: BLE001 - recorded on the claim, retried later
+                    await self._release(
+                        incident.id, token=token, attempts=attempts[incident.id], exc=exc
+                    )
+                    return None
+
+        analyzed = [a for a in await asyncio.gather(*map(prepare, incidents.values())) if a]
+        try:
+            return await self._store(analyzed, token=token)
+        except Exception as exc:  # noqa: BLE001 - each one on its own below, failures recorded
+            if len(analyzed) == 1:
+                one = analyzed[0]
+                await self._release(
+                    one.incident.id, token=token, attempts=attempts[one.incident.id], exc=exc
+                )
+                return []
+            log.warning("triage_batch_failed", error_type=type(exc).__name__, fallback="one by one")
+        decided: list[Decision] = []
+        for one in analyzed:
+            try:
+                decided += await self._store([one], token=token)
+            except Exception as exc:  # noqa: BLE001 - recorded on the claim, retried later
+                await self._release(
+                    one.incident.id, token=token, attempts=attempts[one.incident.id], exc=exc
+                )
+        return decided
+
+    async def _release(
+        self, incident_id: str, *, token: str, attempts: int, exc: Exception
+    ) -> None:
+        reason = exc.message if isinstance(exc, DragonError) else f"{type(exc).__name__}: {exc}"
+        give_up = attempts >= self._settings.max_attempts
+        async with self._uow() as uow:
+            await uow.triages.release(
+                incident_id,
+                token=token,
+                error=reason,
+                retry_at=self._clock() + _retry_in(attempts),
+                give_up=give_up,
+                now=self._clock(),
+            )
+            await uow.commit()
+        log.warning(
+            "triage_failed",
+            incident_id=incident_id,
+            attempts=attempts,
+            gave_up=give_up,
+            error=reason[:300],
+        )
+
+    async def _analyze_claimed(self, incident: Incident, signals: list[Signal]) -> _Analyzed:
         # Continues the trace of the delivery that opened the incident; the job-log and LLM
         # calls below are its children, and so is the run of the decision it proposes.
         with span(
-            "triage", parent=incident.trace_context, attributes={"dragon.incident_id": incident_id}
+            "triage", parent=incident.trace_context, attributes={"dragon.incident_id": incident.id}
         ):
-            return await self._decide(incident, signals, token)
+            text, context = await self._evidence(incident, signals)
+            started = time.perf_counter()
+            analysis = await self._analyzer.analyze(text, context)
+            latency_ms = round((time.perf_counter() - started) * 1000, 2)
+            proposal = self._proposal(analysis, context, incident=incident, latency_ms=latency_ms)
+            return _Analyzed(
+                incident=incident,
+                analysis=analysis,
+                proposal=proposal,
+                trace_context=current_traceparent(),
+                trace_id=structlog.contextvars.get_contextvars().get("trace_id"),
+            )
 
-    async def _decide(self, incident: Incident, signals: list[Signal], token: str) -> Decision:
-        incident_id = incident.id
-        text, context = await self._evidence(incident, signals)
-        started = time.perf_counter()
-        analysis = await self._analyzer.analyze(text, context)
-        latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        proposal = self._proposal(analysis, context, incident=incident, latency_ms=latency_ms)
+    async def _store(self, analyzed: list[_Analyzed], *, token: str) -> list[Decision]:
+        """The decisions of the claims this worker still holds, in one transaction: a claim
+        another worker took over after our lease ran out is left to it (it decides)."""
+        if not analyzed:
+            return []
         now = self._clock()
+        decided: list[Decision] = []
         async with self._uow() as uow:
-            decision = await self._decisions.propose_in(uow, TRIAGE_CALLER, proposal, now=now)
-            decision.trace_context = current_traceparent()
-            if not await uow.triages.complete(
-                incident_id, token=token, decision_id=decision.id, now=now
-            ):
-                # Another worker took the claim over after our lease ran out; it decides.
-                raise Conflict("the triage lease was lost", code="triage_lease_lost")
-            await record(
-                uow,
-                TRIAGE_CALLER,
-                action="incident.triaged",
-                target_type="incident",
-                target_id=incident_id,
-                now=now,
-                details={
-                    "decision_id": decision.id,
-                    "classification": analysis.classification.failure_class.value,
-                    "confidence": analysis.classification.confidence,
-                    "action": decision.action,
-                    "analyzer": analysis.provenance.get("analyzer"),
-                },
+            held = await uow.triages.hold([a.incident.id for a in analyzed], token=token, now=now)
+            # Read once for the batch; each proposal below finds its incident loaded.
+            await uow.incidents.get_many(held)
+            policy = await self._decisions.policy_in(uow) if held else None
+            for one in analyzed:
+                if one.incident.id not in held:
+                    log.warning("triage_lease_lost", incident_id=one.incident.id)
+                    continue
+                decision = await self._decisions.propose_in(
+                    uow, TRIAGE_CALLER, one.proposal, now=now, policy=policy
+                )
+                decision.trace_context = one.trace_context
+                await record(
+                    uow,
+                    TRIAGE_CALLER,
+                    action="incident.triaged",
+                    target_type="incident",
+                    target_id=one.incident.id,
+                    now=now,
+                    details={
+                        "decision_id": decision.id,
+                        "classification": one.analysis.classification.failure_class.value,
+                        "confidence": one.analysis.classification.confidence,
+                        "action": decision.action,
+                        "analyzer": one.analysis.provenance.get("analyzer"),
+                    },
+                )
+                decided.append(decision)
+            await uow.triages.complete_many(
+                {str(d.incident_id): d.id for d in decided}, token=token, now=now
             )
             await uow.commit()
-        log.info(
-            "incident_triaged",
-            incident_id=incident_id,
-            decision_id=decision.id,
-            classification=analysis.classification.failure_class.value,
-            action=decision.action,
-            status=decision.status.value,
-        )
-        return decision
+        stored = [a for a in analyzed if a.incident.id in held]
+        for decision, one in zip(decided, stored, strict=True):
+            traced = {"trace_id": one.trace_id} if one.trace_id else {}
+            log.info(
+                "incident_triaged",
+                incident_id=decision.incident_id,
+                decision_id=decision.id,
+                classification=one.analysis.classification.failure_class.value,
+                action=decision.action,
+                status=decision.status.value,
+                **traced,
+            )
+        return decided
 
     async def _evidence(
         self, incident: Incident, signals: list[Signal]

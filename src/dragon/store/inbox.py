@@ -95,6 +95,31 @@ class SqlSignalRepository(SessionRepository):
             sa.update(signals).where(signals.c.id == signal_id).values(incident_id=incident_id)
         )
 
+    async def latest_for(
+        self, incident_ids: Collection[str], *, limit: int
+    ) -> dict[str, list[Signal]]:
+        entity: Any = Signal
+        ranked = (
+            sa.select(
+                signals.c.id,
+                sa.func.row_number()
+                .over(partition_by=signals.c.incident_id, order_by=signals.c.id.desc())
+                .label("rank"),
+            )
+            .where(signals.c.incident_id.in_(list(incident_ids)))
+            .subquery()
+        )
+        stmt = (
+            sa.select(Signal)
+            .join(ranked, ranked.c.id == entity.id)
+            .where(ranked.c.rank <= limit)
+            .order_by(entity.id.desc())
+        )
+        found: dict[str, list[Signal]] = {i: [] for i in incident_ids}
+        for signal in await self.session.scalars(stmt):
+            found[str(signal.incident_id)].append(signal)
+        return found
+
     async def for_incident(self, incident_id: str, *, limit: int) -> list[Signal]:
         entity: Any = Signal
         stmt = (

@@ -6,7 +6,7 @@ They add and flush; none of them commits. The unit of work owns the transaction.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -87,31 +87,66 @@ class SqlIncidentRepository(SessionRepository):
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         return await self.session.get(Incident, incident_id, with_for_update=for_update)
 
+    async def get_many(self, incident_ids: Collection[str]) -> list[Incident]:
+        """In one statement; later `get`s of these in the same transaction read no row."""
+        if not incident_ids:
+            return []
+        entity: Any = Incident
+        stmt = sa.select(Incident).where(entity.id.in_(list(incident_ids)))
+        return list(await self.session.scalars(stmt))
+
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
         entity: Any = Incident
-        stmt = sa.select(Incident)
-        if query.status:
-            stmt = stmt.where(entity.status == query.status)
-        if query.severity:
-            stmt = stmt.where(entity.severity == query.severity)
-        if query.source:
-            stmt = stmt.where(entity.source == query.source)
-        if query.repo:
-            stmt = stmt.where(entity.repo == query.repo)
-        if query.text:
-            pattern = _like(query.text)
-            stmt = stmt.where(
-                sa.or_(
-                    sa.func.lower(entity.title).like(pattern, escape="\\"),
-                    sa.func.lower(entity.description).like(pattern, escape="\\"),
-                )
+        stmt = sa.select(Incident).where(entity.id.in_(incident_page_ids(query).scalar_subquery()))
+        rows = list(await self.session.scalars(stmt.order_by(entity.id.desc())))
+        if len(rows) > query.page.limit:
+            rows = rows[: query.page.limit]
+            return rows, rows[-1].id
+        return rows, None
+
+
+def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
+    """The ids of one listing page (and one more, to know if there is a next), newest first.
+
+    Selected apart from the rows, so they come from an index alone: ix_incidents_id_filters
+    (PostgreSQL) holds every equality filter beside the id, and each (column, id) index one
+    of them. When thousands of newer incidents do not match, their index entries are read,
+    not their rows (migration 0010_pipeline_listing_indexes); the page's rows are then
+    fetched by primary key."""
+    entity: Any = Incident
+    conditions: list[Any] = [
+        column == value
+        for column, value in (
+            (entity.status, query.status),
+            (entity.severity, query.severity),
+            (entity.source, query.source),
+            (entity.repo, query.repo),
+        )
+        if value
+    ]
+    if query.text:
+        pattern = _like(query.text)
+        conditions.append(
+            sa.or_(
+                sa.func.lower(entity.title).like(pattern, escape="\\"),
+                sa.func.lower(entity.description).like(pattern, escape="\\"),
             )
-        return await keyset_page(self.session, stmt, entity.id, query.page)
+        )
+    if query.page.after:
+        conditions.append(entity.id < query.page.after)
+    return (
+        sa.select(entity.id)
+        .where(*conditions)
+        .order_by(entity.id.desc())
+        .limit(query.page.limit + 1)
+    )
 
 
 class SqlDecisionRepository(SessionRepository):
     async def add(self, decision: Decision) -> None:
-        await self._add(decision)
+        # Written at the next flush (any later statement of the transaction, or its commit),
+        # so a batch of proposals is one insert.
+        self.session.add(decision)
 
     async def get(self, decision_id: str, *, for_update: bool = False) -> Decision | None:
         return await self.session.get(Decision, decision_id, with_for_update=for_update)

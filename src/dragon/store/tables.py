@@ -109,6 +109,7 @@ incidents = sa.Table(
     sa.Column("trace_context", sa.String(64)),
     sa.Index("ix_incidents_status_id", "status", "id"),
     sa.Index("ix_incidents_severity_id", "severity", "id"),
+    sa.Index("ix_incidents_status_severity_id", "status", "severity", "id"),
     sa.Index("ix_incidents_created_at", "created_at"),
     sa.Index("ix_incidents_source_id", "source", "id"),
     sa.Index("ix_incidents_repo_id", "repo", "id"),

@@ -9,6 +9,7 @@ lease stores nothing and an incident gets exactly one triage decision.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +112,109 @@ class SqlTriageRepository(SessionRepository):
             )
         )
         return False
+
+    async def claim_many(
+        self,
+        incident_ids: Collection[str],
+        *,
+        token: str,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+    ) -> dict[str, int]:
+        """The pending ones in one statement (SKIP LOCKED: what another worker is claiming is
+        left to it, and two batches never wait on each other); the rest, retries that came due
+        and incidents stored without their row, one by one through `claim`."""
+        if not incident_ids:
+            return {}
+        t = triage_runs.c
+        pending = (
+            sa.select(t.incident_id)
+            .where(t.incident_id.in_(list(incident_ids)), t.status == TriageStatus.PENDING.value)
+            .with_for_update(skip_locked=True)
+        )
+        first = await self.session.execute(
+            sa.update(triage_runs)
+            .where(t.incident_id.in_(pending.scalar_subquery()))
+            .values(
+                status=TriageStatus.RUNNING.value,
+                token=token,
+                attempts=1,
+                lease_until=lease_until,
+                updated_at=now,
+            )
+            .returning(t.incident_id)
+        )
+        claimed = {str(incident_id): 1 for incident_id in first.scalars()}
+        rest = [i for i in incident_ids if i not in claimed]
+        if not rest:
+            return claimed
+        # Being claimed (a pending row the statement above skipped) or held by a live lease
+        # elsewhere, or settled: not ours, and not worth a claim each.
+        busy = set(
+            await self.session.scalars(
+                sa.select(t.incident_id).where(
+                    t.incident_id.in_(rest),
+                    sa.or_(
+                        t.status != TriageStatus.RUNNING.value,
+                        t.lease_until > now,
+                    ),
+                )
+            )
+        )
+        for incident_id in rest:
+            if incident_id in busy:
+                continue
+            if await self.claim(
+                incident_id,
+                token=token,
+                now=now,
+                lease_until=lease_until,
+                max_attempts=max_attempts,
+            ):
+                run = await self.get(incident_id)
+                claimed[incident_id] = run.attempts if run is not None else 1
+        return claimed
+
+    async def hold(self, incident_ids: Collection[str], *, token: str, now: datetime) -> set[str]:
+        if not incident_ids:
+            return set()
+        t = triage_runs.c
+        held = await self.session.execute(
+            sa.update(triage_runs)
+            .where(
+                t.incident_id.in_(list(incident_ids)),
+                t.token == token,
+                t.status == TriageStatus.RUNNING.value,
+            )
+            .values(updated_at=now)
+            .returning(t.incident_id)
+        )
+        return {str(incident_id) for incident_id in held.scalars()}
+
+    async def complete_many(self, decided: Mapping[str, str], *, token: str, now: datetime) -> None:
+        if not decided:
+            return
+        await self.session.flush()  # the decisions the claims name exist first
+        t = triage_runs.c
+        await self.session.execute(
+            sa.update(triage_runs)
+            .where(
+                t.incident_id == sa.bindparam("claimed_incident"),
+                t.token == token,
+                t.status == TriageStatus.RUNNING.value,
+            )
+            .values(
+                status=TriageStatus.DONE.value,
+                decision_id=sa.bindparam("proposed_decision"),
+                last_error=None,
+                updated_at=now,
+            ),
+            [
+                {"claimed_incident": incident_id, "proposed_decision": decision_id}
+                for incident_id, decision_id in decided.items()
+            ],
+        )
 
     async def complete(
         self, incident_id: str, *, token: str, decision_id: str, now: datetime

@@ -64,7 +64,7 @@ def session_codec(settings: Settings, *, clock: Clock) -> SessionCodec:
 def install_routes(
     app: FastAPI, settings: Settings, *, services: Services, shared: SharedState, clock: Clock
 ) -> None:
-    """Every route, the error handlers, and the webhook fast path as the innermost middleware."""
+    """Every route and the error handlers; the webhook fast path is in wiring.middleware."""
     for router in (
         health.router,
         keys.router,
@@ -94,13 +94,3 @@ def install_routes(
     install_error_handlers(app)
     install_console(app, codec=session_codec(settings, clock=clock))
     check_table_covers(app.routes)
-    # Innermost, so every middleware around it (body limit, correlation, any added later)
-    # also sees the webhook requests it serves.
-    app.add_middleware(
-        webhooks.WebhookFastPath,
-        ingest=services.ingest,
-        sources=services.ingest.sources,
-        routes=webhooks.router.routes,
-        deadline_seconds=settings.request_timeout_seconds,
-        limiter=shared.rate_limiter if limited else None,
-    )

@@ -11,6 +11,10 @@ from dragon.domain.ports import LiveEvent
 from dragon.services.container import Services
 
 log = structlog.get_logger("dragon.live")
+# The feed spends at most about one part in this many of its time computing figures: with a
+# million incidents one computation takes a few hundred milliseconds, and under load the
+# store changes every period, so a fixed one-second period kept every API process busy.
+FEED_DUTY = 20
 
 
 async def publish_if_changed(services: Services, last_marker: int | None) -> int | None:
@@ -24,13 +28,16 @@ async def publish_if_changed(services: Services, last_marker: int | None) -> int
 
 async def run_dashboard_feed(services: Services, *, every_seconds: float) -> None:
     """One poll per process, however many people watch: the store is asked once per period
-    and every open stream gets the same figures."""
+    and every open stream gets the same figures. The period stretches to FEED_DUTY times what
+    the last poll took, so a large store costs the process a bounded share of its time."""
     marker: int | None = None
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             marker = await publish_if_changed(services, marker)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - keep the feed alive; the next period retries
             log.warning("live_feed_failed", error_type=type(exc).__name__, error=str(exc))
-        await asyncio.sleep(every_seconds)
+        await asyncio.sleep(max(every_seconds, (loop.time() - started) * FEED_DUTY))

@@ -1,27 +1,28 @@
 """Webhook receivers. Public routes: each one authenticates its sender by the sender's own
 mechanism (HMAC signature or token) before anything is parsed or stored.
 
-The routes below are what OpenAPI documents and the access table lists. Requests to them are
-served by `WebhookFastPath`, a pure ASGI layer inside the app's middleware (so correlation
-ids, security headers, the body limit and any middleware added later still apply) that
-answers without FastAPI's routing and dependency machinery: that machinery cost more than
-storing the delivery. Both run `receive_webhook`, so they answer alike.
+The routes below are what OpenAPI documents and the access table lists. Plain deliveries to
+them are served by `WebhookFastPath`, a pure ASGI layer outside the app's other middleware
+that answers without that stack and FastAPI's routing and dependency machinery: they cost
+more than storing the delivery. Both run `receive_webhook`, so they answer alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC, GuardedRoute, services
 from dragon.api.deadline import DeadlineWatch, answer_cut
+from dragon.api.middleware import CORRELATION_HEADER, answer_headers, begin_request, end_request
 from dragon.api.problems import dragon_problem
 from dragon.api.rate_limits import RateLimiter, enforce
 from dragon.domain.errors import DragonError
@@ -76,12 +77,20 @@ async def _receive(source: str, request: Request, svc: Services) -> Response:
 
 
 class WebhookFastPath:
-    """Serves `POST /webhooks/{source}` for the sources whose route the access table lists as
-    public; everything else passes to the app. Errors are the same problem+json answers the
-    app's handlers give; a body over the limit is refused by the body-limit middleware
-    around this one, exactly as on any route. The request deadline is kept here, with the
-    deadline middleware's answer, by a DeadlineWatch over this path's own waits (the middleware
-    would run each delivery as a task of its own, which costs more than storing it)."""
+    """Serves plain `POST /webhooks/{source}` deliveries for the sources whose route the access
+    table lists as public, as the outermost of the app's own middleware: the stack inside
+    (correlation, body limit, start-up gate, deadline, compression, problem pages) cost more
+    per delivery than storing it. This layer does for the deliveries it serves what that stack
+    does, with the same functions: correlation id, answer headers, access log and metrics, the
+    request deadline, the rate limit when one is configured.
+
+    Anything out of the ordinary passes to the stack and the documented routes, which answer
+    alike (both run `receive_webhook`): a process not ready yet, a body without a declared
+    length or over the limit, a query with a NUL, a request with an Origin (CORS is the
+    stack's). The deadline is kept by a DeadlineWatch over this path's own waits, with the
+    deadline middleware's answer (the middleware runs each request as a task of its own,
+    which costs more than storing a delivery). Middleware added around the app later, tracing
+    and trusted proxy headers see every delivery."""
 
     def __init__(
         self,
@@ -90,11 +99,15 @@ class WebhookFastPath:
         ingest: IngestService,
         sources: Iterable[str],
         routes: Iterable[BaseRoute] = (),
+        max_body_bytes: int,
+        is_ready: Callable[[], bool] = lambda: True,
         deadline_seconds: float | None = None,
         limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.ingest = ingest
+        self.max_body_bytes = max_body_bytes
+        self.is_ready = is_ready
         self.deadline = DeadlineWatch(deadline_seconds) if deadline_seconds else None
         # Set when DRAGON_RATE_LIMITS has a `webhooks` scope: counted per sender address.
         self.limiter = limiter
@@ -122,38 +135,98 @@ class WebhookFastPath:
         if source is None:
             await self.app(scope, receive, send)
             return
+        # ASGI servers give header names lower-cased, as the adapters expect.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        if not self._plain(scope, headers):
+            await self.app(scope, receive, send)
+            return
+        correlation_id, tokens = begin_request(
+            scope,
+            headers[CORRELATION_HEADER].encode("latin-1")
+            if CORRELATION_HEADER in headers
+            else None,
+        )
         scope["route"] = self.routes.get(path)
+        started = time.perf_counter()
+        status = 500
+        try:
+            status = await self._serve(source, headers, scope, receive, send, correlation_id)
+        finally:
+            end_request(scope, status=status, seconds=time.perf_counter() - started, tokens=tokens)
+
+    def _plain(self, scope: Scope, headers: dict[str, str]) -> bool:
+        declared = headers.get("content-length", "")
+        return (
+            declared.isdigit()
+            and int(declared) <= self.max_body_bytes
+            and "transfer-encoding" not in headers
+            and "origin" not in headers
+            and b"%00" not in scope.get("query_string", b"")
+            and self.is_ready()
+        )
+
+    async def _serve(
+        self,
+        source: str,
+        headers: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        correlation_id: str,
+    ) -> int:
+        """Answers the delivery; returns the status sent (0: the sender left first)."""
+        raw_id = correlation_id.encode()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = answer_headers(
+                    list(message.get("headers", ())), scope=scope, correlation_id=raw_id
+                )
+            await send(message)
+
         watched = self.deadline.enter() if self.deadline else None
         try:
-            answer = await self._answer(source, scope, receive)
+            answer = await self._answer(source, headers, scope, receive, correlation_id)
         except asyncio.CancelledError:
             if not (self.deadline and self.deadline.claim(watched)):
                 raise
-            await answer_cut(scope, receive, send, seconds=self.deadline.seconds)
-            return
+            await answer_cut(scope, receive, send_with_headers, seconds=self.deadline.seconds)
+            return 503
         finally:
             if self.deadline:
                 self.deadline.leave(watched)
         if answer is None:
-            return  # the sender left before its body arrived: nothing was stored
+            return 0  # the sender left before its body arrived: nothing was stored
         if not isinstance(answer, tuple):
-            await answer(scope, receive, send)
-            return
+            await answer(scope, receive, send_with_headers)
+            return answer.status_code
         status, content = answer
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                ],
+                "headers": answer_headers(
+                    [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(content)).encode()),
+                    ],
+                    scope=scope,
+                    correlation_id=raw_id,
+                ),
             }
         )
         await send({"type": "http.response.body", "body": content})
+        return status
 
     async def _answer(
-        self, source: str, scope: Scope, receive: Receive
+        self,
+        source: str,
+        headers: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        correlation_id: str,
     ) -> tuple[int, bytes] | Response | None:
         chunks = []
         more = True
@@ -163,10 +236,6 @@ class WebhookFastPath:
                 return None
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        # ASGI servers give header names lower-cased, as the adapters expect.
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
         try:
             if self.limiter is not None:
                 client = scope.get("client")
@@ -174,7 +243,7 @@ class WebhookFastPath:
                     self.limiter,
                     scope="webhooks",
                     key=f"address:{client[0] if client else 'unknown'}",
-                    state=scope.setdefault("state", {}),
+                    state=scope["state"],
                 )
             return await receive_webhook(
                 self.ingest,
@@ -183,7 +252,6 @@ class WebhookFastPath:
                 body=chunks[0] if len(chunks) == 1 else b"".join(chunks),
             )
         except DragonError as exc:
-            correlation_id = scope.get("state", {}).get("correlation_id")
             return dragon_problem(exc, correlation_id=correlation_id)
 
 
