@@ -20,7 +20,7 @@ from dragon.domain.enums import DeliveryStatus, IncidentStatus
 from dragon.domain.ports import DeliveryQuery, NewDelivery
 from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.repositories import SessionRepository, keyset_page
-from dragon.store.tables import deliveries, incident_links, signals
+from dragon.store.tables import deliveries, incident_links, incidents, signals
 
 
 class SqlDeliveryRepository(SessionRepository):
@@ -90,6 +90,19 @@ class SqlSignalRepository(SessionRepository):
         )
         return inserted.first() is not None
 
+    async def known(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        found = await self.session.execute(
+            sa.select(signals.c.source, signals.c.signal_key).where(
+                sa.tuple_(signals.c.source, signals.c.signal_key).in_(list(keys))
+            )
+        )
+        return {(str(source), str(key)) for source, key in found}
+
+    async def add(self, signal: Signal) -> None:
+        self.session.add(signal)
+
     async def attach(self, signal_id: str, incident_id: str) -> None:
         await self.session.execute(
             sa.update(signals).where(signals.c.id == signal_id).values(incident_id=incident_id)
@@ -139,6 +152,22 @@ _LOCK_IN_ORDER = sa.text(
 )
 
 
+def _newest(group: Any, where: Any, *, keep: int) -> Any:
+    """The ids (`ranked_id`) of the newest `keep` incidents of each `group` value among those
+    `where` selects."""
+    ranked = (
+        sa.select(
+            incidents.c.id.label("ranked_id"),
+            sa.func.row_number()
+            .over(partition_by=group, order_by=incidents.c.id.desc())
+            .label("rank"),
+        )
+        .where(where)
+        .subquery()
+    )
+    return sa.select(ranked.c.ranked_id).where(ranked.c.rank <= keep).subquery()
+
+
 class SqlCorrelationRepository(SessionRepository):
     async def lock_fingerprints(self, fingerprints: Collection[str]) -> None:
         # SQLite serialises writers already; PostgreSQL takes transaction-scoped advisory
@@ -153,7 +182,59 @@ class SqlCorrelationRepository(SessionRepository):
         )
         await self.session.execute(_LOCK_IN_ORDER, {"keys": keys})
 
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._open: dict[str, Incident | None] = {}
+        self._resolved: dict[str, Incident | None] = {}
+        self._by_commit: dict[str, list[Incident]] = {}
+
+    async def prefetch(
+        self, *, fingerprints: Collection[str], commit_shas: Collection[str]
+    ) -> None:
+        entity: Any = Incident
+        fingerprints, commit_shas = list(fingerprints), list(commit_shas)
+        if fingerprints:
+            stmt = (
+                sa.select(Incident)
+                .where(
+                    entity.fingerprint.in_(fingerprints),
+                    entity.status != IncidentStatus.RESOLVED,
+                )
+                .with_for_update()
+            )
+            self._open = dict.fromkeys(fingerprints)
+            self._open.update({str(i.fingerprint): i for i in await self.session.scalars(stmt)})
+            self._resolved = dict.fromkeys(fingerprints)
+            newest = _newest(
+                incidents.c.fingerprint,
+                sa.and_(
+                    incidents.c.fingerprint.in_(fingerprints),
+                    incidents.c.status == IncidentStatus.RESOLVED.value,
+                ),
+                keep=1,
+            )
+            for incident in await self.session.scalars(
+                sa.select(Incident).join(newest, newest.c.ranked_id == entity.id)
+            ):
+                self._resolved[str(incident.fingerprint)] = incident
+        if commit_shas:
+            self._by_commit = {sha: [] for sha in commit_shas}
+            # One more than incidents_with_commit returns: it leaves one out.
+            newest = _newest(
+                incidents.c.commit_sha, incidents.c.commit_sha.in_(commit_shas), keep=21
+            )
+            stmt = (
+                sa.select(Incident)
+                .join(newest, newest.c.ranked_id == entity.id)
+                .order_by(entity.id.desc())
+            )
+            for incident in await self.session.scalars(stmt):
+                self._by_commit[str(incident.commit_sha)].append(incident)
+
     async def open_incident(self, fingerprint: str) -> Incident | None:
+        if fingerprint in self._open:
+            return self._open.pop(fingerprint)
+        await self.session.flush()  # incidents this batch added are found, too
         entity: Any = Incident
         stmt = (
             sa.select(Incident)
@@ -163,6 +244,9 @@ class SqlCorrelationRepository(SessionRepository):
         return await self.session.scalar(stmt)
 
     async def last_resolved(self, fingerprint: str) -> Incident | None:
+        if fingerprint in self._resolved:
+            return self._resolved.pop(fingerprint)
+        await self.session.flush()
         entity: Any = Incident
         stmt = (
             sa.select(Incident)
@@ -173,6 +257,9 @@ class SqlCorrelationRepository(SessionRepository):
         return await self.session.scalar(stmt)
 
     async def incidents_with_commit(self, commit_sha: str, *, exclude: str) -> list[Incident]:
+        if commit_sha in self._by_commit:
+            return [i for i in self._by_commit.pop(commit_sha) if i.id != exclude][:20]
+        await self.session.flush()
         entity: Any = Incident
         stmt = (
             sa.select(Incident)
@@ -183,6 +270,7 @@ class SqlCorrelationRepository(SessionRepository):
         return list(await self.session.scalars(stmt))
 
     async def link(self, link: IncidentLink) -> None:
+        await self.session.flush()  # the incidents it joins are added unflushed
         await self.session.execute(
             self._insert(incident_links)
             .values(

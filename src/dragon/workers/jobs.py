@@ -29,6 +29,7 @@ PROCESS_TASK = "dragon.process_deliveries"
 SWEEP_TASK = "dragon.sweep_deliveries"
 DELIVERY_JOBS = JobQueue(queue=QUEUE, task=PROCESS_TASK)
 SWEEP_BATCH = 200
+JOB_BATCH = 100
 SWEEP_OVERDUE = timedelta(seconds=10)
 # Acceptance first when the worker shares a server process (see workers.deliveries).
 LULL_SECONDS = 0.25
@@ -55,9 +56,20 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
     @app.task(name=PROCESS_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=10))
     async def process_deliveries(delivery_ids: list[str]) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
-        settled = await services.processor.run_batch(delivery_ids)
-        if settled:
+        # Whatever is due, its own deliveries among them, in batches as large as the backlog
+        # (up to JOB_BATCH): under load a job's fixed costs (its transaction, the audit
+        # chain's head, procrastinate's own statements) then serve many deliveries, and the
+        # jobs of deliveries settled meanwhile find nothing left to do.
+        settled = 0
+        while (done := await services.processor.run_due(batch=JOB_BATCH)) > 0:
+            settled += done
             services.triage.nudge()  # incidents it opened are triaged at once
+            if done < JOB_BATCH:
+                break
+        # Its own that were not due yet, or held by a worker that rolled back meanwhile.
+        if own := await services.processor.run_batch(delivery_ids):
+            settled += own
+            services.triage.nudge()
         log.debug("delivery_job_done", deliveries=len(delivery_ids), settled=settled)
 
     # Ahead of the delivery jobs (a backlog of them must not delay it), but only for what is
