@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -39,6 +40,16 @@ RESTART_BACKOFF_SECONDS = 0.5
 RESTART_BACKOFF_AT_MOST_SECONDS = 10.0
 
 
+@dataclass
+class _Drain:
+    """One pass over the due deliveries at a time per process: the jobs that arrive while it
+    runs (one per stored batch, many a second under load) leave their deliveries to it
+    instead of each paying a transaction to find them settled."""
+
+    busy: bool = False
+    again: bool = False
+
+
 def conninfo(database_url: str) -> str:
     """procrastinate's psycopg connection string for Dragon's SQLAlchemy URL."""
     url = make_url(database_url).set(drivername="postgresql")
@@ -53,19 +64,33 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
         )
     )
 
+    drain = _Drain()
+
     @app.task(name=PROCESS_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=10))
     async def process_deliveries(delivery_ids: list[str]) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
-        # Whatever is due, its own deliveries among them, in batches as large as the backlog
-        # (up to JOB_BATCH): under load a job's fixed costs (its transaction, the audit
-        # chain's head, procrastinate's own statements) then serve many deliveries, and the
-        # jobs of deliveries settled meanwhile find nothing left to do.
+        if drain.busy:
+            # This process is draining already: it passes once more before it stops, and
+            # that pass takes these deliveries (they were committed with this job).
+            drain.again = True
+            log.debug("delivery_job_joined_drain", deliveries=len(delivery_ids))
+            return
+        drain.busy = True
         settled = 0
-        while (done := await services.processor.run_due(batch=JOB_BATCH)) > 0:
-            settled += done
-            services.triage.nudge()  # incidents it opened are triaged at once
-            if done < JOB_BATCH:
-                break
+        try:
+            # Whatever is due, its own deliveries among them, in batches as large as the
+            # backlog (up to JOB_BATCH): under load a pass's fixed costs (its transaction,
+            # the audit chain's head) serve many deliveries.
+            while True:
+                drain.again = False
+                done = await services.processor.run_due(batch=JOB_BATCH)
+                if done:
+                    settled += done
+                    services.triage.nudge()  # incidents it opened are triaged at once
+                if done < JOB_BATCH and not drain.again:
+                    break
+        finally:
+            drain.busy = False
         # Its own that were not due yet, or held by a worker that rolled back meanwhile.
         if own := await services.processor.run_batch(delivery_ids):
             settled += own
