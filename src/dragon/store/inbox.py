@@ -80,16 +80,6 @@ class SqlDeliveryRepository(SessionRepository):
 
 
 class SqlSignalRepository(SessionRepository):
-    async def add_if_new(self, signal: Signal) -> bool:
-        values = {c.name: getattr(signal, c.name) for c in signals.columns}
-        inserted = await self.session.execute(
-            self._insert(signals)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["source", "signal_key"])
-            .returning(signals.c.id)
-        )
-        return inserted.first() is not None
-
     async def known(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
             return set()
@@ -102,11 +92,6 @@ class SqlSignalRepository(SessionRepository):
 
     async def add(self, signal: Signal) -> None:
         self.session.add(signal)
-
-    async def attach(self, signal_id: str, incident_id: str) -> None:
-        await self.session.execute(
-            sa.update(signals).where(signals.c.id == signal_id).values(incident_id=incident_id)
-        )
 
     async def latest_for(
         self, incident_ids: Collection[str], *, limit: int
