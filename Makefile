@@ -7,14 +7,17 @@ STAMP := $(VENV)/.installed
 AXE_CORE_VERSION := 4.14.1
 AXE := var/npm/node_modules/axe-core/axe.min.js
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it): the
-# tests whose outcome can depend on the store, the others having run on SQLite already
-# (tests/support/store_selection.py, docs/decisions/0019-citime-store-tests-on-postgres.md).
+# tests whose outcome can depend on the store, the others having run on SQLite already; a few
+# heavy store tests run in one of the two passes only (`one_pass` marker). The rules are in
+# tests/support/store_selection.py and docs/decisions/0019-citime-store-tests-on-postgres.md.
 DRAGON_TEST_POSTGRES_URL ?=
 # The suite runs on parallel pytest-xdist workers, each with a store of its own (tests/conftest.py:
-# SQLite files, or a PostgreSQL database per worker beside the named one). Tests mostly wait on
-# I/O and subprocesses, so more workers than cores pay off (docs/decisions/0018-ci-parallel-tests.md).
+# SQLite files, or a PostgreSQL database per worker beside the named one), one per core: the suite
+# is CPU-bound. Files go to workers whole, in collection order: xdist's default sends the files
+# with the most tests first, which leaves the long process tests (a few per file) to the end,
+# run by one worker while the other idles (docs/decisions/0018-ci-parallel-tests.md).
 TEST_WORKERS ?= 2
-PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The contract tests' mock server (Prism) and GitHub's OpenAPI description, pinned by the lock.
 CONTRACT := tests/contract
@@ -58,7 +61,7 @@ unit-test: install contract-deps $(AXE)
 
 test: lint contract-deps $(AXE)
 	@echo "== test suite on SQLite =="
-	env -u DRAGON_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
+	env -u DRAGON_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS) $(if $(DRAGON_TEST_POSTGRES_URL),--postgres-pass-follows)
 	@if [ -n "$(DRAGON_TEST_POSTGRES_URL)" ]; then \
 		echo "== store tests on PostgreSQL =="; \
 		DRAGON_DATABASE_URL="$(DRAGON_TEST_POSTGRES_URL)" $(BIN)/pytest $(PYTEST_ARGS) --store-tests-only; \

@@ -188,8 +188,8 @@ def memory(cluster: Cluster, figures: Figures, args: argparse.Namespace) -> None
     figures.add(
         f"soak {args.soak:.0f} s at {args.soak_rate:.0f}/s",
         f"{result.sent:,} sent, accept p99 {percentile(result.latencies_ms, 0.99):.1f} ms, "
-        f"{result.errors} errors, {result.non_2xx} non-2xx, {behind:,} still pending at the end;"
-        f" RSS every {args.sample:.0f} s",
+        f"{result.errors} errors, {result.non_2xx} non-2xx, {result.peak_connections} conns at"
+        f" the peak, {behind:,} still pending at the end; RSS every {args.sample:.0f} s",
     )
     with (cluster.workdir / "rss.csv").open("w") as csv:
         csv.write("process,seconds,rss_mib\n")

@@ -88,6 +88,12 @@ async def recreate_worker_database(*, drop_only: bool = False) -> None:
             await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             if not drop_only:
                 await connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                # A commit returns without waiting for its WAL flush: what a client sees is
+                # the same; only a crash of the PostgreSQL server itself, which no test makes
+                # on this one, could lose the last commits. Spares every test's commits a sync.
+                await connection.execute(
+                    sa.text(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+                )
     finally:
         await engine.dispose()
 

@@ -117,6 +117,27 @@ async def test_the_same_delivery_posted_50_times_concurrently_creates_one_incide
     assert incident["signal_count"] == 1
 
 
+async def test_a_burst_redelivered_in_reverse_order_alongside_itself_stores_each_once(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    # On PostgreSQL two batches are in flight at once, each holding some of both orders.
+    payload = fixture("github", "workflow_run.completed.failure")
+    burst = [str(uuid.uuid4()) for _ in range(30)]
+    responses = await asyncio.gather(
+        *(
+            post_github(client, payload, "workflow_run", delivery)
+            for delivery in burst + burst[::-1]
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 30 + [202] * 30
+    by_key: dict[str, set[str]] = {}
+    for delivery, response in zip(burst + burst[::-1], responses, strict=True):
+        by_key.setdefault(delivery, set()).add(response.json()["delivery_id"])
+    assert all(len(ids) == 1 for ids in by_key.values())
+    listed = await client.get("/api/v1/deliveries", params={"limit": 100}, headers=keys.of("admin"))
+    assert len(listed.json()["items"]) == 30
+
+
 async def test_a_later_failed_attempt_of_the_same_workflow_adds_to_the_open_incident(
     client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
 ) -> None:

@@ -9,10 +9,15 @@ import uuid
 
 import httpx
 import orjson
+import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.api.test_ingestion import fixture, github_headers
 from tests.e2e.conftest import Server, axe_violations, log_in, screenshot
+
+pytestmark = pytest.mark.one_pass(
+    "sqlite", "the console as `make run` serves it; its store reads are tests/api on both"
+)
 
 RUNBOOK = {
     "action": "run_runbook",

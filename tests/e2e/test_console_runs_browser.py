@@ -16,6 +16,10 @@ from playwright.async_api import BrowserContext, Page, expect
 from tests.e2e.conftest import Server, axe_violations, log_in, running_server, screenshot
 from tests.fake_github import FakeGitHub
 
+pytestmark = pytest.mark.one_pass(
+    "sqlite", "the console as `make run` serves it; its store reads are tests/api on both"
+)
+
 REPO = "acme/api"
 
 

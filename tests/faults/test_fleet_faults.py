@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -29,6 +30,10 @@ from tests.integration.test_ingest_processes import (
     signed,
     wait_until_nothing_pending,
     workflow_run_failure,
+)
+
+pytestmark = pytest.mark.one_pass(
+    "postgresql", "a fleet of replicas and workers is the production topology, on PostgreSQL"
 )
 
 LOAD_SECONDS = 3.0

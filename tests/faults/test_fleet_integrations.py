@@ -40,6 +40,10 @@ from tests.integration.test_ingest_processes import (
 from tests.notify_setup import WEBHOOK_SECRET
 from tests.peers import HttpPeer, running_peer
 
+pytestmark = pytest.mark.one_pass(
+    "postgresql", "a fleet of replicas and workers is the production topology, on PostgreSQL"
+)
+
 REPO = "acme/api"
 COMMENTS = rf"/repos/{REPO}/issues/7/comments"
 

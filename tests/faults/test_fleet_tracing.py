@@ -26,6 +26,10 @@ from tests.integration.test_ingest_processes import (
 from tests.support.openai_server import OpenAiServer, Step, running_openai_server
 from tests.support.otlp_receiver import TRACE_ID, TRACEPARENT, Collector, collector, exported, only
 
+pytestmark = pytest.mark.one_pass(
+    "postgresql", "a fleet of replicas and workers is the production topology, on PostgreSQL"
+)
+
 __all__ = ["collector"]
 
 

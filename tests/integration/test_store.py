@@ -98,9 +98,10 @@ async def test_naive_datetime_is_refused_instead_of_being_guessed(
 ) -> None:
     naive = incident_at(datetime(2026, 11, 22, 9, 0))
 
-    with pytest.raises(StatementError) as refused:
-        async with uow() as tx:
-            await tx.incidents.add(naive)
+    async with uow() as tx:
+        await tx.incidents.add(naive)  # written with the transaction's next flush
+        with pytest.raises(StatementError) as refused:
+            await tx.commit()
 
     assert "naive datetime given to a UTC column" in str(refused.value)
     async with uow(write=False) as tx:

@@ -14,6 +14,10 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.readiness import wait_ready_blocking
 
+pytestmark = pytest.mark.one_pass(
+    "postgresql", "the stricter store: PostgreSQL refuses what SQLite keeps (NUL bytes, types)"
+)
+
 BIN = Path(sys.executable).parent
 EXAMPLES_PER_OPERATION = 5
 SEED = 8

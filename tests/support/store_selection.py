@@ -1,6 +1,5 @@
-"""Which tests can depend on the configured store, so that CI's PostgreSQL pass runs only those
-(`--store-tests-only`, docs/decisions/0019-citime-store-tests-on-postgres.md), and two guards
-that keep a test from reaching the configured store without saying so.
+"""Which tests CI's two passes run (docs/decisions/0019-citime-store-tests-on-postgres.md), and
+two guards that keep a test from reaching the configured store without saying so.
 
 A test is a store test when it
 - requests `migrated_template`, directly or through any fixture built on it (`database_url`,
@@ -9,7 +8,14 @@ A test is a store test when it
   (`POSTGRES_URL` / `GIVEN_POSTGRES_URL` from tests/conftest.py);
 - or it carries `@pytest.mark.store`.
 Every other test names its own store (an SQLite file in its tmp path, a private PostgreSQL) or
-has none, and gives the same outcome in both passes, so it runs in the SQLite pass only.
+has none, and gives the same outcome in both passes: `--store-tests-only` (the PostgreSQL pass)
+leaves it to the SQLite pass.
+
+A store test marked `one_pass("postgresql")` or `one_pass("sqlite")` runs in that pass only when
+both run: `--postgres-pass-follows` (the SQLite pass of `make test` with a PostgreSQL pass after
+it) leaves the first kind to the PostgreSQL pass, and `--store-tests-only` leaves the second kind
+to the SQLite pass. A run with neither option runs everything. The reason is written on the
+marker; a `one_pass` test that is not a store test is a usage error (it would run in no pass).
 
 The guards hold in every run: a `dragon` process a test starts must be given its
 DRAGON_DATABASE_URL, and no test may open the default store file (`var/dragon.db`), which is
@@ -21,7 +27,6 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +34,26 @@ import pytest
 
 STORE_FIXTURES = frozenset({"migrated_template"})
 STORE_URL_NAMES = ("POSTGRES_URL", "GIVEN_POSTGRES_URL")
-OPTION = "--store-tests-only"
+STORE_ONLY = "--store-tests-only"
+POSTGRES_FOLLOWS = "--postgres-pass-follows"
+PASSES = ("sqlite", "postgresql")
 DEFAULT_STORE = Path("var") / "dragon.db"  # Settings.database_url's default, relative to cwd
 _SUITE_CONFTEST = "tests.conftest"
 _OUTPUT_KEY = "store_selection"
+_summary_key = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        OPTION,
+        STORE_ONLY,
         action="store_true",
-        help="run only the tests whose outcome can depend on the configured store "
+        help="run only the store tests, less those marked one_pass('sqlite') "
         "(CI's PostgreSQL pass)",
+    )
+    parser.addoption(
+        POSTGRES_FOLLOWS,
+        action="store_true",
+        help="leave the tests marked one_pass('postgresql') to the PostgreSQL pass that follows",
     )
 
 
@@ -50,7 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "store: the test reaches the configured store in a way its fixtures do not show; "
         "it runs in the PostgreSQL pass too",
     )
-    config.stash[_summary_key] = {}
+    config.addinivalue_line(
+        "markers",
+        "one_pass(name, reason): a store test that runs in CI's `name` pass only "
+        "(sqlite or postgresql), for the reason given",
+    )
+    config.stash[_summary_key] = []
     sys.addaudithook(_refuse_undeclared_store)
 
 
@@ -77,62 +95,94 @@ def store_reason(item: pytest.Item) -> str | None:
     return None
 
 
+def one_pass(item: pytest.Item, reason: str | None) -> str | None:
+    """The one pass a store test is marked for, or None."""
+    marker = item.get_closest_marker("one_pass")
+    if marker is None:
+        return None
+    name = marker.args[0] if marker.args else None
+    if name not in PASSES or len(marker.args) != 2:
+        raise pytest.UsageError(f"{item.nodeid}: write one_pass(<{' or '.join(PASSES)}>, reason)")
+    if reason is None:
+        raise pytest.UsageError(
+            f"{item.nodeid}: one_pass({name!r}) on a test that does not use the store; "
+            "it would run in no pass"
+        )
+    return str(name)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
 def _directory(item: pytest.Item) -> str:
-    return "/".join(item.nodeid.split("::")[0].split("/")[:2])
+    return "/".join(_module(item).split("/")[:2])
 
 
-def _summarise(kept: Iterable[tuple[pytest.Item, str]], left: Iterable[pytest.Item]) -> dict:
-    return {
-        "kept": dict(Counter(reason for _, reason in kept)),
-        "left": dict(Counter(_directory(item) for item in left)),
-    }
+def _counted(counter: Counter[str]) -> str:
+    return ", ".join(f"{count} {what}" for what, count in sorted(counter.items())) or "none"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reasons = [(item, store_reason(item)) for item in items]
-    kept = [(item, reason) for item, reason in reasons if reason is not None]
-    left = [item for item, reason in reasons if reason is None]
-    summary = _summarise(kept, left)
-    summary["selecting"] = config.getoption(OPTION)
-    if summary["selecting"] and left:
-        config.hook.pytest_deselected(items=left)
-        items[:] = [item for item, _ in kept]
+    store_only, follows = config.getoption(STORE_ONLY), config.getoption(POSTGRES_FOLLOWS)
+    if store_only and follows:
+        raise pytest.UsageError(f"{STORE_ONLY} and {POSTGRES_FOLLOWS} name different passes")
+    reasons = {item: store_reason(item) for item in items}
+    passes = {item: one_pass(item, reason) for item, reason in reasons.items()}
+    store = Counter(reason for reason in reasons.values() if reason is not None)
+    own = Counter(_directory(item) for item, reason in reasons.items() if reason is None)
+    if store_only:
+        mine = Counter(f"in {_module(item)}" for item, name in passes.items() if name == "sqlite")
+        dropped = [i for i in items if reasons[i] is None or passes[i] == "sqlite"]
+        lines = [
+            f"ran {sum(store.values()) - sum(mine.values())} store tests of "
+            f"{sum(store.values())} ({_counted(store)})",
+            f"left to the SQLite pass: {sum(own.values())} tests that name their own store or "
+            f"have none ({_counted(Counter({f'in {d}': n for d, n in own.items()}))}); "
+            f"{sum(mine.values())} marked one_pass('sqlite') ({_counted(mine)})",
+        ]
+    elif follows:
+        mine = Counter(name for name in passes.values() if name == "sqlite")
+        theirs = Counter(
+            f"in {_module(item)}" for item, name in passes.items() if name == "postgresql"
+        )
+        dropped = [i for i in items if passes[i] == "postgresql"]
+        lines = [
+            f"left to the PostgreSQL pass: {sum(theirs.values())} tests marked "
+            f"one_pass('postgresql') ({_counted(theirs)})",
+            f"{sum(store.values()) - sum(mine.values())} store tests run again there (of "
+            f"{sum(store.values())}, less {sum(mine.values())} marked one_pass('sqlite'))",
+        ]
+    else:
+        dropped = []
+        lines = [
+            f"{sum(store.values())} of {len(items)} tests can depend on the configured store "
+            f"({_counted(store)}); {STORE_ONLY} runs only those"
+        ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller prints
-        workeroutput[_OUTPUT_KEY] = summary
+        workeroutput[_OUTPUT_KEY] = lines
     else:
-        config.stash[_summary_key].update(summary)
+        config.stash[_summary_key][:] = lines
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    summary = getattr(node, "workeroutput", {}).get(_OUTPUT_KEY)
-    if summary:  # every worker collects the same tests; one summary stands for all
-        node.config.stash[_summary_key].update(summary)
+    lines = getattr(node, "workeroutput", {}).get(_OUTPUT_KEY)
+    if lines:  # every worker collects the same tests; one summary stands for all
+        node.config.stash[_summary_key][:] = lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    summary = config.stash[_summary_key]
-    if not summary:
-        return
-    kept, left = summary["kept"], summary["left"]
-    because = ", ".join(f"{count} {reason}" for reason, count in sorted(kept.items()))
-    where = ", ".join(f"{count} in {directory}" for directory, count in sorted(left.items()))
-    if summary["selecting"]:
-        terminalreporter.write_sep("=", "store tests only (docs/decisions/0019)")
-        terminalreporter.write_line(f"ran {sum(kept.values())} store tests: {because or 'none'}")
-        terminalreporter.write_line(
-            f"left {sum(left.values())} tests that name their own store or have none "
-            f"to the SQLite pass: {where or 'none'}"
-        )
-    else:
-        terminalreporter.write_line(
-            f"{sum(kept.values())} of {sum(kept.values()) + sum(left.values())} tests can depend "
-            f"on the configured store ({because or 'none'}); `{OPTION}` runs only those"
-        )
-
-
-_summary_key = pytest.StashKey[dict[str, Any]]()
+    lines = config.stash[_summary_key]
+    if lines:
+        terminalreporter.write_sep("=", "store selection (docs/decisions/0019)")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _refuse_undeclared_store(event: str, args: tuple[Any, ...]) -> None:

@@ -51,6 +51,8 @@ def _stop_serving() -> None:
 
 
 def _tell_supervisor() -> None:
+    """The parent of a server process is `_Supervisor`, which takes SIGUSR1 to mean this (and
+    uvicorn's own supervisor would only log it)."""
     os.kill(os.getppid(), signal.SIGUSR1)
 
 

@@ -202,8 +202,14 @@ class DeliveryInbox(Protocol):
 
 
 class SignalRepository(Protocol):
-    async def add_if_new(self, signal: Signal) -> bool: ...
-    async def attach(self, signal_id: str, incident_id: str) -> None: ...
+    async def known(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (source, signal key) pairs are stored already."""
+        ...
+
+    async def add(self, signal: Signal) -> None:
+        """Store a signal `known` said is new (written with the transaction's next flush)."""
+        ...
+
     async def for_incident(self, incident_id: str, *, limit: int) -> list[Signal]: ...
     async def latest_for(
         self, incident_ids: Collection[str], *, limit: int
@@ -216,6 +222,14 @@ class CorrelationRepository(Protocol):
     async def lock_fingerprints(self, fingerprints: Collection[str]) -> None:
         """Serialise correlation per fingerprint across workers until the transaction ends;
         all of them at once, always in the same order, so two transactions never deadlock."""
+        ...
+
+    async def prefetch(
+        self, *, fingerprints: Collection[str], commit_shas: Collection[str]
+    ) -> None:
+        """Read ahead, in a few statements, what the first `open_incident`, `last_resolved`
+        and `incidents_with_commit` of each of these will ask; each answer serves once (a
+        batch's later lookups, after its own changes, ask the store)."""
         ...
 
     async def open_incident(self, fingerprint: str) -> Incident | None: ...

@@ -4,6 +4,7 @@ dead-letter state after the last attempt."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
@@ -29,11 +30,22 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** max(0, attempts - 1)), _MAX_BACKOFF)
 
 
-async def _lock_fingerprints(uow: UnitOfWork, meanings: list[Normalized]) -> None:
+async def _prepare(uow: UnitOfWork, meanings: list[Normalized]) -> set[tuple[str, str]]:
     """Serialise correlation per fingerprint across workers, locking in sorted order so that
-    two transactions never wait on each other's locks."""
-    fingerprints = {signal.fingerprint for meaning in meanings for signal in meaning.signals}
-    await uow.correlation.lock_fingerprints(fingerprints)
+    two transactions never wait on each other's locks; then read, a few statements for the
+    whole batch, what correlating it will ask: the signals stored already (returned), and
+    the incidents of fingerprints and commits that occur once in the batch (one that occurs
+    twice is asked of the store after the first one's changes)."""
+    drafts = [draft for meaning in meanings for draft in meaning.signals]
+    await uow.correlation.lock_fingerprints({draft.fingerprint for draft in drafts})
+    known = await uow.signals.known({(d.source, d.signal_key[:300]) for d in drafts})
+    fingerprints = Counter(d.fingerprint for d in drafts)
+    commits = Counter(d.commit_sha for d in drafts if d.commit_sha)
+    await uow.correlation.prefetch(
+        fingerprints=[f for f, n in fingerprints.items() if n == 1],
+        commit_shas=[c for c, n in commits.items() if n == 1],
+    )
+    return known
 
 
 class DeliveryProcessor:
@@ -79,9 +91,9 @@ class DeliveryProcessor:
                 deliveries = await claim(uow)
                 claimed = [d.id for d in deliveries]
                 meanings = [(d, self._meaning(d)) for d in deliveries]
-                await _lock_fingerprints(uow, [m for _, m in meanings])
+                known = await _prepare(uow, [m for _, m in meanings])
                 for delivery, meaning in meanings:
-                    await self._apply(uow, delivery, meaning)
+                    await self._apply(uow, delivery, meaning, known)
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001 - settled one by one below, each failure recorded
             log.warning(
@@ -101,8 +113,8 @@ class DeliveryProcessor:
                 if delivery is None:
                     return False
                 meaning = self._meaning(delivery)
-                await _lock_fingerprints(uow, [meaning])
-                await self._apply(uow, delivery, meaning)
+                known = await _prepare(uow, [meaning])
+                await self._apply(uow, delivery, meaning, known)
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried later
             await self._record_failure(delivery_id, exc)
@@ -120,7 +132,13 @@ class DeliveryProcessor:
         adapter = self._adapters[delivery.source]
         return adapter.normalize(headers=delivery.headers, payload=payload, options=self._options)
 
-    async def _apply(self, uow: UnitOfWork, delivery: Delivery, meaning: Normalized) -> None:
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        delivery: Delivery,
+        meaning: Normalized,
+        known: set[tuple[str, str]],
+    ) -> None:
         # A child of the request that accepted the delivery, whichever process that was.
         with span(
             "process delivery",
@@ -128,9 +146,16 @@ class DeliveryProcessor:
             kind=CONSUMER,
             attributes={"dragon.delivery_id": delivery.id, "dragon.source": delivery.source},
         ):
-            await self._apply_traced(uow, delivery, meaning)
+            await self._apply_traced(uow, delivery, meaning, known)
 
-    async def _apply_traced(self, uow: UnitOfWork, delivery: Delivery, meaning: Normalized) -> None:
+    async def _apply_traced(
+        self,
+        uow: UnitOfWork,
+        delivery: Delivery,
+        meaning: Normalized,
+        known: set[tuple[str, str]],
+    ) -> None:
+        """`known`: the (source, signal key) pairs stored already, this batch's included."""
         now = self._clock()
         trace_context = current_traceparent()
         signal_ids: list[str] = []
@@ -157,11 +182,14 @@ class DeliveryProcessor:
                 log_excerpt=draft.log_excerpt,
                 created_at=now,
             )
-            if not await uow.signals.add_if_new(signal):
+            if (signal.source, signal.signal_key) in known:
                 continue  # the same vendor event arrived before: its effects exist already
+            known.add((signal.source, signal.signal_key))
             incident_id = await correlate(uow, draft, signal, now)
+            signal.incident_id = incident_id
+            # After its incident, so the batch's new signals and incidents are one insert each.
+            await uow.signals.add(signal)
             if incident_id:
-                await uow.signals.attach(signal.id, incident_id)
                 incident_ids.append(incident_id)
                 if trace_context is not None:
                     await self._link_trace(uow, incident_id, trace_context)

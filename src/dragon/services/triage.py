@@ -117,6 +117,11 @@ class TriageService:
         self._settings = settings
         self._logs = logs
 
+    @property
+    def batch_size(self) -> int:
+        """Incidents one pass takes at most."""
+        return self._settings.batch
+
     def on_nudge(self, listener: Callable[[], None]) -> None:
         """Called when incidents may be waiting (the triage worker wakes up)."""
         self._listeners.append(listener)

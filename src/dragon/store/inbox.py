@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from dragon.domain.enums import DeliveryStatus, IncidentStatus
 from dragon.domain.ports import DeliveryQuery, NewDelivery
 from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.repositories import SessionRepository, keyset_page
-from dragon.store.tables import deliveries, incident_links, signals
+from dragon.store.tables import deliveries, incident_links, incidents, signals
 
 
 class SqlDeliveryRepository(SessionRepository):
@@ -80,20 +80,18 @@ class SqlDeliveryRepository(SessionRepository):
 
 
 class SqlSignalRepository(SessionRepository):
-    async def add_if_new(self, signal: Signal) -> bool:
-        values = {c.name: getattr(signal, c.name) for c in signals.columns}
-        inserted = await self.session.execute(
-            self._insert(signals)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["source", "signal_key"])
-            .returning(signals.c.id)
+    async def known(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        found = await self.session.execute(
+            sa.select(signals.c.source, signals.c.signal_key).where(
+                sa.tuple_(signals.c.source, signals.c.signal_key).in_(list(keys))
+            )
         )
-        return inserted.first() is not None
+        return {(str(source), str(key)) for source, key in found}
 
-    async def attach(self, signal_id: str, incident_id: str) -> None:
-        await self.session.execute(
-            sa.update(signals).where(signals.c.id == signal_id).values(incident_id=incident_id)
-        )
+    async def add(self, signal: Signal) -> None:
+        self.session.add(signal)
 
     async def latest_for(
         self, incident_ids: Collection[str], *, limit: int
@@ -139,6 +137,22 @@ _LOCK_IN_ORDER = sa.text(
 )
 
 
+def _newest(group: Any, where: Any, *, keep: int) -> Any:
+    """The ids (`ranked_id`) of the newest `keep` incidents of each `group` value among those
+    `where` selects."""
+    ranked = (
+        sa.select(
+            incidents.c.id.label("ranked_id"),
+            sa.func.row_number()
+            .over(partition_by=group, order_by=incidents.c.id.desc())
+            .label("rank"),
+        )
+        .where(where)
+        .subquery()
+    )
+    return sa.select(ranked.c.ranked_id).where(ranked.c.rank <= keep).subquery()
+
+
 class SqlCorrelationRepository(SessionRepository):
     async def lock_fingerprints(self, fingerprints: Collection[str]) -> None:
         # SQLite serialises writers already; PostgreSQL takes transaction-scoped advisory
@@ -153,7 +167,59 @@ class SqlCorrelationRepository(SessionRepository):
         )
         await self.session.execute(_LOCK_IN_ORDER, {"keys": keys})
 
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._open: dict[str, Incident | None] = {}
+        self._resolved: dict[str, Incident | None] = {}
+        self._by_commit: dict[str, list[Incident]] = {}
+
+    async def prefetch(
+        self, *, fingerprints: Collection[str], commit_shas: Collection[str]
+    ) -> None:
+        entity: Any = Incident
+        fingerprints, commit_shas = list(fingerprints), list(commit_shas)
+        if fingerprints:
+            stmt = (
+                sa.select(Incident)
+                .where(
+                    entity.fingerprint.in_(fingerprints),
+                    entity.status != IncidentStatus.RESOLVED,
+                )
+                .with_for_update()
+            )
+            self._open = dict.fromkeys(fingerprints)
+            self._open.update({str(i.fingerprint): i for i in await self.session.scalars(stmt)})
+            self._resolved = dict.fromkeys(fingerprints)
+            newest = _newest(
+                incidents.c.fingerprint,
+                sa.and_(
+                    incidents.c.fingerprint.in_(fingerprints),
+                    incidents.c.status == IncidentStatus.RESOLVED.value,
+                ),
+                keep=1,
+            )
+            for incident in await self.session.scalars(
+                sa.select(Incident).join(newest, newest.c.ranked_id == entity.id)
+            ):
+                self._resolved[str(incident.fingerprint)] = incident
+        if commit_shas:
+            self._by_commit = {sha: [] for sha in commit_shas}
+            # One more than incidents_with_commit returns: it leaves one out.
+            newest = _newest(
+                incidents.c.commit_sha, incidents.c.commit_sha.in_(commit_shas), keep=21
+            )
+            stmt = (
+                sa.select(Incident)
+                .join(newest, newest.c.ranked_id == entity.id)
+                .order_by(entity.id.desc())
+            )
+            for incident in await self.session.scalars(stmt):
+                self._by_commit[str(incident.commit_sha)].append(incident)
+
     async def open_incident(self, fingerprint: str) -> Incident | None:
+        if fingerprint in self._open:
+            return self._open.pop(fingerprint)
+        await self.session.flush()  # incidents this batch added are found, too
         entity: Any = Incident
         stmt = (
             sa.select(Incident)
@@ -163,6 +229,9 @@ class SqlCorrelationRepository(SessionRepository):
         return await self.session.scalar(stmt)
 
     async def last_resolved(self, fingerprint: str) -> Incident | None:
+        if fingerprint in self._resolved:
+            return self._resolved.pop(fingerprint)
+        await self.session.flush()
         entity: Any = Incident
         stmt = (
             sa.select(Incident)
@@ -173,6 +242,9 @@ class SqlCorrelationRepository(SessionRepository):
         return await self.session.scalar(stmt)
 
     async def incidents_with_commit(self, commit_sha: str, *, exclude: str) -> list[Incident]:
+        if commit_sha in self._by_commit:
+            return [i for i in self._by_commit.pop(commit_sha) if i.id != exclude][:20]
+        await self.session.flush()
         entity: Any = Incident
         stmt = (
             sa.select(Incident)
@@ -183,6 +255,7 @@ class SqlCorrelationRepository(SessionRepository):
         return list(await self.session.scalars(stmt))
 
     async def link(self, link: IncidentLink) -> None:
+        await self.session.flush()  # the incidents it joins are added unflushed
         await self.session.execute(
             self._insert(incident_links)
             .values(
@@ -205,8 +278,10 @@ class GroupCommitInbox:
 
     Each accept waits for its delivery to be committed before Dragon answers (the inbox's
     durability guarantee). Rather than one transaction each, concurrent accepts queue here and
-    one writer task stores a whole batch with one insert statement and one commit, then wakes
-    every waiter: under load, one disk sync serves many deliveries. The insert goes to the
+    a writer task stores a whole batch with one insert statement and one commit, then wakes
+    every waiter: under load, one disk sync serves many deliveries. SQLite has one writer;
+    PostgreSQL two, each taking an equal share of what waits, so one batch commits while the
+    next one's deliveries are accepted. The insert goes to the
     driver as plain SQL with SQLAlchemy's own column encoders (the rows read back exactly as
     the ORM's), since per-row ORM or statement-building work is what bounds the accept rate.
     """
@@ -219,32 +294,47 @@ class GroupCommitInbox:
         self._max_batch = max_batch
         self._pending: list[tuple[NewDelivery, asyncio.Future[Delivery | None]]] = []
         self._arrived = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        # SQLite has one writer connection; PostgreSQL commits concurrent batches side by side.
+        self._writer_count = 2 if database.dialect == "postgresql" else 1
+        self._writers: list[asyncio.Task[None]] = []
+        self._idle = self._writer_count
         self._sql: _InsertSql | None = None
 
     async def add(self, delivery: NewDelivery) -> Delivery | None:
         """Store `delivery` unless its (source, key) exists; returns the existing one if so.
         Returns only once the outcome is committed."""
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
+        if not self._writers or self._writers[0].done():
+            self._idle = self._writer_count
+            self._writers = [
+                asyncio.create_task(self._write_batches()) for _ in range(self._writer_count)
+            ]
         done: asyncio.Future[Delivery | None] = asyncio.get_running_loop().create_future()
         self._pending.append((delivery, done))
         self._arrived.set()
         return await done
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
+        for writer in self._writers:
+            writer.cancel()
+        for writer in self._writers:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await writer
 
     async def _write_batches(self) -> None:
         while True:
             if not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            if not self._pending:
+                continue  # another writer took them
+            # An equal share for each writer free now: on PostgreSQL, when every sender waits,
+            # two batches are in flight, and while one commits the other's senders are being
+            # answered and their next deliveries accepted (with one batch, the commit's wait
+            # and the accepting take turns).
+            size = min(self._max_batch, -(-len(self._pending) // self._idle))
+            batch = self._pending[:size]
+            del self._pending[:size]
+            self._idle -= 1
             try:
                 outcomes = await self._store([delivery for delivery, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
@@ -253,6 +343,8 @@ class GroupCommitInbox:
                     if not done.done():
                         done.set_exception(failure)
                 continue
+            finally:
+                self._idle += 1
             for (_, done), outcome in zip(batch, outcomes, strict=True):
                 if not done.done():
                     done.set_result(outcome)
@@ -260,8 +352,11 @@ class GroupCommitInbox:
     async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
         sql = self._sql or _InsertSql(self._engine.dialect)
         self._sql = sql
+        # Rows in key order: two batches in flight that share keys (a redelivered burst) take
+        # the unique index's locks in the same order, so neither waits on the other in a cycle.
+        rows = sorted(batch, key=_unique_key) if self._writer_count > 1 else batch
         async with self._engine.begin() as conn:
-            inserted = await conn.exec_driver_sql(*sql.statement(batch))
+            inserted = await conn.exec_driver_sql(*sql.statement(rows))
             new_ids = set(inserted.scalars().all())
             if self._jobs is not None:
                 pending = [d.id for d in batch if d.id in new_ids and not d.ignored]
@@ -351,7 +446,7 @@ class _InsertSql:
             encode["delivery_key"](delivery.delivery_key),
             encode["event_type"](delivery.event_type),
             encode["body"](delivery.body),
-            encode["headers"](dict(delivery.headers)),
+            _json_text(delivery.headers),
             self._ignored_status if ignored else self._pending_status,
             self._no_attempts,
             received,
@@ -369,8 +464,19 @@ class _InsertSql:
         return sql, tuple(value for row in rows for value in row)
 
 
+def _unique_key(delivery: NewDelivery) -> tuple[str, str]:
+    return delivery.source, delivery.delivery_key
+
+
 def _as_is(value: Any) -> Any:
     return value
+
+
+def _json_text(headers: Mapping[str, str]) -> str:
+    """A delivery's headers as JSON text, by orjson: the JSON type's encoder is the standard
+    library's, several times slower, and every delivery has headers (the same values read
+    back; only the spacing differs)."""
+    return orjson.dumps(dict(headers)).decode()
 
 
 # The columns in the order _InsertSql._encoded fills them.

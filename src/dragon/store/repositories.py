@@ -70,7 +70,8 @@ class SessionRepository:
 
 class SqlIncidentRepository(SessionRepository):
     async def add(self, incident: Incident) -> None:
-        await self._add(incident)
+        # Written at the next flush, with the rest of a batch's new incidents in one insert.
+        self.session.add(incident)
         # Its triage waits from the moment it exists, in the same transaction (store.triage).
         self.session.add(
             TriageRun(
@@ -85,6 +86,8 @@ class SqlIncidentRepository(SessionRepository):
         )
 
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
+        if self.session.new:
+            await self.session.flush()  # one added unflushed in this transaction is found
         return await self.session.get(Incident, incident_id, with_for_update=for_update)
 
     async def get_many(self, incident_ids: Collection[str]) -> list[Incident]:
@@ -149,6 +152,8 @@ class SqlDecisionRepository(SessionRepository):
         self.session.add(decision)
 
     async def get(self, decision_id: str, *, for_update: bool = False) -> Decision | None:
+        if self.session.new:
+            await self.session.flush()  # one added unflushed in this transaction is found
         return await self.session.get(Decision, decision_id, with_for_update=for_update)
 
     async def find(self, query: DecisionQuery) -> tuple[list[Decision], str | None]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -29,6 +30,7 @@ PROCESS_TASK = "dragon.process_deliveries"
 SWEEP_TASK = "dragon.sweep_deliveries"
 DELIVERY_JOBS = JobQueue(queue=QUEUE, task=PROCESS_TASK)
 SWEEP_BATCH = 200
+JOB_BATCH = 100
 SWEEP_OVERDUE = timedelta(seconds=10)
 # Acceptance first when the worker shares a server process (see workers.deliveries).
 LULL_SECONDS = 0.25
@@ -36,6 +38,16 @@ YIELD_AT_MOST_SECONDS = 5.0
 # After the worker stopped (its database went away): first wait, and the longest.
 RESTART_BACKOFF_SECONDS = 0.5
 RESTART_BACKOFF_AT_MOST_SECONDS = 10.0
+
+
+@dataclass
+class _Drain:
+    """One pass over the due deliveries at a time per process: the jobs that arrive while it
+    runs (one per stored batch, many a second under load) leave their deliveries to it
+    instead of each paying a transaction to find them settled."""
+
+    busy: bool = False
+    again: bool = False
 
 
 def conninfo(database_url: str) -> str:
@@ -52,12 +64,37 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
         )
     )
 
+    drain = _Drain()
+
     @app.task(name=PROCESS_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=10))
     async def process_deliveries(delivery_ids: list[str]) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
-        settled = await services.processor.run_batch(delivery_ids)
-        if settled:
-            services.triage.nudge()  # incidents it opened are triaged at once
+        if drain.busy:
+            # This process is draining already: it passes once more before it stops, and
+            # that pass takes these deliveries (they were committed with this job).
+            drain.again = True
+            log.debug("delivery_job_joined_drain", deliveries=len(delivery_ids))
+            return
+        drain.busy = True
+        settled = 0
+        try:
+            # Whatever is due, its own deliveries among them, in batches as large as the
+            # backlog (up to JOB_BATCH): under load a pass's fixed costs (its transaction,
+            # the audit chain's head) serve many deliveries.
+            while True:
+                drain.again = False
+                done = await services.processor.run_due(batch=JOB_BATCH)
+                if done:
+                    settled += done
+                    services.triage.nudge()  # incidents it opened are triaged at once
+                if done < JOB_BATCH and not drain.again:
+                    break
+        finally:
+            drain.busy = False
+        # Its own that were not due yet, or held by a worker that rolled back meanwhile.
+        if own := await services.processor.run_batch(delivery_ids):
+            settled += own
+            services.triage.nudge()
         log.debug("delivery_job_done", deliveries=len(delivery_ids), settled=settled)
 
     # Ahead of the delivery jobs (a backlog of them must not delay it), but only for what is
