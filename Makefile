@@ -9,7 +9,7 @@ AXE := var/npm/node_modules/axe-core/axe.min.js
 # The suite runs a second time on PostgreSQL when this names a database (.ci/run sets it): the
 # tests whose outcome can depend on the store, the others having run on SQLite already; a few
 # heavy store tests run in one of the two passes only (`one_pass` marker). The rules are in
-# tests/support/store_selection.py and docs/decisions/0019-citime-store-tests-on-postgres.md.
+# tests/support/store_selection.py and docs/decisions/0019-store-tests-on-postgres.md.
 DRAGON_TEST_POSTGRES_URL ?=
 # The suite runs on parallel pytest-xdist workers, each with a store of its own (tests/conftest.py:
 # SQLite files, or a PostgreSQL database per worker beside the named one), one per core: the suite

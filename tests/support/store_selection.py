@@ -1,4 +1,4 @@
-"""Which tests CI's two passes run (docs/decisions/0019-citime-store-tests-on-postgres.md), and
+"""Which tests CI's two passes run (docs/decisions/0019-store-tests-on-postgres.md), and
 two guards that keep a test from reaching the configured store without saying so.
 
 A test is a store test when it

@@ -154,7 +154,7 @@ class TriageService:
 
     async def _triage_batch(self, incident_ids: Sequence[str]) -> list[Decision]:
         """A batch costs one claim, one read and one write transaction, however many incidents
-        it holds (docs/decisions/0019-pipeline-batches.md): the claims under one token, the
+        it holds (docs/decisions/0020-pipeline-batches.md): the claims under one token, the
         incidents and their latest signals in two statements, and the decisions with their
         audit events and notifications in one commit. Between the read and the write, each
         incident is analyzed on its own (concurrently, outside any transaction); one that
