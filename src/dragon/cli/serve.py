@@ -41,7 +41,25 @@ def supervised_app_factory() -> FastAPI:
     tells the supervisor (its parent), which stops them all and exits 4."""
     app = create_app(load_settings())
     app.state.give_up = _tell_supervisor
+    _end_streams_on_shutdown_signal(app)
     return app
+
+
+def _end_streams_on_shutdown_signal(app: FastAPI) -> None:
+    """What `_DrainingServer` does in one process, for a server process the supervisor runs:
+    uvicorn has installed its shutdown handler by the time it builds the app (and puts the one
+    before back after), so the end of the live streams is chained after it."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        shutdown = signal.getsignal(signum)
+        if not callable(shutdown):  # not under uvicorn's handler: nothing to chain to
+            continue
+
+        def chained(sig: int, frame: FrameType | None, shutdown: Any = shutdown) -> None:
+            shutdown(sig, frame)
+            loop.call_soon_threadsafe(app.state.services.live.close)
+
+        signal.signal(signum, chained)
 
 
 def _stop_serving() -> None:
