@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,19 +14,13 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from dragon.domain.clock import system_clock
 from dragon.domain.enums import Role
-from dragon.services.auth import AuthService, JwtSettings
-from dragon.services.context import SYSTEM_CALLER
-from dragon.store.database import connect
-from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.api.test_access import fresh_database
 from tests.conftest import WEBHOOK_SECRETS
-from tests.support.ports import free_port
-from tests.support.readiness import wait_ready
+from tests.support.api_keys import issue_keys
+from tests.support.dragon_serve import start_dragon_serve
 
 ROOT = Path(__file__).resolve().parents[2]
-DRAGON = Path(sys.executable).with_name("dragon")
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -53,22 +46,13 @@ class Server:
 
 
 async def _issue_keys(url: str) -> dict[str, str]:
-    database = connect(url, pool_size=2, echo=False)
-    auth = AuthService(
-        SqlUnitOfWorkFactory(database),
-        clock=system_clock,
-        jwt_settings=JwtSettings(algorithm="HS256", key=None, issuer="dragon", audience="x"),
-    )
-    made = {}
-    for name, role in (
-        ("viewer", Role.VIEWER),
-        ("developer", Role.DEVELOPER),
-        ("approver", Role.APPROVER),
-        ("admin", Role.ADMIN),
-    ):
-        made[name] = (await auth.create_key(SYSTEM_CALLER, name=f"e2e-{name}", role=role)).secret
-    await database.dispose()
-    return made
+    roles = {
+        "viewer": Role.VIEWER,
+        "developer": Role.DEVELOPER,
+        "approver": Role.APPROVER,
+        "admin": Role.ADMIN,
+    }
+    return await issue_keys(url, roles, prefix="e2e")
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +62,6 @@ async def running_server(
     """`dragon serve` on a free loopback port with its own fresh store, and its API keys."""
     url = await fresh_database(migrated_template, directory)
     keys = await _issue_keys(url)
-    port = free_port()
     env = {
         **os.environ,
         "DRAGON_DATABASE_URL": url,
@@ -90,34 +73,11 @@ async def running_server(
         "DRAGON_LOG_LEVEL": "warning",
         **extra_env,
     }
-    log = directory / "serve.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            str(DRAGON),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            env=env,
-            cwd=directory,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    served = await start_dragon_serve(env, directory=directory, name="serve")
     try:
-        await wait_ready(
-            base, process=process, output=lambda: log.read_text(errors="replace")[-4000:]
-        )
-        yield Server(url=base, keys=keys)
+        yield Server(url=served.url, keys=keys)
     finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await served.stop(seconds=20)
 
 
 @pytest.fixture(scope="module")

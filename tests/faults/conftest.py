@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_ingest_processes import DRAGON, free_port, launch
+from tests.integration.test_ingest_processes import DRAGON, launch
+from tests.support.ports import free_port
 
 __all__ = ["PrivateRedis", "StartWorkers", "launch", "private_redis", "workers"]
 

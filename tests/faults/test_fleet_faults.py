@@ -98,7 +98,7 @@ async def test_kill_9_of_an_api_replica_under_load_loses_no_acknowledged_deliver
     env = dragon_env(
         database_url, redis_url=private_redis.url, worker_enabled="false", worker_poll_seconds="0.2"
     )
-    admin = await create_admin_key(env, tmp_path)
+    admin = await create_admin_key(env)
     doomed = await launch(env, "api-doomed")
     survivor = await launch(env, "api-survivor")
     await workers(env, 2)

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from dragon.domain.enums import Role
 from dragon.services.triage import TriageSettings
 from tests.fake_github import FakeGitHub
 from tests.faults.conftest import PrivateRedis, StartWorkers
@@ -32,13 +33,13 @@ from tests.integration.test_ingest_processes import (
     Launch,
     create_admin_key,
     dragon_env,
-    run_dragon,
     signed,
     wait_until_nothing_pending,
     workflow_run_failure,
 )
 from tests.notify_setup import WEBHOOK_SECRET
 from tests.peers import HttpPeer, running_peer
+from tests.support.api_keys import issue_keys
 
 pytestmark = pytest.mark.one_pass(
     "postgresql", "a fleet of replicas and workers is the production topology, on PostgreSQL"
@@ -56,12 +57,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, wha
         await asyncio.sleep(0.1)
 
 
-async def key_for(role: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
-    printed = await run_dragon(
-        "keys", "create", "--name", f"{role}-{uuid.uuid4().hex[:6]}", "--role", role,
-        env=env, cwd=cwd,
-    )  # fmt: skip
-    return {"Authorization": f"Bearer {printed.strip().splitlines()[-1]}"}
+async def key_for(role: str, env: dict[str, str]) -> dict[str, str]:
+    name = f"{role}-{uuid.uuid4().hex[:6]}"
+    keys = await issue_keys(env["DRAGON_DATABASE_URL"], {name: Role(role)}, prefix="fleet")
+    return {"Authorization": f"Bearer {keys[name]}"}
 
 
 @pytest.fixture
@@ -89,9 +88,9 @@ async def test_kill_9_of_the_worker_running_an_action_leaves_it_done_once_by_the
         run_lease_seconds="3",
         http_timeout_seconds="30",
     )
-    admin = await create_admin_key(env, tmp_path)
-    developer = await key_for("developer", env, tmp_path)
-    approvers = [await key_for("approver", env, tmp_path) for _ in range(2)]
+    admin = await create_admin_key(env)
+    developer = await key_for("developer", env)
+    approvers = [await key_for("approver", env) for _ in range(2)]
     replica_a, replica_b = await launch(env, "api-a"), await launch(env, "api-b")
     # GitHub takes the comment at once but answers only after 20 s: its worker dies waiting.
     github.state.stall[f"POST {COMMENTS}"] = 20.0
@@ -273,7 +272,7 @@ async def test_a_hung_llm_endpoint_opens_its_breaker_and_everything_else_keeps_g
         breaker_report_seconds="0.3",
         readiness_cache_seconds="0",
     )
-    admin = await create_admin_key(env, tmp_path)
+    admin = await create_admin_key(env)
     replicas = [await launch(env, "api-a"), await launch(env, "api-b")]
     urls = [r.url for r in replicas]
     await workers(env, 2)

@@ -25,12 +25,12 @@ from tests.integration.test_ingest_processes import (
     Launch,
     create_admin_key,
     dragon_env,
-    free_port,
     run_dragon,
     signed,
     wait_until_nothing_pending,
     workflow_run_failure,
 )
+from tests.support.ports import free_port
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/nonexistent"))
 
@@ -115,7 +115,7 @@ async def test_postgres_restarted_under_load_gives_503s_then_recovers_and_loses_
         dragon_database, worker_enabled="true", worker_poll_seconds="0.2", job_engine=job_engine
     )
     await run_dragon("migrate", env=env, cwd=tmp_path)
-    admin = await create_admin_key(env, tmp_path)
+    admin = await create_admin_key(env)
     server = await launch(env, "api")
     statuses: list[int] = []
     accepted: dict[str, str] = {}

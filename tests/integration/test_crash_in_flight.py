@@ -43,7 +43,7 @@ async def test_on_postgres_deliveries_answered_before_a_sigkill_in_flight_count_
 
 async def crash_in_flight_then_resend(url: str, tmp_path: Path, launch: Launch) -> None:
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
     sent = {
         str(uuid.uuid4()): workflow_run_failure(
             run_id=5000 + n, attempt=1, workflow=f"Build {n % WORKFLOWS}", branch="main"

@@ -13,11 +13,9 @@ import copy
 import hashlib
 import hmac
 import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.ports import free_port
-from tests.support.readiness import wait_ready
+from dragon.domain.enums import Role
+from tests.support.api_keys import issue_keys
+from tests.support.dragon_serve import DRAGON, DragonServer, start_dragon_serve
 
-DRAGON = Path(sys.executable).with_name("dragon")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GITHUB_SECRET = "process-tests-github-secret-0123456789ab"  # 40 characters
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
@@ -82,48 +80,11 @@ async def run_dragon(*args: str, env: dict[str, str], cwd: Path) -> str:
     return stdout.decode()
 
 
-async def create_admin_key(env: dict[str, str], cwd: Path) -> dict[str, str]:
-    """`dragon keys create` prints the secret alone on its last line; returns the auth header."""
-    printed = await run_dragon(
-        "keys", "create", "--name", "admin", "--role", "admin", env=env, cwd=cwd
-    )
-    secret = printed.strip().splitlines()[-1]
-    assert secret.startswith("drg_"), printed
-    return {"Authorization": f"Bearer {secret}"}
-
-
-@dataclass
-class DragonServer:
-    """One `dragon serve` process on a loopback port, its output in `log`."""
-
-    process: asyncio.subprocess.Process
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    async def wait_ready(self) -> None:
-        await wait_ready(self.url, process=self.process, output=self.output)
-
-    async def crash(self) -> None:
-        """SIGKILL: no shutdown hook, no flush, no goodbye."""
-        self.process.kill()
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process.returncode is not None:
-            return
-        self.process.terminate()
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout=10)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+async def create_admin_key(env: dict[str, str]) -> dict[str, str]:
+    """An admin key in the store `env` names, issued in-process (the CLI's `keys create` is
+    tested on its own); returns the auth header."""
+    keys = await issue_keys(env["DRAGON_DATABASE_URL"], {"admin": Role.ADMIN}, prefix="process")
+    return {"Authorization": f"Bearer {keys['admin']}"}
 
 
 Launch = Callable[[dict[str, str], str], Awaitable[DragonServer]]
@@ -136,25 +97,8 @@ async def launch(tmp_path: Path) -> AsyncIterator[Launch]:
     started: list[DragonServer] = []
 
     async def start(env: dict[str, str], name: str) -> DragonServer:
-        port = free_port()
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                str(DRAGON),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                env=env,
-                cwd=tmp_path,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=sink,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        server = DragonServer(process=process, port=port, log=log)
+        server = await start_dragon_serve(env, directory=tmp_path, name=name)
         started.append(server)
-        await server.wait_ready()
         return server
 
     yield start
@@ -233,7 +177,7 @@ async def test_every_delivery_answered_202_survives_a_sigkill_and_is_processed_o
     database = tmp_path / "dragon.db"
     url = f"sqlite+aiosqlite:///{database}"
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
 
     # 8 workflows (4 names on 2 branches), each run failing 5 attempts: 40 signals, 8 incidents.
     workflows = [
@@ -349,7 +293,7 @@ async def test_two_servers_on_one_postgres_store_and_correlate_each_delivery_onc
 ) -> None:
     url = process_tests_database
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
     env = dragon_env(url, worker_enabled="true", worker_poll_seconds="0.2")
     servers = await asyncio.gather(launch(env, "server-a"), launch(env, "server-b"))
 
@@ -444,7 +388,7 @@ async def test_two_workers_draining_one_backlog_open_each_incident_once(
 ) -> None:
     url = process_tests_database
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
 
     # A backlog taken in while no worker runs: fifty new workflows, each failing four times,
     # stored workflow after workflow, so neighbouring due deliveries share a fingerprint. It is
@@ -488,7 +432,7 @@ async def test_a_separate_dragon_worker_processes_what_an_accept_only_server_sto
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'dragon.db'}"
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
     server = await launch(dragon_env(url, worker_enabled="false"), "accept-only")
     log = tmp_path / "worker.log"
     with log.open("wb") as sink:

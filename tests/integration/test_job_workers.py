@@ -128,7 +128,7 @@ async def test_each_accepted_batch_is_deferred_as_a_job_and_two_workers_share_th
 ) -> None:
     url = process_tests_database
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
     receiver = await launch(dragon_env(url, worker_enabled="false"), "receiver")
     accepted = await accept_backlog(receiver.url, workflows=40, first_run=8000)
 
@@ -168,7 +168,7 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
 ) -> None:
     url = process_tests_database
     await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
-    admin = await create_admin_key(dragon_env(url), tmp_path)
+    admin = await create_admin_key(dragon_env(url))
     receiver = await launch(dragon_env(url, worker_enabled="false"), "receiver")
     accepted = await accept_backlog(receiver.url, workflows=100, first_run=9000)
 

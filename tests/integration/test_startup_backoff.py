@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_ingest_processes import DRAGON, dragon_env, free_port
+from tests.integration.test_ingest_processes import DRAGON, dragon_env
+from tests.support.ports import free_port
 
 UNREACHABLE = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/dragon"
 

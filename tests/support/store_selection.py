@@ -41,6 +41,10 @@ DEFAULT_STORE = Path("var") / "dragon.db"  # Settings.database_url's default, re
 _SUITE_CONFTEST = "tests.conftest"
 _OUTPUT_KEY = "store_selection"
 _summary_key = pytest.StashKey[list[str]]()
+_PROCESSES_KEY = "dragon_processes"
+# `dragon` processes this process started: each costs about 2 s of CPU to import the app, the
+# largest single cost of the process tests, so each pass reports its count.
+_started = {"dragon": 0}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -170,11 +174,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.stash[_summary_key][:] = lines
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_PROCESSES_KEY] = _started["dragon"]
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    lines = getattr(node, "workeroutput", {}).get(_OUTPUT_KEY)
-    if lines:  # every worker collects the same tests; one summary stands for all
-        node.config.stash[_summary_key][:] = lines
+    output = getattr(node, "workeroutput", {})
+    if output.get(_OUTPUT_KEY):  # every worker collects the same tests; one summary for all
+        node.config.stash[_summary_key][:] = output[_OUTPUT_KEY]
+    _started["dragon"] += output.get(_PROCESSES_KEY, 0)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -183,6 +194,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_sep("=", "store selection (docs/decisions/0019)")
         for line in lines:
             terminalreporter.write_line(line)
+        terminalreporter.write_line(f"tests started {_started['dragon']} `dragon` processes")
 
 
 def _refuse_undeclared_store(event: str, args: tuple[Any, ...]) -> None:
@@ -192,11 +204,14 @@ def _refuse_undeclared_store(event: str, args: tuple[Any, ...]) -> None:
         executable, argv, _, env = args
         first = argv[0] if isinstance(argv, list | tuple) and argv else argv
         program = os.fsdecode(executable if executable is not None else first)
-        if Path(program).name == "dragon" and not _names_database(env):
+        if Path(program).name != "dragon":
+            return
+        if not _names_database(env):
             raise RuntimeError(
                 "a test started `dragon` without DRAGON_DATABASE_URL: give it the "
                 "`database_url` fixture's URL (a store test) or a store of its own"
             )
+        _started["dragon"] += 1
     elif event == "sqlite3.connect" and isinstance(args[0], str | bytes | os.PathLike):
         name = os.fsdecode(args[0]).removeprefix("file:").split("?")[0]
         if Path(os.path.abspath(name)) == Path.cwd() / DEFAULT_STORE:
