@@ -120,7 +120,7 @@ async def test_the_same_delivery_posted_50_times_concurrently_creates_one_incide
 async def test_a_burst_redelivered_in_reverse_order_alongside_itself_stores_each_once(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
-    # On PostgreSQL two batches are in flight at once, each holding some of both orders.
+    # The burst and its redelivery land in the same and in later batches, in both orders.
     payload = fixture("github", "workflow_run.completed.failure")
     burst = [str(uuid.uuid4()) for _ in range(30)]
     responses = await asyncio.gather(

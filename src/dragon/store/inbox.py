@@ -278,10 +278,8 @@ class GroupCommitInbox:
 
     Each accept waits for its delivery to be committed before Dragon answers (the inbox's
     durability guarantee). Rather than one transaction each, concurrent accepts queue here and
-    a writer task stores a whole batch with one insert statement and one commit, then wakes
-    every waiter: under load, one disk sync serves many deliveries. SQLite has one writer;
-    PostgreSQL two, each taking an equal share of what waits, so one batch commits while the
-    next one's deliveries are accepted. The insert goes to the
+    one writer task stores a whole batch with one insert statement and one commit, then wakes
+    every waiter: under load, one disk sync serves many deliveries. The insert goes to the
     driver as plain SQL with SQLAlchemy's own column encoders (the rows read back exactly as
     the ORM's), since per-row ORM or statement-building work is what bounds the accept rate.
     """
@@ -294,47 +292,33 @@ class GroupCommitInbox:
         self._max_batch = max_batch
         self._pending: list[tuple[NewDelivery, asyncio.Future[Delivery | None]]] = []
         self._arrived = asyncio.Event()
-        # SQLite has one writer connection; PostgreSQL commits concurrent batches side by side.
-        self._writer_count = 2 if database.dialect == "postgresql" else 1
-        self._writers: list[asyncio.Task[None]] = []
-        self._idle = self._writer_count
+        self._writer: asyncio.Task[None] | None = None
+        self._postgres = database.dialect == "postgresql"
         self._sql: _InsertSql | None = None
 
     async def add(self, delivery: NewDelivery) -> Delivery | None:
         """Store `delivery` unless its (source, key) exists; returns the existing one if so.
         Returns only once the outcome is committed."""
-        if not self._writers or self._writers[0].done():
-            self._idle = self._writer_count
-            self._writers = [
-                asyncio.create_task(self._write_batches()) for _ in range(self._writer_count)
-            ]
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
         done: asyncio.Future[Delivery | None] = asyncio.get_running_loop().create_future()
         self._pending.append((delivery, done))
         self._arrived.set()
         return await done
 
     async def close(self) -> None:
-        for writer in self._writers:
-            writer.cancel()
-        for writer in self._writers:
+        if self._writer is not None:
+            self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await writer
+                await self._writer
 
     async def _write_batches(self) -> None:
         while True:
             if not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
-            if not self._pending:
-                continue  # another writer took them
-            # An equal share for each writer free now: on PostgreSQL, when every sender waits,
-            # two batches are in flight, and while one commits the other's senders are being
-            # answered and their next deliveries accepted (with one batch, the commit's wait
-            # and the accepting take turns).
-            size = min(self._max_batch, -(-len(self._pending) // self._idle))
-            batch = self._pending[:size]
-            del self._pending[:size]
-            self._idle -= 1
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
             try:
                 outcomes = await self._store([delivery for delivery, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
@@ -343,8 +327,6 @@ class GroupCommitInbox:
                     if not done.done():
                         done.set_exception(failure)
                 continue
-            finally:
-                self._idle += 1
             for (_, done), outcome in zip(batch, outcomes, strict=True):
                 if not done.done():
                     done.set_result(outcome)
@@ -352,9 +334,10 @@ class GroupCommitInbox:
     async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
         sql = self._sql or _InsertSql(self._engine.dialect)
         self._sql = sql
-        # Rows in key order: two batches in flight that share keys (a redelivered burst) take
-        # the unique index's locks in the same order, so neither waits on the other in a cycle.
-        rows = sorted(batch, key=_unique_key) if self._writer_count > 1 else batch
+        # Rows in key order on PostgreSQL: batches from several API processes that share keys
+        # (a redelivered burst) take the unique index's locks in the same order, so none
+        # waits on another in a cycle (a deadlock would fail the whole batch).
+        rows = sorted(batch, key=_unique_key) if self._postgres else batch
         async with self._engine.begin() as conn:
             inserted = await conn.exec_driver_sql(*sql.statement(rows))
             new_ids = set(inserted.scalars().all())
