@@ -43,6 +43,7 @@ TRIAGE_PRINCIPAL = Principal(
 TRIAGE_CALLER = Caller(principal=TRIAGE_PRINCIPAL, correlation_id="triage")
 MAX_TEXT_CHARS = 2 * 1024 * 1024  # what the analyzer reads at most: the tail
 SIGNALS_READ = 3
+CLAIM_TRIES = 3  # reads of the waiting incidents per pass while other workers claim them first
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,14 +138,23 @@ class TriageService:
             await close()
 
     async def run_pending(self) -> int:
-        """One pass: triage the incidents waiting for it; returns how many were settled."""
-        async with self._uow(write=False) as uow:
-            waiting = await uow.triages.pending(
-                now=self._clock(),
-                limit=self._settings.batch,
-                max_attempts=self._settings.max_attempts,
-            )
-        return len(await self._triage_batch(waiting)) if waiting else 0
+        """One pass: triage the incidents waiting for it; returns how many were settled.
+
+        Workers read the same oldest waiting incidents, so the one that claims them second
+        gets none of them: it reads again, and finds the ones after them."""
+        for _ in range(CLAIM_TRIES):
+            async with self._uow(write=False) as uow:
+                waiting = await uow.triages.pending(
+                    now=self._clock(),
+                    limit=self._settings.batch,
+                    max_attempts=self._settings.max_attempts,
+                )
+            if not waiting:
+                return 0
+            decided = await self._triage_batch(waiting)
+            if decided is not None:
+                return len(decided)
+        return 0
 
     async def triage(self, incident_id: str) -> Decision | None:
         """Claim, analyze, propose. None if another worker holds the incident or it failed
@@ -152,13 +162,13 @@ class TriageService:
         decided = await self._triage_batch([incident_id])
         return decided[0] if decided else None
 
-    async def _triage_batch(self, incident_ids: Sequence[str]) -> list[Decision]:
+    async def _triage_batch(self, incident_ids: Sequence[str]) -> list[Decision] | None:
         """A batch costs one claim, one read and one write transaction, however many incidents
         it holds (docs/decisions/0020-pipeline-batches.md): the claims under one token, the
         incidents and their latest signals in two statements, and the decisions with their
         audit events and notifications in one commit. Between the read and the write, each
         incident is analyzed on its own (concurrently, outside any transaction); one that
-        fails is released for a retry and the others go on."""
+        fails is released for a retry and the others go on. None if it claimed none of them."""
         token = secrets.token_hex(16)
         now = self._clock()
         async with self._uow() as uow:
@@ -171,7 +181,7 @@ class TriageService:
             )
             await uow.commit()
         if not attempts:
-            return []
+            return None
         async with self._uow(write=False) as uow:
             incidents = {i.id: i for i in await uow.incidents.get_many(list(attempts))}
             evidence = await uow.signals.latest_for(list(incidents), limit=SIGNALS_READ)

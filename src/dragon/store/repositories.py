@@ -86,7 +86,7 @@ class SqlIncidentRepository(SessionRepository):
         )
 
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
-        if self.session.new:
+        if any(isinstance(added, Incident) for added in self.session.new):
             await self.session.flush()  # one added unflushed in this transaction is found
         return await self.session.get(Incident, incident_id, with_for_update=for_update)
 
@@ -152,7 +152,7 @@ class SqlDecisionRepository(SessionRepository):
         self.session.add(decision)
 
     async def get(self, decision_id: str, *, for_update: bool = False) -> Decision | None:
-        if self.session.new:
+        if any(isinstance(added, Decision) for added in self.session.new):
             await self.session.flush()  # one added unflushed in this transaction is found
         return await self.session.get(Decision, decision_id, with_for_update=for_update)
 
