@@ -1,6 +1,8 @@
 """CPU and round trips per delivery of the worker's pipeline, in one process on PostgreSQL:
 processing (delivery → signal → incident) and triage (incident → decision → notification
-queued), each measured on its own, so the figures do not depend on what else the machine runs.
+queued), each measured on its own, so the figures do not depend on what else the machine runs;
+then what the same worker processes do beside that path (the notification outbox, the runs of
+the decisions).
 
     .venv/bin/python bench/bench_pipeline_cpu.py [--deliveries 1000] [--batch 100] [--profile]
 
@@ -31,6 +33,7 @@ from dragon.settings import Settings
 from dragon.store.database import connect
 from dragon.store.migrate import upgrade
 from dragon.wiring.services import build_services
+from dragon.workers.runs import run_pass
 
 SERVER_DSN = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "dragon_bench_pipeline"
@@ -126,9 +129,22 @@ async def run(args: argparse.Namespace) -> None:
                 done += settled
             return done
 
+        async def notifications() -> int:
+            done = 0
+            while (passed := await services.notifications.run_due()) > 0:
+                done += passed
+            return done
+
+        async def runs() -> int:
+            # What the run worker does with the decisions (schedule, run, check outcomes).
+            return await run_pass(services)
+
         await meter.measure("accept (reference)", accept, per=n, profile=False)
         await meter.measure("process", process, per=n, profile=args.profile)
         await meter.measure("triage", triage, per=n, profile=args.profile)
+        # Beside the end-to-end path, in the same worker processes:
+        await meter.measure("notification outbox", notifications, per=n, profile=args.profile)
+        await meter.measure("runs of the decisions", runs, per=n, profile=args.profile)
         report = await services.audit.verify()
         print(f"audit chain: {report}")
         await services.ingest.close()

@@ -31,6 +31,7 @@ from dragon.store.tables import audit_events, audit_head
 
 T = TypeVar("T")
 _HEAD_ID = 1
+_AUDIT_FIELDS = [field.name for field in dataclasses.fields(NewAuditEvent)]
 
 
 def _like(text: str) -> str:
@@ -69,9 +70,14 @@ class SessionRepository:
 
 
 class SqlIncidentRepository(SessionRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._unflushed: set[str] = set()
+
     async def add(self, incident: Incident) -> None:
         # Written at the next flush, with the rest of a batch's new incidents in one insert.
         self.session.add(incident)
+        self._unflushed.add(incident.id)
         # Its triage waits from the moment it exists, in the same transaction (store.triage).
         self.session.add(
             TriageRun(
@@ -86,7 +92,8 @@ class SqlIncidentRepository(SessionRepository):
         )
 
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
-        if any(isinstance(added, Incident) for added in self.session.new):
+        if incident_id in self._unflushed:
+            self._unflushed.clear()
             await self.session.flush()  # one added unflushed in this transaction is found
         return await self.session.get(Incident, incident_id, with_for_update=for_update)
 
@@ -146,13 +153,19 @@ def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
 
 
 class SqlDecisionRepository(SessionRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._unflushed: set[str] = set()
+
     async def add(self, decision: Decision) -> None:
         # Written at the next flush (any later statement of the transaction, or its commit),
         # so a batch of proposals is one insert.
         self.session.add(decision)
+        self._unflushed.add(decision.id)
 
     async def get(self, decision_id: str, *, for_update: bool = False) -> Decision | None:
-        if any(isinstance(added, Decision) for added in self.session.new):
+        if decision_id in self._unflushed:
+            self._unflushed.clear()
             await self.session.flush()  # one added unflushed in this transaction is found
         return await self.session.get(Decision, decision_id, with_for_update=for_update)
 
@@ -295,7 +308,8 @@ class SqlAuditRepository(SessionRepository):
         head_seq, prev_hash = await self._lock_head()
         rows: list[dict[str, Any]] = []
         for seq, event in enumerate(self._pending, start=head_seq + 1):
-            fields = dataclasses.asdict(event)
+            # Shallow: asdict's deep copy of every event's details cost more than the hash.
+            fields = {name: getattr(event, name) for name in _AUDIT_FIELDS}
             digest = event_hash(seq=seq, prev_hash=prev_hash, **fields)
             rows.append({"seq": seq, "prev_hash": prev_hash, "hash": digest, **fields})
             prev_hash = digest
