@@ -21,6 +21,17 @@ from dragon.store.repositories import SessionRepository
 from dragon.store.tables import incidents, triage_runs
 
 
+def _first_attempt(*, token: str, lease_until: datetime, now: datetime) -> dict[str, Any]:
+    """A triage row's columns when a worker claims it for its first attempt."""
+    return {
+        "status": TriageStatus.RUNNING.value,
+        "token": token,
+        "attempts": 1,
+        "lease_until": lease_until,
+        "updated_at": now,
+    }
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -58,13 +69,7 @@ class SqlTriageRepository(SessionRepository):
         first = await self.session.execute(
             sa.update(triage_runs)
             .where(t.incident_id == incident_id, t.status == TriageStatus.PENDING.value)
-            .values(
-                status=TriageStatus.RUNNING.value,
-                token=token,
-                attempts=1,
-                lease_until=lease_until,
-                updated_at=now,
-            )
+            .values(**_first_attempt(token=token, lease_until=lease_until, now=now))
         )
         if _rowcount(first) == 1:
             return True
@@ -74,12 +79,8 @@ class SqlTriageRepository(SessionRepository):
             self._insert(triage_runs)
             .values(
                 incident_id=incident_id,
-                status=TriageStatus.RUNNING.value,
-                token=token,
-                attempts=1,
-                lease_until=lease_until,
                 created_at=now,
-                updated_at=now,
+                **_first_attempt(token=token, lease_until=lease_until, now=now),
             )
             .on_conflict_do_nothing(index_elements=[t.incident_id])
         )
@@ -136,13 +137,7 @@ class SqlTriageRepository(SessionRepository):
         first = await self.session.execute(
             sa.update(triage_runs)
             .where(t.incident_id.in_(pending.scalar_subquery()))
-            .values(
-                status=TriageStatus.RUNNING.value,
-                token=token,
-                attempts=1,
-                lease_until=lease_until,
-                updated_at=now,
-            )
+            .values(**_first_attempt(token=token, lease_until=lease_until, now=now))
             .returning(t.incident_id)
         )
         claimed = {str(incident_id): 1 for incident_id in first.scalars()}
