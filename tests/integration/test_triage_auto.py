@@ -151,13 +151,22 @@ class _Failing:
         raise RuntimeError("analyzer crashed")
 
 
-def _service(app: FastAPI, services: Services, clock: FakeClock, analyzer: Any) -> TriageService:
+def triage_service(
+    app: FastAPI,
+    services: Services,
+    clock: FakeClock,
+    analyzer: Any,
+    *,
+    batch: int = TriageSettings.batch,
+) -> TriageService:
+    """A triage service on the app's store: `analyzer`, two attempts an incident, `batch`
+    incidents a pass."""
     return TriageService(
         SqlUnitOfWorkFactory(app.state.database),
         decisions=services.decisions,
         analyzer=analyzer,
         clock=clock,
-        settings=TriageSettings(max_attempts=2),
+        settings=TriageSettings(max_attempts=2, batch=batch),
     )
 
 
@@ -168,7 +177,7 @@ async def test_a_failing_triage_is_retried_after_backoff_then_given_up_without_a
     await services.processor.run_due()
     incident_id = await only_incident(client, keys)
     failing = _Failing()
-    triage = _service(app, services, clock, failing)
+    triage = triage_service(app, services, clock, failing)
     assert await triage.run_pending() == 0
     assert failing.calls == 1
     assert await triage.run_pending() == 0  # backing off: not due yet
@@ -193,7 +202,7 @@ async def test_a_worker_that_lost_its_lease_stores_nothing_and_the_taker_decides
     await report_failure(client, keys, log=corpus_log("lint_format/ruff_isort.log"))
     await services.processor.run_due()
     incident_id = await only_incident(client, keys)
-    taker = _service(app, services, clock, BuiltinAnalyzer())
+    taker = triage_service(app, services, clock, BuiltinAnalyzer())
     taken: list[Any] = []
 
     class Slow:
@@ -202,7 +211,7 @@ async def test_a_worker_that_lost_its_lease_stores_nothing_and_the_taker_decides
             taken.append(await taker.triage(incident_id))
             return analyze(text, context)
 
-    slow = _service(app, services, clock, Slow())
+    slow = triage_service(app, services, clock, Slow())
     assert await slow.triage(incident_id) is None  # the slow worker lost its claim
     [decision] = await decisions_of(client, keys, incident_id)
     assert taken[0] is not None
@@ -287,7 +296,7 @@ async def test_a_last_attempt_whose_worker_stopped_is_settled_as_failed(
             )
             await work.commit()
         clock.advance(seconds=1)
-    triage = _service(app, services, clock, BuiltinAnalyzer())
+    triage = triage_service(app, services, clock, BuiltinAnalyzer())
     assert await triage.run_pending() == 0
     async with uow(write=False) as work:
         run = await work.triages.get(incident_id)

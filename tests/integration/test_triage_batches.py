@@ -6,7 +6,6 @@ while the rest of its batch is decided."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -15,22 +14,17 @@ from dragon.domain.enums import TriageStatus
 from dragon.domain.ports import AuditQuery
 from dragon.domain.triage import Analysis, TriageContext, analyze
 from dragon.services.container import Services
-from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSettings
+from dragon.services.triage import BuiltinAnalyzer
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.conftest import FakeClock, Keys
-from tests.integration.test_triage_auto import corpus_log, decisions_of, report_failure
+from tests.integration.test_triage_auto import (
+    corpus_log,
+    decisions_of,
+    report_failure,
+    triage_service,
+)
 
 INCIDENTS = 12
-
-
-def _service(app: FastAPI, services: Services, clock: FakeClock, analyzer: Any) -> TriageService:
-    return TriageService(
-        SqlUnitOfWorkFactory(app.state.database),
-        decisions=services.decisions,
-        analyzer=analyzer,
-        clock=clock,
-        settings=TriageSettings(max_attempts=2, batch=INCIDENTS),
-    )
 
 
 async def _open_incidents(client: httpx.AsyncClient, services: Services, keys: Keys) -> list[str]:
@@ -51,7 +45,7 @@ async def test_a_batch_decides_each_incident_once_with_its_audit_events_in_order
     app: FastAPI, client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
 ) -> None:
     incident_ids = await _open_incidents(client, services, keys)
-    triage = _service(app, services, clock, BuiltinAnalyzer())
+    triage = triage_service(app, services, clock, BuiltinAnalyzer(), batch=INCIDENTS)
 
     assert await triage.run_pending() == INCIDENTS
     assert await triage.run_pending() == 0
@@ -73,7 +67,9 @@ async def test_concurrent_batches_over_one_backlog_make_one_decision_per_inciden
     app: FastAPI, client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
 ) -> None:
     incident_ids = await _open_incidents(client, services, keys)
-    workers = [_service(app, services, clock, BuiltinAnalyzer()) for _ in range(3)]
+    workers = [
+        triage_service(app, services, clock, BuiltinAnalyzer(), batch=INCIDENTS) for _ in range(3)
+    ]
 
     settled = await asyncio.gather(*(w.run_pending() for w in workers))
     while sum(await asyncio.gather(*(w.run_pending() for w in workers))):
@@ -101,7 +97,7 @@ async def test_one_failing_analysis_is_released_for_retry_and_the_rest_of_the_ba
     app: FastAPI, client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
 ) -> None:
     incident_ids = await _open_incidents(client, services, keys)
-    triage = _service(app, services, clock, _FailsOne("feature/3"))
+    triage = triage_service(app, services, clock, _FailsOne("feature/3"), batch=INCIDENTS)
 
     assert await triage.run_pending() == INCIDENTS - 1
 
@@ -113,7 +109,7 @@ async def test_one_failing_analysis_is_released_for_retry_and_the_rest_of_the_ba
     assert run.status is TriageStatus.RUNNING  # released, its retry due after a backoff
     assert run.last_error == "RuntimeError: analyzer crashed"
     clock.advance(minutes=11)
-    retry = _service(app, services, clock, BuiltinAnalyzer())
+    retry = triage_service(app, services, clock, BuiltinAnalyzer(), batch=INCIDENTS)
     assert await retry.run_pending() == 1
     assert len(await decisions_of(client, keys, undecided[0])) == 1
     assert (await services.audit.verify()).ok
