@@ -26,6 +26,7 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
 from dragon.store.migrate import upgrade
 from dragon.store.tables import metadata
+from tests.support.readiness import app_ready
 
 # Which tests the PostgreSQL pass runs, and the guards that keep that honest.
 pytest_plugins = ["tests.support.store_selection"]
@@ -161,15 +162,7 @@ def settings(database_url: str) -> Settings:
 async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     application = create_app(settings, clock=clock)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
-        # A first store check that fails (a busy machine) is retried in the background; until
-        # then every route answers 503 not_ready, as a real process does before its probe passes.
-        deadline = asyncio.get_running_loop().time() + 60
-        while not getattr(application.state, "ready", False):
-            if getattr(application.state, "startup_failed", False):
-                pytest.fail("the app gave up initialising")
-            if asyncio.get_running_loop().time() > deadline:
-                pytest.fail("the app was not ready within 60 s")
-            await asyncio.sleep(0.05)
+        await app_ready(application)
         yield application
 
 

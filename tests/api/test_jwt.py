@@ -25,6 +25,7 @@ from dragon.services.container import Services
 from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
 from tests.conftest import FakeClock
+from tests.support.readiness import app_ready
 
 SECRET = "kq3VtZ8sJ1mX4pR7wB2nY6cF9hL0dG5aE3uT8iO1zQ4vK7yN"  # 48 characters
 ISSUER, AUDIENCE = "dragon", "dragon-api"
@@ -96,6 +97,7 @@ async def serve(database_url: str, clock: FakeClock, **jwt_settings: Any) -> Asy
     )
     app = create_app(settings, clock=clock)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             yield Served(http=http, services=app.state.services)

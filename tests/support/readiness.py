@@ -55,3 +55,16 @@ def wait_ready_blocking(
                 return
         time.sleep(POLL_SECONDS)
     pytest.fail(f"dragon serve was not ready in {seconds:.0f} s")
+
+
+async def app_ready(application: Any, *, seconds: float = READY_SECONDS) -> None:
+    """Returns once an app a test runs in-process (its lifespan entered) is ready. A first
+    store check that fails (a busy machine) is retried in the background; until then every
+    route answers 503 not_ready, as a real process does before its probe passes."""
+    deadline = time.monotonic() + seconds
+    while not getattr(application.state, "ready", False):
+        if getattr(application.state, "startup_failed", False):
+            pytest.fail("the app gave up initialising")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the app was not ready within {seconds:.0f} s")
+        await asyncio.sleep(POLL_SECONDS / 2)
