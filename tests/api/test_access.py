@@ -28,6 +28,7 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
 from dragon.store.tables import metadata
 from tests.conftest import POSTGRES_URL, FakeClock, Keys
+from tests.support.readiness import app_ready
 
 Route = tuple[str, str]
 
@@ -214,6 +215,7 @@ async def observed(
     app = create_app(settings, clock=FakeClock())
     outcomes: dict[tuple[Route, str], Outcome] = {}
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(app)
         auth = app.state.services.auth
         secrets = {}
         for role in Role:

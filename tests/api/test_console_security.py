@@ -13,6 +13,7 @@ from dragon.app import create_app
 from dragon.settings import Settings
 from tests.api.console_session import log_in, page
 from tests.conftest import FakeClock, Keys
+from tests.support.readiness import app_ready
 
 LISTED = "https://ops.example.com"
 
@@ -62,6 +63,7 @@ async def cors_client(settings: Settings, clock: FakeClock) -> AsyncIterator[htt
     configured = settings.model_copy(update={"cors_origins": f"{LISTED}, https://b.example.com"})
     application: FastAPI = create_app(configured, clock=clock)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             yield http

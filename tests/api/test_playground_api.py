@@ -16,6 +16,7 @@ from dragon.settings import Settings
 from tests.api.console_session import page
 from tests.conftest import FakeClock, Keys
 from tests.support.openai_server import running_openai_server
+from tests.support.readiness import app_ready
 
 ROLLBACK = {
     "title": "Roll checkout back",
@@ -264,6 +265,7 @@ async def test_the_playground_never_asks_the_llm_even_when_one_is_configured(
         )
         application = create_app(configured, clock=clock)
         async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+            await app_ready(application)
             transport = httpx.ASGITransport(app=application)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 for scenario in await ci_scenarios(client):

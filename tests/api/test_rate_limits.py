@@ -15,6 +15,7 @@ from dragon.app import create_app
 from dragon.settings import Settings, parse_rate_limits
 from tests.api.test_decisions_api import pending, verdict
 from tests.conftest import FakeClock, Keys
+from tests.support.readiness import app_ready
 
 
 @pytest.fixture
@@ -22,6 +23,7 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     tight = settings.model_copy(update={"rate_limits": "approvals=2/hour"})
     application = create_app(tight, clock=clock)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         yield application
 
 

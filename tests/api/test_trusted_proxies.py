@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from dragon.app import create_app
 from dragon.settings import Settings
 from tests.conftest import FakeClock
+from tests.support.readiness import app_ready
 
 PROXY = "10.1.2.3"
 STRANGER = "198.51.100.40"
@@ -26,6 +27,7 @@ async def proxied(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI
     configured = settings.model_copy(update={"forwarded_allow_ips": "10.1.0.0/16, 192.0.2.1"})
     application = create_app(configured, clock=clock)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         yield application
 
 

@@ -28,6 +28,7 @@ from dragon.settings import Settings
 from dragon.store.database import Database
 from tests.api.test_ingestion import fixture, github_headers
 from tests.conftest import POSTGRES_URL, FakeClock
+from tests.support.readiness import app_ready
 
 SOURCES = ("github", "gitlab", "jenkins", "alertmanager")
 
@@ -59,7 +60,8 @@ async def recorded(
     application = create_app(settings, clock=clock)
     seen: list[tuple[str, int]] = []
     application.add_middleware(Recorder, seen=seen)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             yield http, seen, application.state.services
@@ -201,6 +203,7 @@ async def test_a_delivery_whose_store_waits_past_the_deadline_is_a_503_at_the_de
     body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
     headers = github_headers(body, "workflow_run")
     async with LifespanManager(application, startup_timeout=30):
+        await app_ready(application)
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             with structlog.testing.capture_logs() as logged:

@@ -26,14 +26,15 @@ import pytest
 import yaml
 
 from tests.support.ports import free_port
+from tests.support.readiness import wait_ready_blocking
 
 DRAGON = Path(sys.executable).with_name("dragon")
 KEY = re.compile(r"drg_[A-Za-z0-9_-]{43}")
 ALERT_NAME = "DragonTestHighErrorRate"
 SUMMARY = "Checkout error rate above 5% for 5 minutes"
-# Bounds, not expected durations: start-up is well under a second on an idle machine but several
-# seconds while other suites load the CPU; the whole firing-to-resolved exchange takes about 3 s.
-READY_SECONDS = 60.0
+# A bound, not an expected duration (start-up waits up to tests.support.readiness's deadline):
+# a stop is well under a second on an idle machine but several while other suites load the CPU;
+# the whole firing-to-resolved exchange takes about 3 s.
 STOP_SECONDS = 30.0
 
 
@@ -117,20 +118,6 @@ def _stop(process: subprocess.Popen[str]) -> None:
             process.wait(timeout=STOP_SECONDS)
 
 
-def _wait_ready(url: str, *, process: subprocess.Popen[str], log: Path, name: str) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{name} exited with {process.returncode} before ready:\n{_tail(log)}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"{name} was not ready in {READY_SECONDS:g} s:\n{_tail(log)}")
-
-
 def _wait_for(
     condition: Callable[[], list[dict[str, Any]] | None],
     *,
@@ -190,7 +177,7 @@ def _dragon(tmp_path: Path) -> Iterator[Dragon]:
         process = _start([str(DRAGON), "serve", "--port", str(port)], env, tmp_path, sink)
     try:
         base_url = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base_url}/readyz", process=process, log=log, name="dragon serve")
+        wait_ready_blocking(base_url, process=process, output=lambda: _tail(log))
         yield Dragon(process, base_url, admin_key, token, log)
     finally:
         _stop(process)
@@ -245,7 +232,13 @@ def _alertmanager(binary: str, tmp_path: Path, dragon: Dragon) -> Iterator[Alert
         process = _start(command, {"PATH": os.environ.get("PATH", "")}, tmp_path, sink)
     try:
         base_url = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base_url}/-/ready", process=process, log=log, name="alertmanager")
+        wait_ready_blocking(
+            base_url,
+            process=process,
+            output=lambda: _tail(log),
+            probe="/-/ready",
+            name="alertmanager",
+        )
         yield Alertmanager(process, base_url, log)
     finally:
         _stop(process)

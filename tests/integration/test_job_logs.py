@@ -35,6 +35,7 @@ from dragon.settings import Settings
 from tests.api.test_ingestion import fixture, post_github
 from tests.conftest import FakeClock
 from tests.support.local_http import serving
+from tests.support.readiness import app_ready
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "ci_logs"
 RUFF_LOG = (CORPUS / "lint_format" / "ruff_many_rules.log").read_bytes()
@@ -286,6 +287,7 @@ async def test_triage_of_a_github_webhook_reads_the_failed_jobs_log(
     )
     application = create_app(configured, clock=clock)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         services: Services = application.state.services
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:

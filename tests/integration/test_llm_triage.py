@@ -23,6 +23,7 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
 from tests.conftest import FakeClock
 from tests.support.openai_server import OpenAiServer, Step, running_openai_server
+from tests.support.readiness import app_ready
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "ci_logs"
 API_KEY = "sk-llm-key-that-must-never-appear-9f8e7d6c5b4a"
@@ -55,6 +56,7 @@ async def llm_app(
     )
     application = create_app(configured, clock=clock)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         yield application
 
 

@@ -33,6 +33,7 @@ from tests.notify_setup import (
 )
 from tests.peers import Answer, HttpPeer, running_peer
 from tests.slack_peer import FakeSlack
+from tests.support.readiness import app_ready
 
 
 @pytest.fixture
@@ -454,7 +455,8 @@ async def test_slack_threads_a_decision_without_incident_on_its_own_message(
         routes=[{"name": "default", "default": True, "channels": ["ops-slack"]}],
     )
     app = create_app(only_slack, clock=clock)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(app)
         services: Services = app.state.services
         developer = await services.auth.create_key(SYSTEM_CALLER, name="dev", role=Role.DEVELOPER)
         approver = await services.auth.create_key(SYSTEM_CALLER, name="amy", role=Role.APPROVER)

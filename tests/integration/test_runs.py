@@ -24,6 +24,7 @@ from dragon.settings import Settings
 from dragon.workers.runs import run_pass
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub, Scripted
+from tests.support.readiness import app_ready
 
 REPO = "acme/api"
 COMMENTS = rf"/repos/{REPO}/issues/7/comments"
@@ -267,6 +268,7 @@ async def test_the_setting_kill_switch_is_audited_at_start_and_stops_every_actio
 ) -> None:
     app = create_app(changed(settings, actions_enabled=False), clock=clock)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(app)
         services: Services = app.state.services
         assert await services.runs.run_due() == 0
         state = await services.actions.state()
@@ -281,6 +283,7 @@ async def test_dry_run_records_what_would_have_been_done_and_calls_nothing(
 ) -> None:
     app = create_app(changed(settings, actions_dry_run=True), clock=clock)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(app)
         services: Services = app.state.services
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
@@ -350,6 +353,7 @@ async def test_two_workers_racing_for_the_same_decisions_act_once_each(  # noqa:
     ]
     second = create_app(settings, clock=clock)
     async with LifespanManager(second, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(second)
         await asyncio.gather(
             run_pass(services), run_pass(second.state.services), run_pass(services)
         )
@@ -382,6 +386,7 @@ async def test_a_github_app_signs_an_rs256_jwt_and_caches_the_installation_token
     )
     app = create_app(app_settings, clock=clock)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(app)
         services: Services = app.state.services
         dev = await services.auth.create_key(SYSTEM_CALLER, name="dev", role=Role.DEVELOPER)
         transport = httpx.ASGITransport(app=app)

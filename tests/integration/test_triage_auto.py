@@ -22,6 +22,7 @@ from dragon.services.triage import BuiltinAnalyzer, TriageService, TriageSetting
 from dragon.settings import Settings
 from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.conftest import FakeClock, Keys
+from tests.support.readiness import app_ready
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "ci_logs"
 
@@ -315,7 +316,8 @@ async def test_the_embedded_workers_triage_a_new_incident_without_waiting_for_a_
         update={"worker_enabled": True, "worker_poll_seconds": 3600, "triage_poll_seconds": 3600}
     )
     application = create_app(running, clock=clock)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
         services: Services = application.state.services
         issued = await services.auth.create_key(SYSTEM_CALLER, name="dev", role=Role.DEVELOPER)
         keys = {"Authorization": f"Bearer {issued.secret}"}

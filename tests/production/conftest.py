@@ -27,6 +27,7 @@ from dragon.logs import configure_logging
 from dragon.settings import Settings
 from tests.conftest import FakeClock
 from tests.support.ports import free_port
+from tests.support.readiness import app_ready
 
 REDIS_URL = os.environ.get("DRAGON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -74,6 +75,7 @@ def make_app(settings: Settings, clock: FakeClock) -> AppFactory:
     async def build(**changes: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
         application = create_app(settings.model_copy(update=changes), clock=clock)
         async with LifespanManager(application, startup_timeout=30):
+            await app_ready(application)
             transport = httpx.ASGITransport(app=application, client=("203.0.113.9", 40000))
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://dragon.test"

@@ -43,18 +43,25 @@ async def wait_ready(
 
 
 def wait_ready_blocking(
-    url: str, *, process: subprocess.Popen[Any], seconds: float = READY_SECONDS
+    url: str,
+    *,
+    process: subprocess.Popen[Any],
+    seconds: float = READY_SECONDS,
+    output: Callable[[], str] = _no_output,
+    probe: str = "/readyz",
+    name: str = "dragon serve",
 ) -> None:
-    """The same for a test that runs no event loop."""
+    """The same for a test that runs no event loop; `probe` and `name` let it wait for another
+    server the test starts beside Dragon (Alertmanager's `/-/ready`)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"dragon serve exited {process.returncode} before it was ready")
+            pytest.fail(f"{name} exited {process.returncode} before it was ready:\n{output()}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
                 return
         time.sleep(POLL_SECONDS)
-    pytest.fail(f"dragon serve was not ready in {seconds:.0f} s")
+    pytest.fail(f"{name} was not ready in {seconds:.0f} s:\n{output()}")
 
 
 async def app_ready(application: Any, *, seconds: float = READY_SECONDS) -> None:
