@@ -105,6 +105,31 @@ def secret_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
     ]
 
 
+# The drivers Dragon ships, by the schemes people paste: a libpq-style `postgres://` or
+# `postgresql://` URL means asyncpg, a bare `sqlite://` means aiosqlite.
+_STORE_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def store_url(value: str) -> str:
+    """The store URL with the driver Dragon ships for its scheme; any other driver is refused
+    by name (the message never repeats the URL, which may hold a password)."""
+    scheme, separator, rest = value.partition("://")
+    driver = _STORE_DRIVERS.get(scheme.lower()) if separator else None
+    if driver is None:
+        shown = scheme if separator else "no scheme"
+        raise ValueError(
+            f"the store URL's scheme ({shown[:40]}) is not one Dragon can use: write "
+            "postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path/to/dragon.db"
+        )
+    return f"{driver}://{rest}"
+
+
 class Profile(StrEnum):
     DEV = "dev"
     PROD = "prod"
@@ -451,6 +476,11 @@ class Settings(BaseSettings):
         "*=ruff-format",
         description="fixers per repository: `pattern=fixer+fixer,...`, first match wins",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _store_url_names_a_driver_dragon_ships(cls, value: str) -> str:
+        return store_url(value)
 
     @field_validator("rate_limits")
     @classmethod

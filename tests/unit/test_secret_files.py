@@ -26,9 +26,12 @@ def test_every_secret_setting_can_come_from_a_file(
     names = secret_setting_names(Settings)
     expected = {"secret_key", "jwt_secret", "github_webhook_secret", "redis_url", "database_url"}
     assert expected <= set(names)
-    for name in names:
+    # Each file holds a value of its own; the store URL must still be a URL.
+    written = {name: f"{name}-{STRONG}" for name in names}
+    written["database_url"] = f"postgresql+asyncpg://dragon:{STRONG}@db/dragon"
+    for name, value in written.items():
         path = tmp_path / name
-        path.write_text(f"{name}-{STRONG}\n", encoding="utf-8")
+        path.write_text(f"{value}\n", encoding="utf-8")
         monkeypatch.setenv(f"DRAGON_{name.upper()}_FILE", str(path))
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -36,7 +39,7 @@ def test_every_secret_setting_can_come_from_a_file(
     for name in names:
         value = getattr(settings, name)
         plain = value if isinstance(value, str) else value.get_secret_value()
-        assert plain == f"{name}-{STRONG}"  # the trailing newline dropped
+        assert plain == written[name]  # the trailing newline dropped
 
 
 def test_a_secret_set_both_ways_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -202,6 +202,44 @@ def test_bad_environment_value_is_rejected_when_settings_are_built(
     assert rejected.value.errors()[0]["loc"] == ("port",)
 
 
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://dragon@db:5432/dragon", "postgresql+asyncpg://dragon@db:5432/dragon"),
+        ("postgres://dragon@db/dragon", "postgresql+asyncpg://dragon@db/dragon"),
+        ("postgresql+asyncpg://dragon@db/dragon", "postgresql+asyncpg://dragon@db/dragon"),
+        ("sqlite:///var/dragon.db", "sqlite+aiosqlite:///var/dragon.db"),
+        ("sqlite+aiosqlite:///var/dragon.db", "sqlite+aiosqlite:///var/dragon.db"),
+    ],
+)
+def test_a_store_url_gets_the_driver_dragon_ships(given: str, used: str) -> None:
+    assert settings(database_url=given).database_url == used
+
+
+def test_a_postgres_url_without_a_driver_runs_deliveries_on_procrastinate() -> None:
+    built = settings(database_url="postgres://dragon@db/dragon")
+
+    assert built.uses_procrastinate()
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql+psycopg2://dragon:hunter2-password@db/dragon",
+        "mysql://dragon:hunter2-password@db/dragon",
+        "dragon:hunter2-password@db/dragon",
+    ],
+)
+def test_a_store_url_with_another_driver_is_refused_without_repeating_it(given: str) -> None:
+    with pytest.raises(ValidationError) as rejected:
+        settings(database_url=given)
+
+    error = rejected.value.errors()[0]
+    assert error["loc"] == ("database_url",)
+    assert "postgresql+asyncpg://" in error["msg"]
+    assert "hunter2" not in error["msg"]
+
+
 # The real command
 
 
