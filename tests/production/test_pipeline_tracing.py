@@ -7,7 +7,7 @@ carry the trace id. With tracing off, nothing of it is stored or sent."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -34,12 +34,6 @@ from tests.support.otlp_receiver import (
 )
 
 __all__ = ["collector"]  # the receiver fixture, shared with the request-span tests
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 @pytest.fixture
