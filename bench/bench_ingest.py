@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import json
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from github_bodies import workflow_run_failure
 from processes import (
     DRAGON,
     ROOT,
@@ -64,19 +64,8 @@ end
 
 
 def delivery_body(workdir: Path) -> tuple[Path, str]:
-    """The published workflow_run failure example, padded to about 10 KB."""
-    fixture = ROOT / "tests" / "fixtures" / "github" / "workflow_run.completed.failure.json"
-    payload = json.loads(fixture.read_text())
-    # Vendors' payloads vary in size; drop URL templates until the body is about 10 KB.
-    run = payload["workflow_run"]
-    for owner in (payload["repository"], run["head_repository"], run["repository"]):
-        for key in [k for k in owner if k.endswith("_url")]:
-            if len(json.dumps(payload)) > BODY_BYTES:
-                owner.pop(key)
-    body = json.dumps(payload).encode()
-    if len(body) < BODY_BYTES:
-        payload["workflow_run"]["display_title"] = "x" * (BODY_BYTES - len(body))
-        body = json.dumps(payload).encode()
+    """The published workflow_run failure example, about 10 KB, in a file; its signature."""
+    body = workflow_run_failure(BODY_BYTES)
     path = workdir / "body.json"
     path.write_bytes(body)
     return path, hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()

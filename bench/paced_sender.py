@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from github_bodies import workflow_run_failure
+
 RUN_MARK = "987654321012"  # replaced per delivery by 1 + eleven digits: same width, valid JSON
 BRANCH_MARK = "bench-e2e-0000000000"
 SHA_MARK = "e2e0" * 10  # forty hex-ish characters, a commit of its own per delivery
@@ -28,22 +28,15 @@ MAX_CONNECTIONS = 512
 def delivery_template(*, body_bytes: int = 10 * 1024) -> bytes:
     """The published workflow_run failure example, about `body_bytes` long, with markers
     where each delivery puts its own run id and branch."""
-    fixture = ROOT / "tests" / "fixtures" / "github" / "workflow_run.completed.failure.json"
-    payload = json.loads(fixture.read_text())
-    run = payload["workflow_run"]
-    run["id"] = int(RUN_MARK)
-    run["head_branch"] = BRANCH_MARK
-    run["head_sha"] = SHA_MARK
-    run["head_commit"]["id"] = SHA_MARK
-    for owner in (payload["repository"], run["head_repository"], run["repository"]):
-        for key in [k for k in owner if k.endswith("_url")]:
-            if len(json.dumps(payload)) > body_bytes:
-                owner.pop(key)
-    body = json.dumps(payload)
-    if len(body) < body_bytes:
-        run["display_title"] = "x" * (body_bytes - len(body))
-        body = json.dumps(payload)
-    return body.encode()
+
+    def mark(payload: dict[str, Any]) -> None:
+        run = payload["workflow_run"]
+        run["id"] = int(RUN_MARK)
+        run["head_branch"] = BRANCH_MARK
+        run["head_sha"] = SHA_MARK
+        run["head_commit"]["id"] = SHA_MARK
+
+    return workflow_run_failure(body_bytes, edit=mark)
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """Shared fixtures: a real, migrated database per test (SQLite by default, PostgreSQL when
-DRAGON_DATABASE_URL names one), a controllable clock, the app, and keys for each role."""
+DRAGON_DATABASE_URL names one), a controllable clock, the app, keys for each role, and a fake
+GitHub API for the tests that act on GitHub."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
 from dragon.store.migrate import upgrade
 from dragon.store.tables import metadata
+from tests.fake_github import FakeGitHub
 from tests.support.readiness import app_ready
 
 # Which tests the PostgreSQL pass runs, and the guards that keep that honest.
@@ -210,3 +212,11 @@ async def keys(services: Services) -> Keys:
         issued = await services.auth.create_key(SYSTEM_CALLER, name=name, role=role)
         made[name] = issued.secret
     return Keys(**made)
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    """GitHub's REST API, faked on a loopback port for one test (a module that needs another
+    GitHub peer, or one per module, defines its own `github`)."""
+    with FakeGitHub() as server:
+        yield server

@@ -4,8 +4,6 @@ and answers (errors included) carry the same envelope, correlation id and securi
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 
@@ -17,7 +15,6 @@ import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC
@@ -25,10 +22,11 @@ from dragon.api.routes.webhooks import WebhookFastPath
 from dragon.app import create_app
 from dragon.services.container import Services
 from dragon.settings import Settings
-from dragon.store.database import Database
+from dragon.store.tables import deliveries
 from tests.api.test_ingestion import fixture, github_headers
-from tests.conftest import POSTGRES_URL, FakeClock
+from tests.conftest import FakeClock
 from tests.support.readiness import app_ready
+from tests.support.store_locks import table_locked
 
 SOURCES = ("github", "gitlab", "jenkins", "alertmanager")
 
@@ -174,27 +172,6 @@ async def test_other_methods_on_a_receiver_still_get_the_apps_answer(
     assert response.json()["code"] == "method_not_allowed"
 
 
-@contextlib.asynccontextmanager
-async def inbox_locked(database: Database) -> AsyncIterator[None]:
-    """Another session holds the deliveries table (PostgreSQL) or the whole file (SQLite), so
-    the inbox's insert waits behind it."""
-    if POSTGRES_URL:
-        async with database.writer.connect() as connection:
-            await connection.execute(sa.text("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE"))
-            yield
-            await connection.rollback()
-        return
-    path = make_url(database.url).database
-    assert path
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-
-
 async def test_a_delivery_whose_store_waits_past_the_deadline_is_a_503_at_the_deadline(
     settings: Settings, clock: FakeClock
 ) -> None:
@@ -207,7 +184,7 @@ async def test_a_delivery_whose_store_waits_past_the_deadline_is_a_503_at_the_de
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
             with structlog.testing.capture_logs() as logged:
-                async with inbox_locked(application.state.database):
+                async with table_locked(application.state.database, deliveries):
                     started = time.perf_counter()
                     cut = await http.post("/webhooks/github", content=body, headers=headers)
                     waited = time.perf_counter() - started

@@ -63,12 +63,6 @@ async def key_for(role: str, env: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys[name]}"}
 
 
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
 async def test_kill_9_of_the_worker_running_an_action_leaves_it_done_once_by_the_other(
     database_url: str,
     tmp_path: Path,

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from tests.fake_github import FakeGitHub
@@ -23,7 +22,11 @@ from tests.integration.test_ingest_processes import (
     signed,
     workflow_run_failure,
 )
-from tests.support.openai_server import OpenAiServer, Step, running_openai_server
+from tests.support.openai_server import (
+    RERUN_FAILED_JOBS,
+    OpenAiServer,
+    running_openai_server,
+)
 from tests.support.otlp_receiver import TRACE_ID, TRACEPARENT, Collector, collector, exported, only
 
 pytestmark = pytest.mark.one_pass(
@@ -34,24 +37,8 @@ __all__ = ["collector"]
 
 
 @pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
 async def openai() -> AsyncIterator[OpenAiServer]:
-    async with running_openai_server() as running:
-        running.default = Step(
-            content=orjson.dumps(
-                {
-                    "classification": "flaky_infrastructure",
-                    "action": "rerun_failed_jobs",
-                    "confidence": 0.9,
-                    "rationale": "the runner lost its network",
-                }
-            ).decode()
-        )
+    async with running_openai_server(default=RERUN_FAILED_JOBS) as running:
         yield running
 
 

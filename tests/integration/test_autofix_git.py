@@ -4,7 +4,6 @@ the remote), the real formatter (ruff), and the GitHub stand-in for the pull req
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,6 @@ def remote(tmp_path: Path) -> Path:
     git("commit", "--quiet", "-m", "initial", cwd=work)
     git("push", "--quiet", "origin", "main", cwd=work)
     return root
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 @pytest.fixture

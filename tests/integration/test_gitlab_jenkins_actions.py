@@ -268,15 +268,18 @@ def step_log(saved: Saved) -> RunStepLog:
     return RunStepLog(clock=FakeClock(), save=saved)
 
 
+def gitlab_actions(http: httpx.AsyncClient, *, token: str = GITLAB_TOKEN) -> GitLabActions:
+    """Dragon's GitLab actions over `http`, behind a breaker of their own."""
+    client = GitLabClient(http, token=token, breaker=CircuitBreaker("gl", clock=FakeClock()))
+    return GitLabActions(client, token=token)
+
+
 async def test_gitlab_retries_a_pipeline_once_even_when_asked_again_after_a_lost_answer(
     vendor: tuple[Vendor, str],
 ) -> None:
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
-            token=GITLAB_TOKEN,
-        )
+        actions = gitlab_actions(http)
         saved = Saved()
         result = await actions.retry(request({"pipeline_id": 88}), step_log(saved))
         assert result["url"].endswith("/acme/platform/api/-/pipelines/88")
@@ -292,10 +295,7 @@ async def test_gitlab_takes_triages_numeric_project_id_and_pipeline_id_strings(
 ) -> None:
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
-            token=GITLAB_TOKEN,
-        )
+        actions = gitlab_actions(http)
         params = {"project_id": "4711", "pipeline_id": "88", "repo": "acme/platform/api"}
         await actions.retry(request(params), step_log(Saved()))
     assert state.calls["POST /api/v4/projects/4711/pipelines/88/retry"] == 1
@@ -306,10 +306,7 @@ async def test_gitlab_retries_a_job_and_never_twice_when_the_first_answer_was_lo
 ) -> None:
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
-            token=GITLAB_TOKEN,
-        )
+        actions = gitlab_actions(http)
         result = await actions.retry(request({"job_id": 7}), step_log(Saved()))
         assert result["job_id"] == 1007
         with pytest.raises(ActionFailed) as lost:
@@ -325,10 +322,7 @@ async def test_gitlab_opens_one_merge_request_and_comments_once(
 ) -> None:
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
-            token=GITLAB_TOKEN,
-        )
+        actions = gitlab_actions(http)
         params = {"source_branch": "dragon/fix-inc_1", "title": "Dragon fix"}
         first = await actions.open_merge_request(request(params), step_log(Saved()))
         second = await actions.open_merge_request(request(params), step_log(Saved()))
@@ -355,10 +349,7 @@ async def test_gitlab_opens_a_new_merge_request_when_the_earlier_one_was_closed(
         {"iid": 1, "source_branch": "dragon/fix-inc_1", "state": "closed", "web_url": "old"}
     )
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
-            token=GITLAB_TOKEN,
-        )
+        actions = gitlab_actions(http)
         made = await actions.open_merge_request(
             request({"source_branch": "dragon/fix-inc_1"}), step_log(Saved())
         )
@@ -370,10 +361,7 @@ async def test_gitlab_comments_on_a_commit_once(vendor: tuple[Vendor, str]) -> N
     state, url = vendor
     sha = "0b4bc9a49b562e85de7cc9e834518ea6828729b9"
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        actions = GitLabActions(
-            GitLabClient(http, token=GITLAB_TOKEN, breaker=CircuitBreaker("gl", clock=FakeClock())),
-            token=GITLAB_TOKEN,
-        )
+        actions = gitlab_actions(http)
         note = {"commit_sha": sha, "body": "this commit broke the build"}
         first = await actions.comment(request(note), step_log(Saved()))
         again = await actions.comment(request(note), step_log(Saved()))
@@ -391,9 +379,8 @@ async def test_gitlab_refusal_fails_with_gitlabs_message_and_5xx_is_retryable(
 ) -> None:
     state, url = vendor
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        client = GitLabClient(http, token="wrong", breaker=CircuitBreaker("gl", clock=FakeClock()))
         with pytest.raises(ActionFailed) as refused:
-            await GitLabActions(client, token="wrong").retry(
+            await gitlab_actions(http, token="wrong").retry(
                 request({"pipeline_id": 1}), step_log(Saved())
             )
         state.fail_next.append(503)

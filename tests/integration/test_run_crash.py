@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,6 @@ from tests.fake_github import FakeGitHub
 from tests.integration.test_runs import COMMENTS, REPO, propose
 
 DRAGON = Path(sys.executable).parent / "dragon"
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 def worker_env(database_url: str, github: FakeGitHub) -> dict[str, str]:

@@ -4,7 +4,6 @@ real store (SQLite, or PostgreSQL when DRAGON_DATABASE_URL names one)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,12 +27,6 @@ from tests.support.readiness import app_ready
 
 REPO = "acme/api"
 COMMENTS = rf"/repos/{REPO}/issues/7/comments"
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 def changed(settings: Settings, **update: Any) -> Settings:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from dragon.domain.enums import RunStatus
 from dragon.domain.ports import Page, RunQuery
@@ -19,12 +17,6 @@ from tests.conftest import Keys
 from tests.fake_github import FakeGitHub
 from tests.integration.test_run_crash import eventually, start_worker, worker_env
 from tests.integration.test_runs import COMMENTS, REPO, propose
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 async def test_sigterm_during_a_run_lets_it_finish_and_the_worker_exits_0(  # noqa: PLR0917

@@ -5,45 +5,22 @@ connection pool answers 503 after a short wait; slow queries are logged with the
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from dragon.store.database import Database
+from dragon.store.tables import incidents
 from tests.conftest import POSTGRES_URL, Keys
 from tests.production.conftest import AppFactory
+from tests.support.store_locks import table_locked
 
 INCIDENT = {"title": "disk full on db-1", "severity": "SEV3"}
-
-
-@contextlib.asynccontextmanager
-async def incidents_locked(database: Database) -> AsyncIterator[None]:
-    """Another session holds the incidents table (PostgreSQL) or the whole file (SQLite), so a
-    write waits behind it."""
-    if POSTGRES_URL:
-        async with database.writer.connect() as connection:
-            await connection.execute(sa.text("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE"))
-            yield
-            await connection.rollback()
-        return
-    path = make_url(database.url).database
-    assert path
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
 
 async def test_a_request_past_its_deadline_is_a_503_and_stores_nothing(
@@ -52,7 +29,7 @@ async def test_a_request_past_its_deadline_is_a_503_and_stores_nothing(
     async with make_app(request_timeout_seconds=0.5) as (app, http):
         database: Database = app.state.database
         with structlog.testing.capture_logs() as logged:
-            async with incidents_locked(database):
+            async with table_locked(database, incidents):
                 started = time.perf_counter()
                 cut = await http.post(
                     "/api/v1/incidents", json=INCIDENT, headers=keys.of("developer")

@@ -7,7 +7,7 @@ carry the trace id. With tracing off, nothing of it is stored or sent."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -23,7 +23,11 @@ from tests.api.test_ingestion import fixture, github_headers
 from tests.conftest import Keys
 from tests.fake_github import FakeGitHub
 from tests.production.conftest import AppFactory
-from tests.support.openai_server import OpenAiServer, Step, running_openai_server
+from tests.support.openai_server import (
+    RERUN_FAILED_JOBS,
+    OpenAiServer,
+    running_openai_server,
+)
 from tests.support.otlp_receiver import (
     TRACE_ID,
     TRACEPARENT,
@@ -37,25 +41,8 @@ __all__ = ["collector"]  # the receiver fixture, shared with the request-span te
 
 
 @pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
 async def openai() -> AsyncIterator[OpenAiServer]:
-    async with running_openai_server() as running:
-        # The model finds the runner lost its network: rerun the failed jobs.
-        running.default = Step(
-            content=json.dumps(
-                {
-                    "classification": "flaky_infrastructure",
-                    "action": "rerun_failed_jobs",
-                    "confidence": 0.9,
-                    "rationale": "the runner lost its network",
-                }
-            )
-        )
+    async with running_openai_server(default=RERUN_FAILED_JOBS) as running:
         yield running
 
 

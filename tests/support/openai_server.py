@@ -73,9 +73,23 @@ class OpenAiServer:
         )
 
 
+# The model finds the runner lost its network: rerun the failed jobs.
+RERUN_FAILED_JOBS = Step(
+    content=json.dumps(
+        {
+            "classification": "flaky_infrastructure",
+            "action": "rerun_failed_jobs",
+            "confidence": 0.9,
+            "rationale": "the runner lost its network",
+        }
+    )
+)
+
+
 @contextlib.asynccontextmanager
-async def running_openai_server() -> AsyncIterator[OpenAiServer]:
-    fake = OpenAiServer()
+async def running_openai_server(*, default: Step | None = None) -> AsyncIterator[OpenAiServer]:
+    """The server on a free port; `default` answers every request the script does not."""
+    fake = OpenAiServer() if default is None else OpenAiServer(default=default)
     async with serving(fake.app()) as base:
         fake.url = f"{base}/v1"
         yield fake

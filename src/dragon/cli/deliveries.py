@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from dragon.cli.context import CLI_CALLER, out, with_services
+from dragon.cli.context import CLI_CALLER, with_services
+from dragon.cli.retry_queues import TriedRow, print_tried, send_back
 from dragon.domain.enums import DeliveryStatus
 from dragon.domain.ports import DeliveryQuery, Page
 
@@ -26,20 +25,20 @@ def deliveries_list(
     rows, _ = with_services(
         lambda s: s.ingest.find(DeliveryQuery(status=status, page=Page(limit=limit)))
     )
-    table = Table("source", "event", "status", "attempts", "received", "last error")
-    # Ids are copied into `deliveries retry`, so they never wrap.
-    table.add_column("id", no_wrap=True)
-    for d in rows:
-        table.add_row(
-            d.source,
-            escape(d.event_type),
-            d.status.value,
-            str(d.attempts),
-            f"{d.received_at:%Y-%m-%d %H:%M:%S}",
-            escape((d.last_error or "-")[:60]),
-            d.id,
-        )
-    out.print(table)
+    print_tried(
+        ("source", "event", "received"),
+        (
+            TriedRow(
+                what=(d.source, d.event_type),
+                status=d.status.value,
+                attempts=d.attempts,
+                at=d.received_at,
+                last_error=d.last_error,
+                id=d.id,
+            )
+            for d in rows
+        ),
+    )
 
 
 @deliveries_cli.command("retry")
@@ -47,5 +46,4 @@ def deliveries_retry(
     delivery_id: Annotated[str, typer.Argument(help="a dead delivery's id")],
 ) -> None:
     """Send a dead delivery back to the worker with its attempts reset (audited)."""
-    with_services(lambda s: s.ingest.retry(CLI_CALLER, delivery_id))
-    out.print(f"{escape(delivery_id)} is pending again")
+    send_back(delivery_id, lambda s: s.ingest.retry(CLI_CALLER, delivery_id))

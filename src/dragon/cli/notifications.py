@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from dragon.cli.context import CLI_CALLER, out, with_services
+from dragon.cli.context import CLI_CALLER, with_services
+from dragon.cli.retry_queues import TriedRow, print_tried, send_back
 from dragon.domain.enums import NotificationStatus
 from dragon.domain.ports import NotificationQuery, Page
 
@@ -27,19 +26,20 @@ def notifications_list(
     rows, _ = with_services(
         lambda s: s.notifications.find(NotificationQuery(status=status, page=Page(limit=limit)))
     )
-    table = Table("event", "channel", "status", "attempts", "created", "last error")
-    table.add_column("id", no_wrap=True)
-    for n in rows:
-        table.add_row(
-            escape(n.event),
-            escape(n.channel),
-            n.status.value,
-            str(n.attempts),
-            f"{n.created_at:%Y-%m-%d %H:%M:%S}",
-            escape((n.last_error or "-")[:60]),
-            n.id,
-        )
-    out.print(table)
+    print_tried(
+        ("event", "channel", "created"),
+        (
+            TriedRow(
+                what=(n.event, n.channel),
+                status=n.status.value,
+                attempts=n.attempts,
+                at=n.created_at,
+                last_error=n.last_error,
+                id=n.id,
+            )
+            for n in rows
+        ),
+    )
 
 
 @notifications_cli.command("retry")
@@ -47,5 +47,4 @@ def notifications_retry(
     notification_id: Annotated[str, typer.Argument(help="a failed notification's id")],
 ) -> None:
     """Send a failed notification again with its attempts reset (audited)."""
-    with_services(lambda s: s.notifications.retry(CLI_CALLER, notification_id))
-    out.print(f"{escape(notification_id)} is pending again")
+    send_back(notification_id, lambda s: s.notifications.retry(CLI_CALLER, notification_id))

@@ -97,20 +97,15 @@ class SqlSignalRepository(SessionRepository):
         self, incident_ids: Collection[str], *, limit: int
     ) -> dict[str, list[Signal]]:
         entity: Any = Signal
-        ranked = (
-            sa.select(
-                signals.c.id,
-                sa.func.row_number()
-                .over(partition_by=signals.c.incident_id, order_by=signals.c.id.desc())
-                .label("rank"),
-            )
-            .where(signals.c.incident_id.in_(list(incident_ids)))
-            .subquery()
+        newest = _newest(
+            signals.c.id,
+            group=signals.c.incident_id,
+            where=signals.c.incident_id.in_(list(incident_ids)),
+            keep=limit,
         )
         stmt = (
             sa.select(Signal)
-            .join(ranked, ranked.c.id == entity.id)
-            .where(ranked.c.rank <= limit)
+            .join(newest, newest.c.ranked_id == entity.id)
             .order_by(entity.id.desc())
         )
         found: dict[str, list[Signal]] = {i: [] for i in incident_ids}
@@ -137,15 +132,13 @@ _LOCK_IN_ORDER = sa.text(
 )
 
 
-def _newest(group: Any, where: Any, *, keep: int) -> Any:
-    """The ids (`ranked_id`) of the newest `keep` incidents of each `group` value among those
-    `where` selects."""
+def _newest(id_column: Any, *, group: Any, where: Any, keep: int) -> Any:
+    """The ids (`ranked_id`) of the newest `keep` rows of each `group` value among those
+    `where` selects, in one window pass: ids are time-ordered, so the highest is the newest."""
     ranked = (
         sa.select(
-            incidents.c.id.label("ranked_id"),
-            sa.func.row_number()
-            .over(partition_by=group, order_by=incidents.c.id.desc())
-            .label("rank"),
+            id_column.label("ranked_id"),
+            sa.func.row_number().over(partition_by=group, order_by=id_column.desc()).label("rank"),
         )
         .where(where)
         .subquery()
@@ -191,8 +184,9 @@ class SqlCorrelationRepository(SessionRepository):
             self._open.update({str(i.fingerprint): i for i in await self.session.scalars(stmt)})
             self._resolved = dict.fromkeys(fingerprints)
             newest = _newest(
-                incidents.c.fingerprint,
-                sa.and_(
+                incidents.c.id,
+                group=incidents.c.fingerprint,
+                where=sa.and_(
                     incidents.c.fingerprint.in_(fingerprints),
                     incidents.c.status == IncidentStatus.RESOLVED.value,
                 ),
@@ -206,7 +200,10 @@ class SqlCorrelationRepository(SessionRepository):
             self._by_commit = {sha: [] for sha in commit_shas}
             # One more than incidents_with_commit returns: it leaves one out.
             newest = _newest(
-                incidents.c.commit_sha, incidents.c.commit_sha.in_(commit_shas), keep=21
+                incidents.c.id,
+                group=incidents.c.commit_sha,
+                where=incidents.c.commit_sha.in_(commit_shas),
+                keep=21,
             )
             stmt = (
                 sa.select(Incident)
