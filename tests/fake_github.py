@@ -186,11 +186,18 @@ class _Handler(BaseHTTPRequestHandler):
             return 201, made
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/pulls", path):
             pulls = state.pulls.setdefault(m[1], [])
+            owner = m[1].split("/")[0]
             if method == "GET":
+                # GitHub's filters: `head` as owner:branch, `state` open (its default),
+                # closed or all.
                 head = query.get("head", [""])[0]
-                owner = m[1].split("/")[0]
-                return 200, [p for p in pulls if f"{owner}:{p['head']['ref']}" == head]
-            if any(p["head"]["ref"] == body["head"] for p in pulls):
+                wanted = query.get("state", ["open"])[0]
+                return 200, [
+                    p
+                    for p in pulls
+                    if f"{owner}:{p['head']['ref']}" == head and wanted in ("all", p["state"])
+                ]
+            if any(p["head"]["ref"] == body["head"] and p["state"] == "open" for p in pulls):
                 return 422, {
                     "message": "Validation Failed",
                     "errors": [{"message": "A pull request already exists"}],
@@ -198,6 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
             number = len(pulls) + 1
             made = {
                 "number": number,
+                "state": "open",
                 "html_url": f"https://github.com/{m[1]}/pull/{number}",
                 "head": {"ref": body["head"]},
                 "base": {"ref": body["base"]},

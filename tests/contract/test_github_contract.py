@@ -164,7 +164,7 @@ async def test_every_call_of_the_github_client_is_valid_under_githubs_openapi_de
         await client.comment_on_commit(
             "acme/api", "6dcb09b5b57875f334f61aebed695e2e4193db5e", "Dragon: this broke CI"
         )
-        await client.pulls_from("acme/api", head="acme:dragon/fix-inc_1")
+        await client.open_pulls_from("acme/api", head="acme:dragon/fix-inc_1")
         await client.open_pull(
             "acme/api",
             title="Dragon autofix",
@@ -202,7 +202,7 @@ def test_the_contract_lists_every_call_the_client_can_make() -> None:
         "comment_on_issue",
         "commit_comments",
         "comment_on_commit",
-        "pulls_from",
+        "open_pulls_from",
         "open_pull",
         "git_token",
     }

@@ -146,6 +146,31 @@ async def test_autofix_retried_after_the_push_reuses_the_branch_and_opens_one_pu
     assert len(github.state.pulls[REPO]) == 1
 
 
+async def test_autofix_reuses_an_open_pull_request_but_not_one_a_person_closed(
+    client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub
+) -> None:
+    inc = await incident(client, keys)
+    first = await propose(client, keys, action="open_autofix_pr", params={}, inc=inc)
+    await run_pass(services)
+    again = await propose(client, keys, action="open_autofix_pr", params={}, inc=inc)
+    await run_pass(services)
+    (opened,) = github.state.pulls[REPO]
+    assert (await run_of(client, keys, again["id"]))["result"]["reused"] is True
+
+    opened["state"] = "closed"  # turned down on GitHub
+    later = await propose(client, keys, action="open_autofix_pr", params={}, inc=inc)
+    await run_pass(services)
+
+    run = await run_of(client, keys, later["id"])
+    assert run["status"] == "succeeded", run
+    assert [p["state"] for p in github.state.pulls[REPO]] == ["closed", "open"]
+    assert run["result"]["pull_request_url"] == github.state.pulls[REPO][1]["html_url"]
+    assert "reused" not in run["result"]
+    assert (await run_of(client, keys, first["id"]))["result"]["pull_request_url"] == opened[
+        "html_url"
+    ]
+
+
 async def test_autofix_that_changes_nothing_fails_without_pushing(
     client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub, remote: Path
 ) -> None:

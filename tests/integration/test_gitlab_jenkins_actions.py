@@ -259,13 +259,17 @@ def request(params: dict[str, Any], *, checkpoint: dict[str, Any] | None = None)
 class Saved:
     def __init__(self) -> None:
         self.checkpoint: dict[str, Any] = {}
+        self.fences = 0
 
     async def __call__(self, data: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         self.checkpoint.update(data)
 
+    async def fence(self) -> None:
+        self.fences += 1
+
 
 def step_log(saved: Saved) -> RunStepLog:
-    return RunStepLog(clock=FakeClock(), save=saved)
+    return RunStepLog(clock=FakeClock(), save=saved, fence=saved.fence)
 
 
 def gitlab_actions(http: httpx.AsyncClient, *, token: str = GITLAB_TOKEN) -> GitLabActions:
@@ -350,11 +354,13 @@ async def test_gitlab_opens_a_new_merge_request_when_the_earlier_one_was_closed(
     )
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         actions = gitlab_actions(http)
+        saved = Saved()
         made = await actions.open_merge_request(
-            request({"source_branch": "dragon/fix-inc_1"}), step_log(Saved())
+            request({"source_branch": "dragon/fix-inc_1"}), step_log(saved)
         )
     assert "reused" not in made
     assert [mr["state"] for mr in state.merge_requests] == ["closed", "opened"]
+    assert saved.fences == 1  # the lease was checked before the merge request was made
 
 
 async def test_gitlab_comments_on_a_commit_once(vendor: tuple[Vendor, str]) -> None:

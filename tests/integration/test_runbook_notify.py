@@ -194,8 +194,8 @@ async def test_a_notify_step_called_again_after_a_crash_queues_nothing_new(  # n
         policy_version=None,
         policy_rule=None,
     )
-    first = await step(request, RunStepLog(clock=clock, save=None))
+    first = await step(request, RunStepLog(clock=clock, save=None, fence=None))
     # The worker died before it recorded the step as done: the next attempt calls it again.
-    again = await step(request, RunStepLog(clock=clock, save=None))
+    again = await step(request, RunStepLog(clock=clock, save=None, fence=None))
     assert again == {"event_id": first["event_id"], "reused": True}
     assert await outbox_rows(database_url) == [("runbook.notify", decision["id"])]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from dragon.app import create_app
 from dragon.domain.enums import Role
 from dragon.domain.ports import AuditQuery
+from dragon.integrations.github_api import GitHubClient
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM_CALLER
 from dragon.settings import Settings
@@ -453,3 +454,40 @@ async def test_a_comment_on_a_commit_is_posted_once_across_a_retry(
     (comment,) = github.state.comments[f"{REPO}#commits/{sha}"]
     assert comment["body"].startswith("this broke CI")
     assert run["idempotency_key"] in comment["body"]
+
+
+async def test_a_worker_that_stalls_past_its_lease_does_not_act_after_the_takeover(  # noqa: PLR0917 - fixtures
+    settings: Settings,
+    clock: FakeClock,
+    github: FakeGitHub,
+    client: httpx.AsyncClient,
+    keys: Keys,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decision = await propose(client, keys)
+    second = create_app(settings, clock=clock)
+    looked_up = GitHubClient.issue_comments
+    stalled = False
+
+    async def look_then_stall(self: GitHubClient, repo: str, number: int) -> list[dict[str, Any]]:
+        # The first worker has looked for an earlier comment and found none; it stalls
+        # there past its lease, and another worker takes the run over and comments.
+        nonlocal stalled
+        found = await looked_up(self, repo, number)
+        if not stalled:
+            stalled = True
+            clock.advance(seconds=301)
+            assert await second.state.services.runs.run_due() == 1
+        return found
+
+    monkeypatch.setattr(GitHubClient, "issue_comments", look_then_stall)
+    async with LifespanManager(second, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(second)
+        await run_pass(services)
+
+    assert github.state.count("POST", COMMENTS) == 1
+    run = await run_of(client, keys, decision["id"])
+    assert (run["status"], run["attempts"]) == ("succeeded", 2)
+    assert [s["step"] for s in run["log"]][-2:] == ["comment", "finished"]
+    assert await decision_status(client, keys, decision["id"]) == "succeeded"

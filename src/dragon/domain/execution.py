@@ -159,6 +159,12 @@ class StepLog(Protocol):
         later attempt finds it in `ActionRequest.checkpoint`."""
         ...
 
+    async def fence(self) -> None:
+        """Fail with `run_lease_lost` if this attempt no longer holds its run: called right
+        before a call that changes something, so a worker that stalled past its lease (and
+        whose run another worker took over) does not act as well."""
+        ...
+
 
 class ActionHandler(Protocol):
     """Carries out one action. Must be safe to call again after a crash: it looks for what an

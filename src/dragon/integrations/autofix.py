@@ -101,6 +101,7 @@ async def push_fix(fix: Autofix, remote: GitRemote, *, decision_id: str, log: St
                 f"{names} changed nothing on {fix.repo}@{fix.base}", code="autofix_no_change"
             )
         sha = await ws.commit_all_tracked(f"Dragon autofix: {names}\n\nDecision {decision_id}")
+        await log.fence()
         await ws.push(fix.branch)
         log.step("push", "ok", detail=f"{fix.branch} at {sha[:12]}", files=changed)
 

@@ -92,6 +92,7 @@ class GitHubActions:
             if marker(request) in str(comment.get("body", "")):
                 log.step("comment", "reused", detail="an earlier attempt already commented")
                 return {"comment_url": str(comment.get("html_url") or ""), "reused": True}
+        await log.fence()
         if number is not None:
             made = await self._client.comment_on_issue(repo, number, body)
         else:
@@ -106,7 +107,7 @@ class GitHubActions:
 
     async def _existing_pull(self, repo: str, branch: str) -> dict[str, Any] | None:
         owner, _ = split_repo(repo)
-        pulls = await self._client.pulls_from(repo, head=f"{owner}:{branch}")
+        pulls = await self._client.open_pulls_from(repo, head=f"{owner}:{branch}")
         return pulls[0] if pulls else None
 
     async def _open_pull(
@@ -121,6 +122,7 @@ class GitHubActions:
         summary: str,
         draft: bool,
     ) -> dict[str, Any]:
+        await log.fence()
         made = await self._client.open_pull(
             repo,
             title=title,
@@ -137,7 +139,7 @@ class GitHubActions:
         fix = plan_autofix(request, repo=_repo(request), rules=self._settings.fixers)
         existing = await self._existing_pull(fix.repo, fix.branch)
         if existing is not None:
-            log.step("pull_request", "reused", detail=f"{existing.get('html_url')} exists")
+            log.step("pull_request", "reused", detail=f"{existing.get('html_url')} is open")
             url = existing.get("html_url")
             return {"pull_request_url": url, "branch": fix.branch, "reused": True}
         remote = self._remote(fix.repo, await self._client.git_token())
@@ -163,7 +165,7 @@ class GitHubActions:
         branch = f"dragon/revert-{sha[:12]}"
         existing = await self._existing_pull(repo, branch)
         if existing is not None:
-            log.step("pull_request", "reused", detail=f"{existing.get('html_url')} exists")
+            log.step("pull_request", "reused", detail=f"{existing.get('html_url')} is open")
             return {"pull_request_url": existing.get("html_url"), "branch": branch, "reused": True}
         async with workspace(self._remote(repo, await self._client.git_token())) as ws:
             await ws.clone(base, depth=None)
@@ -171,6 +173,7 @@ class GitHubActions:
                 log.step("push", "reused", detail=f"{branch} was pushed by an earlier attempt")
             else:
                 await ws.revert(sha)
+                await log.fence()
                 await ws.push(branch)
                 log.step("push", "ok", detail=f"{branch} reverts {sha[:12]}")
         return await self._open_pull(

@@ -173,10 +173,11 @@ class GitHubClient:
         )
         return made
 
-    async def pulls_from(self, repo: str, *, head: str) -> list[dict[str, Any]]:
-        """Pull requests (any state) whose head is `owner:branch`."""
+    async def open_pulls_from(self, repo: str, *, head: str) -> list[dict[str, Any]]:
+        """Open pull requests whose head is `owner:branch` (a closed one was turned down, or
+        merged: it does not stand for a fix still on offer)."""
         found: list[dict[str, Any]] = await self._call(
-            "GET", f"{self._repo(repo)}/pulls", params={"head": head, "state": "all"}
+            "GET", f"{self._repo(repo)}/pulls", params={"head": head, "state": "open"}
         )
         return found
 

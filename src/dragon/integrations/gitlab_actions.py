@@ -127,6 +127,7 @@ class GitLabActions:
                 user=GIT_USER,
             )
             await push_fix(push, remote, decision_id=request.decision_id, log=log)
+        await log.fence()
         made = await self._client.create_merge_request(
             project,
             source=source,
@@ -202,6 +203,7 @@ class GitLabActions:
             if marker(request) in said:
                 log.step("comment", "reused", detail="an earlier attempt already commented")
                 return {"note_id": note.get("id"), "reused": True}
+        await log.fence()
         if iid is not None:
             made = await self._client.add_note(project, iid, body)
             log.step("comment", "ok", detail=f"note {made.get('id')} on !{iid}")

@@ -31,6 +31,7 @@ class HttpStep:
             raise ActionFailed("http_call needs an http(s) url", code="action_params_invalid")
         body = request.params.get("body")
         headers = {"Idempotency-Key": request.idempotency_key}
+        await log.fence()
         response = await send(
             self._http,
             self._breakers.breaker(self.BREAKER),

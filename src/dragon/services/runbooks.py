@@ -142,6 +142,9 @@ class _StepLog:
         self._saved[self._id] = {**self._saved.get(self._id, {}), **data}
         await self._log.checkpoint(steps=self._saved)
 
+    async def fence(self) -> None:
+        await self._log.fence()
+
 
 class RunbookHandler:
     """The `run_runbook` action: each step through the handler of its action."""

@@ -69,9 +69,10 @@ class ExecutionSettings:
 class RunStepLog:
     """A handler's step log; checkpoints are committed at once through `save`."""
 
-    def __init__(self, *, clock: Clock, save: Any) -> None:
+    def __init__(self, *, clock: Clock, save: Any, fence: Any) -> None:
         self._clock = clock
         self._save = save
+        self._fence = fence
         self._steps: list[dict[str, Any]] = []
 
     def step(self, step: str, status: str, *, detail: str = "", **data: Any) -> None:
@@ -82,6 +83,15 @@ class RunStepLog:
 
     async def checkpoint(self, **data: Any) -> None:
         await self._save(data, self.steps())
+
+    async def fence(self) -> None:
+        await self._fence()
+
+
+def held_or_lost(run: Run, lease: datetime) -> None:
+    """Raise `run_lease_lost` unless the attempt that took `lease` still holds `run`."""
+    if run.status is not RunStatus.RUNNING or run.lease_expires_at != lease:
+        raise ActionFailed("another worker took this run over", code="run_lease_lost")
 
 
 async def load_run(uow: UnitOfWork, run_id: str, *, for_update: bool = False) -> Run:
@@ -303,7 +313,11 @@ class RunService:
     async def _execute(
         self, run_id: str, *, lease: datetime, dry_run: bool, request: ActionRequest
     ) -> None:
-        steps = RunStepLog(clock=self._clock, save=self._checkpoint_saver(run_id, lease))
+        steps = RunStepLog(
+            clock=self._clock,
+            save=self._checkpoint_saver(run_id, lease),
+            fence=self._lease_fence(run_id, lease),
+        )
         result: dict[str, Any] | None = None
         failure: ActionFailed | None = None
         try:
@@ -341,12 +355,18 @@ class RunService:
         steps.step("dry_run", "skipped", detail="dry-run mode: nothing was changed", would=would)
         return {"dry_run": True, "would": would}
 
+    def _lease_fence(self, run_id: str, lease: datetime) -> Any:
+        async def fence() -> None:
+            async with self._uow() as uow:
+                held_or_lost(await load_run(uow, run_id), lease)
+
+        return fence
+
     def _checkpoint_saver(self, run_id: str, lease: datetime) -> Any:
         async def save(data: dict[str, Any], steps: list[dict[str, Any]]) -> None:
             async with self._uow() as uow:
                 run = await load_run(uow, run_id, for_update=True)
-                if run.status is not RunStatus.RUNNING or run.lease_expires_at != lease:
-                    raise ActionFailed("another worker took this run over", code="run_lease_lost")
+                held_or_lost(run, lease)
                 checkpoint = {**run.result.get("checkpoint", {}), **data}
                 run.result = {**run.result, "checkpoint": checkpoint}
                 run.updated_at = self._clock()
