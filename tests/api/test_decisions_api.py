@@ -57,6 +57,22 @@ async def verdict(
     )
 
 
+async def runnable(
+    client: httpx.AsyncClient, keys: Keys, *, justification: str, **body: Any
+) -> dict[str, Any]:
+    """A decision the developer proposes and, where the policy wants an approval, the approver
+    approves: what a worker may run. Returns the decision as proposed."""
+    response = await propose(client, keys, **body)
+    assert response.status_code == 201, response.text
+    decision: dict[str, Any] = response.json()
+    if decision["status"] == "pending_approval":
+        approved = await verdict(
+            client, keys, decision["id"], "approver", justification=justification
+        )
+        assert approved.json()["status"] == "approved", approved.text
+    return decision
+
+
 async def read(client: httpx.AsyncClient, keys: Keys, decision_id: str) -> dict[str, Any]:
     response = await client.get(f"/api/v1/decisions/{decision_id}", headers=keys.of("viewer"))
     assert response.status_code == 200, response.text

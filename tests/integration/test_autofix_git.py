@@ -13,6 +13,7 @@ import pytest
 from dragon.services.container import Services
 from dragon.settings import Settings
 from dragon.workers.runs import run_pass
+from tests.api.test_decisions_api import runnable
 from tests.conftest import Keys
 from tests.fake_github import FakeGitHub, Scripted
 from tests.integration.test_runs import changed, run_of
@@ -33,24 +34,32 @@ def git(*args: str, cwd: Path) -> str:
     ).stdout
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    """remotes/acme/api.git with one commit on main: a badly formatted module, a well formatted
-    one and a README."""
+def seeded_remote(tmp_path: Path, repo: str, files: dict[str, str]) -> Path:
+    """remotes/<repo>.git under `tmp_path` with one commit on main holding `files`; returns
+    the remotes folder."""
     root = tmp_path / "remotes"
-    bare = root / "acme" / "api.git"
+    bare = root / f"{repo}.git"
     bare.mkdir(parents=True)
     git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp_path)
     work = tmp_path / "work"
     git("clone", "--quiet", str(bare), str(work), cwd=tmp_path)
     git("checkout", "--quiet", "-b", "main", cwd=work)
-    (work / "app.py").write_text(UGLY)
-    (work / "fine.py").write_text(ALREADY_FINE)
-    (work / "README.md").write_text("# api\n\nnot   python\n")
+    for name, text in files.items():
+        (work / name).write_text(text)
     git("add", ".", cwd=work)
     git("commit", "--quiet", "-m", "initial", cwd=work)
     git("push", "--quiet", "origin", "main", cwd=work)
     return root
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """acme/api with a badly formatted module, a well formatted one and a README."""
+    return seeded_remote(
+        tmp_path,
+        "acme/api",
+        {"app.py": UGLY, "fine.py": ALREADY_FINE, "README.md": "# api\n\nnot   python\n"},
+    )
 
 
 @pytest.fixture
@@ -77,22 +86,16 @@ async def incident(client: httpx.AsyncClient, keys: Keys) -> str:
 async def propose(
     client: httpx.AsyncClient, keys: Keys, *, action: str, params: dict[str, Any], inc: str
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/decisions",
-        json={"action": action, "title": action, "incident_id": inc, "params": params},
-        headers=keys.of("developer"),
-    )
-    assert response.status_code == 201, response.text
-    decision: dict[str, Any] = response.json()
     # On main the default policy wants one approval (medium risk).
-    if decision["status"] == "pending_approval":
-        approved = await client.post(
-            f"/api/v1/decisions/{decision['id']}/approve",
-            json={"justification": "the fix is mechanical"},
-            headers=keys.of("approver"),
-        )
-        assert approved.json()["status"] == "approved"
-    return decision
+    return await runnable(
+        client,
+        keys,
+        justification="the fix is mechanical",
+        action=action,
+        title=action,
+        incident_id=inc,
+        params=params,
+    )
 
 
 async def test_autofix_pushes_a_branch_with_only_the_formatted_file_and_opens_a_draft(

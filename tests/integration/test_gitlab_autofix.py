@@ -14,8 +14,9 @@ import pytest
 from dragon.services.container import Services
 from dragon.settings import Settings
 from dragon.workers.runs import run_pass
+from tests.api.test_decisions_api import runnable
 from tests.conftest import FakeClock, Keys
-from tests.integration.test_autofix_git import PRETTY, UGLY, git
+from tests.integration.test_autofix_git import PRETTY, UGLY, git, seeded_remote
 from tests.integration.test_gitlab_jenkins_actions import GITLAB_TOKEN, Vendor, vendor
 from tests.integration.test_runs import changed, run_of
 
@@ -26,21 +27,10 @@ MRS = "/api/v4/projects/acme%2Fplatform%2Fapi/merge_requests"
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    """remotes/acme/platform/api.git with one commit on main: a badly formatted module and a
-    README."""
-    root = tmp_path / "remotes"
-    bare = root / "acme" / "platform" / "api.git"
-    bare.mkdir(parents=True)
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp_path)
-    work = tmp_path / "work"
-    git("clone", "--quiet", str(bare), str(work), cwd=tmp_path)
-    git("checkout", "--quiet", "-b", "main", cwd=work)
-    (work / "app.py").write_text(UGLY)
-    (work / "README.md").write_text("# api\n\nnot   python\n")
-    git("add", ".", cwd=work)
-    git("commit", "--quiet", "-m", "initial", cwd=work)
-    git("push", "--quiet", "origin", "main", cwd=work)
-    return root
+    """acme/platform/api with a badly formatted module and a README."""
+    return seeded_remote(
+        tmp_path, PROJECT, {"app.py": UGLY, "README.md": "# api\n\nnot   python\n"}
+    )
 
 
 @pytest.fixture
@@ -70,27 +60,17 @@ async def gitlab_autofix(client: httpx.AsyncClient, keys: Keys) -> tuple[str, di
     )
     assert made.status_code == 201, made.text
     inc: str = made.json()["id"]
-    response = await client.post(
-        "/api/v1/decisions",
-        json={
-            "action": "open_autofix_pr",
-            "title": "format it",
-            "incident_id": inc,
-            "source": "gitlab",
-            "repo": PROJECT,
-            "branch": "main",
-        },
-        headers=keys.of("developer"),
+    decision = await runnable(
+        client,
+        keys,
+        justification="the fix is mechanical",
+        action="open_autofix_pr",
+        title="format it",
+        incident_id=inc,
+        source="gitlab",
+        repo=PROJECT,
+        branch="main",
     )
-    assert response.status_code == 201, response.text
-    decision: dict[str, Any] = response.json()
-    if decision["status"] == "pending_approval":
-        approved = await client.post(
-            f"/api/v1/decisions/{decision['id']}/approve",
-            json={"justification": "the fix is mechanical"},
-            headers=keys.of("approver"),
-        )
-        assert approved.json()["status"] == "approved"
     return inc, decision
 
 

@@ -66,6 +66,25 @@ async def eventually(check: Any, *, within: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def signal_once_commented(
+    worker: asyncio.subprocess.Process, github: FakeGitHub, signum: int
+) -> int:
+    """Sends `signum` to `worker` once GitHub has its comment (the run in the middle of its
+    call); returns its exit code. A worker still running when this ends is killed."""
+    try:
+
+        async def posted() -> bool:
+            return github.state.count("POST", COMMENTS) == 1
+
+        await eventually(posted, within=60, what="the worker's comment")
+        worker.send_signal(signum)
+        return await asyncio.wait_for(worker.wait(), timeout=30)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+
+
 async def test_a_worker_killed_mid_run_leaves_the_action_done_once_after_restart(  # noqa: PLR0917
     client: httpx.AsyncClient,
     keys: Keys,
@@ -80,18 +99,7 @@ async def test_a_worker_killed_mid_run_leaves_the_action_done_once_after_restart
     # GitHub takes the comment at once but answers only after 20 s: the worker dies waiting.
     github.state.stall[f"POST {COMMENTS}"] = 20.0
     first = await start_worker(env, log)
-    try:
-
-        async def posted() -> bool:
-            return github.state.count("POST", COMMENTS) == 1
-
-        await eventually(posted, within=60, what="the worker's comment")
-        first.send_signal(signal.SIGKILL)
-        assert await first.wait() == -signal.SIGKILL
-    finally:
-        if first.returncode is None:
-            first.kill()
-            await first.wait()
+    assert await signal_once_commented(first, github, signal.SIGKILL) == -signal.SIGKILL
 
     (run,) = (await services.runs.find(RunQuery(page=Page(limit=5))))[0]
     assert run.status is RunStatus.RUNNING  # it died holding the run

@@ -13,6 +13,7 @@ import pytest
 from dragon.services.container import Services
 from dragon.settings import Settings
 from dragon.workers.runs import run_pass
+from tests.api.test_decisions_api import runnable
 from tests.conftest import Keys
 from tests.integration.test_gitlab_jenkins_actions import (
     GITLAB_TOKEN,
@@ -45,27 +46,16 @@ def settings(settings: Settings, vendor: tuple[Vendor, str]) -> Settings:
 async def decided(
     client: httpx.AsyncClient, keys: Keys, *, source: str, action: str, params: dict[str, Any]
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/decisions",
-        json={
-            "action": action,
-            "title": f"{action} on {source}",
-            "source": source,
-            "repo": PROJECT,
-            "params": params,
-        },
-        headers=keys.of("developer"),
+    return await runnable(
+        client,
+        keys,
+        justification="go ahead",
+        action=action,
+        title=f"{action} on {source}",
+        source=source,
+        repo=PROJECT,
+        params=params,
     )
-    assert response.status_code == 201, response.text
-    decision: dict[str, Any] = response.json()
-    if decision["status"] == "pending_approval":
-        approved = await client.post(
-            f"/api/v1/decisions/{decision['id']}/approve",
-            json={"justification": "go ahead"},
-            headers=keys.of("approver"),
-        )
-        assert approved.json()["status"] == "approved", approved.text
-    return decision
 
 
 async def test_gitlab_retries_a_pipeline_and_a_job_through_the_worker(

@@ -4,7 +4,6 @@ lease, then exits 0; nothing is left for another worker to recover."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from dragon.domain.ports import Page, RunQuery
 from dragon.services.container import Services
 from tests.conftest import Keys
 from tests.fake_github import FakeGitHub
-from tests.integration.test_run_crash import eventually, start_worker, worker_env
+from tests.integration.test_run_crash import signal_once_commented, start_worker, worker_env
 from tests.integration.test_runs import COMMENTS, REPO, propose
 
 
@@ -32,18 +31,7 @@ async def test_sigterm_during_a_run_lets_it_finish_and_the_worker_exits_0(  # no
     log = tmp_path / "worker.log"
     github.state.stall[f"POST {COMMENTS}"] = 3.0
     worker = await start_worker(env, log)
-    try:
-
-        async def posted() -> bool:
-            return github.state.count("POST", COMMENTS) == 1
-
-        await eventually(posted, within=60, what="the worker's comment")
-        worker.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(worker.wait(), timeout=30)
-    finally:
-        if worker.returncode is None:
-            worker.kill()
-            await worker.wait()
+    code = await signal_once_commented(worker, github, signal.SIGTERM)
 
     assert code == 0, log.read_text()[-2000:]
     (run,) = (await services.runs.find(RunQuery(page=Page(limit=5))))[0]

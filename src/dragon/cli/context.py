@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dragon.app import build_services
 from dragon.domain.clock import system_clock
 from dragon.domain.errors import DragonError
 from dragon.logs import configure_logging
@@ -20,6 +19,7 @@ from dragon.services.context import SYSTEM, Caller
 from dragon.settings import SecretFileError, Settings
 from dragon.store.database import connect
 from dragon.vault import VaultError
+from dragon.wiring.services import build_services
 
 T = TypeVar("T")
 # Output is read by scripts and editors as much as by people: lines are never wrapped (a

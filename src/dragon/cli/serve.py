@@ -8,74 +8,36 @@ import asyncio
 import os
 import signal
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
-from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from dragon.app import create_app
 from dragon.cli.context import err, load_settings
 from dragon.settings import Profile
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 GAVE_UP = 4
 GAVE_UP_MESSAGE = "[red]Dragon gave up starting: the store stayed unusable (see the log).[/red]"
 WORKER_HEALTHCHECK_SECONDS = 120
 
-_served: list[FastAPI] = []
+# The apps this process serves (their factories, in dragon.cli.served_app, add them).
+served_apps: list[FastAPI] = []
 _servers: list[uvicorn.Server] = []
 
 
-def app_factory() -> FastAPI:
-    """Used by uvicorn in one process (also with --reload): settings from the environment."""
-    app = create_app(load_settings())
-    app.state.give_up = _stop_serving
-    _served.append(app)
-    return app
-
-
-def supervised_app_factory() -> FastAPI:
-    """Used by each server process of `dragon serve --workers N`: one whose start-up gives up
-    tells the supervisor (its parent), which stops them all and exits 4."""
-    app = create_app(load_settings())
-    app.state.give_up = _tell_supervisor
-    _end_streams_on_shutdown_signal(app)
-    return app
-
-
-def _end_streams_on_shutdown_signal(app: FastAPI) -> None:
-    """What `_DrainingServer` does in one process, for a server process the supervisor runs:
-    uvicorn has installed its shutdown handler by the time it builds the app (and puts the one
-    before back after), so the end of the live streams is chained after it."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        shutdown = signal.getsignal(signum)
-        if not callable(shutdown):  # not under uvicorn's handler: nothing to chain to
-            continue
-
-        def chained(sig: int, frame: FrameType | None, shutdown: Any = shutdown) -> None:
-            shutdown(sig, frame)
-            loop.call_soon_threadsafe(app.state.services.live.close)
-
-        signal.signal(signum, chained)
-
-
-def _stop_serving() -> None:
+def stop_serving() -> None:
     """Start-up gave up (the store stayed unusable): shut the server down, then exit 4."""
     for server in _servers:
         server.should_exit = True
 
 
-def _tell_supervisor() -> None:
-    """The parent of a server process is `_Supervisor`, which takes SIGUSR1 to mean this (and
-    uvicorn's own supervisor would only log it)."""
-    os.kill(os.getppid(), signal.SIGUSR1)
-
-
 def _startup_failed() -> bool:
-    return any(getattr(app.state, "startup_failed", False) for app in _served)
+    return any(getattr(app.state, "startup_failed", False) for app in served_apps)
 
 
 class _DrainingServer(uvicorn.Server):
@@ -88,7 +50,7 @@ class _DrainingServer(uvicorn.Server):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        for app in _served:
+        for app in served_apps:
             loop.call_soon_threadsafe(app.state.services.live.close)
 
 
@@ -151,12 +113,12 @@ def serve(
         "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }
     if reload:
-        uvicorn.run("dragon.cli.serve:app_factory", reload=True, **options)
+        uvicorn.run("dragon.cli.served_app:app_factory", reload=True, **options)
         return
     if workers > 1:
         _supervise(workers=workers, options=options)
         return
-    server = _DrainingServer(uvicorn.Config("dragon.cli.serve:app_factory", **options))
+    server = _DrainingServer(uvicorn.Config("dragon.cli.served_app:app_factory", **options))
     _servers.append(server)
     server.run()
     if not server.started:
@@ -168,7 +130,9 @@ def serve(
 
 def _supervise(*, workers: int, options: dict[str, Any]) -> None:
     """`workers` server processes on one socket, each draining on SIGTERM as uvicorn does."""
-    config = uvicorn.Config("dragon.cli.serve:supervised_app_factory", workers=workers, **options)
+    config = uvicorn.Config(
+        "dragon.cli.served_app:supervised_app_factory", workers=workers, **options
+    )
     supervisor = _Supervisor(config, sockets=[config.bind_socket()])
     supervisor.run()
     if supervisor.gave_up:

@@ -10,11 +10,12 @@ import signal
 import typer
 from rich.markup import escape
 
-from dragon.app import build_services, delivery_worker
 from dragon.cli.context import CLI_CALLER, err, load_settings
 from dragon.domain.clock import system_clock
 from dragon.store.database import connect
+from dragon.wiring.ingest import delivery_worker
 from dragon.wiring.lifecycle import wait_for_store
+from dragon.wiring.services import build_services
 from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing, stop_tracing
 from dragon.workers.notifications import run_notification_worker

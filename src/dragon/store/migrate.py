@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -26,7 +27,9 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest revision this code knows; read once a process (it loads every revision)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

@@ -7,9 +7,9 @@ import contextlib
 import gc
 import sys
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import structlog
-from fastapi import FastAPI
 
 from dragon.domain.errors import DragonError
 from dragon.services.auth import IssuedKey
@@ -27,6 +27,10 @@ from dragon.workers.runs import run_action_worker
 from dragon.workers.stopping import drain
 from dragon.workers.sweeper import run_expiry_sweeps
 from dragon.workers.triage import run_triage_worker
+
+if TYPE_CHECKING:
+    # Annotations only: `dragon worker` runs no ASGI app and needs no FastAPI.
+    from fastapi import FastAPI
 
 log = structlog.get_logger("dragon")
 

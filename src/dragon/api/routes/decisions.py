@@ -50,7 +50,9 @@ def _proposal(body: DecisionCreate, title: str) -> Proposal:
     )
 
 
-async def _propose(svc: Services, who: Caller, proposal: Proposal) -> Response:
+async def propose_and_answer(svc: Services, who: Caller, proposal: Proposal) -> Response:
+    """Proposes `proposal` and answers 201 with the decision and its Location (the legacy
+    action routes answer the same way)."""
     decision = await svc.decisions.propose(who, proposal)
     return json_response(
         DecisionOut.of(decision, []),
@@ -67,7 +69,7 @@ async def propose_decision(
 ) -> Response:
     """Propose an action. The active policy decides at once: auto-approved, pending approval
     (with how many approvals from which roles), or denied."""
-    return await _propose(svc, who, _proposal(body, body.title))
+    return await propose_and_answer(svc, who, _proposal(body, body.title))
 
 
 @router.get("/api/v1/decisions", response_model=DecisionPage)
@@ -142,7 +144,7 @@ async def legacy_propose_decision(
     svc: Annotated[Services, Depends(services)],
 ) -> Response:
     """Alias of `POST /api/v1/decisions` for the original system's clients; `title` optional."""
-    return await _propose(svc, who, _proposal(body, body.title or body.action))
+    return await propose_and_answer(svc, who, _proposal(body, body.title or body.action))
 
 
 @router.post(

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from dragon.api.access import GuardedRoute, caller, services
 from dragon.api.rate_limits import rate_limit
-from dragon.api.responses import json_response
+from dragon.api.routes.decisions import propose_and_answer
 from dragon.api.schemas import Branch, DecisionOut, Name, Request, Sha, Text, Title
 from dragon.services.container import Services
 from dragon.services.context import Caller
@@ -86,15 +86,6 @@ class AutofixPrIn(Request):
     description: Text = ""
 
 
-async def _propose(svc: Services, who: Caller, proposal: Proposal) -> Response:
-    decision = await svc.decisions.propose(who, proposal)
-    return json_response(
-        DecisionOut.of(decision, []),
-        status_code=201,
-        headers={"Location": f"/api/v1/decisions/{decision.id}"},
-    )
-
-
 def _autofix(
     *,
     route: str,
@@ -134,7 +125,7 @@ async def legacy_generate(
     params: dict[str, Any] = {"paths": [body.file_path]} if body.file_path else {}
     if body.log:
         params["log_excerpt"] = body.log[-4000:]
-    return await _propose(
+    return await propose_and_answer(
         svc,
         who,
         _autofix(
@@ -178,7 +169,7 @@ async def legacy_pull_request(
             rationale=body.description,
             params={"paths": [body.file_path]} if body.file_path else {},
         )
-    return await _propose(svc, who, proposal)
+    return await propose_and_answer(svc, who, proposal)
 
 
 @router.post("/api/create-autofix-pr", status_code=201, response_model=DecisionOut)
@@ -190,7 +181,7 @@ async def legacy_create_autofix_pr(
     """Proposes an autofix pull request for one file. `repo` must be `owner/name`, `branch` a
     valid branch name and `file_path` relative, inside the repository; otherwise 422 names
     the field."""
-    return await _propose(
+    return await propose_and_answer(
         svc,
         who,
         _autofix(
