@@ -72,6 +72,13 @@ class DeliveryProcessor:
         due = self._clock() - overdue
         return await self._settle(lambda uow: uow.deliveries.claim_due(now=due, limit=batch))
 
+    async def await_scheduled(self) -> None:
+        """Before a job engine's job reads the inbox: wait for the transactions that left
+        their deliveries to it, so it sees them (docs/decisions/0022)."""
+        async with self._uow() as uow:
+            await uow.deliveries.await_scheduled()
+            await uow.commit()
+
     async def run_batch(self, delivery_ids: Sequence[str]) -> int:
         """Process the named deliveries (a job engine's unit of work) that are still pending
         and due; ones settled meanwhile, held by another worker or not yet due are skipped,

@@ -32,6 +32,10 @@ class SqlDeliveryRepository(SessionRepository):
         if self._jobs is not None and delivery_ids:
             await self._jobs.defer(await self.session.connection(), list(delivery_ids))
 
+    async def await_scheduled(self) -> None:
+        if self._jobs is not None:
+            await self._jobs.await_deferring(await self.session.connection())
+
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
 
@@ -360,21 +364,52 @@ class GroupCommitInbox:
         return [None if d.id in new_ids else existing[(d.source, d.delivery_key)] for d in batch]
 
 
+# The advisory lock (two-key form: apart from the one-key fingerprint and run locks) that
+# orders a delivery job after every transaction that left its deliveries to that job.
+_DEFERRING_LOCK = (0x44524147, 22)
+
+
 @dataclass(frozen=True)
 class JobQueue:
-    """Where the inbox enqueues processing on PostgreSQL: one procrastinate job per stored
-    batch, deferred by procrastinate's own SQL function inside the batch's transaction, so a
-    delivery is committed if and only if its job is (docs/decisions/0011)."""
+    """Where the inbox enqueues processing on PostgreSQL: a procrastinate job inserted in
+    the transaction that stores the deliveries, so a delivery is committed if and only if a
+    job that will see it is (docs/decisions/0011, 0022).
+
+    At most one job waits at a time: the job's queueing lock is its task's name, and a
+    transaction that finds one waiting adds none (`ON CONFLICT DO NOTHING` on procrastinate's
+    unique index of waiting jobs' queueing locks). The waiting job processes whatever is due
+    when it runs, so it covers them, provided it runs after they commit: each deferring
+    transaction holds `_DEFERRING_LOCK` shared from its insert to its commit, and a job
+    takes it exclusively (`await_deferring`) before it reads the inbox. A transaction that
+    found the job waiting had taken the lock before the job was fetched, so the job waits
+    for it; one that comes after the fetch finds no waiting job and inserts the next."""
 
     queue: str
     task: str
 
     async def defer(self, conn: AsyncConnection, delivery_ids: list[str]) -> None:
+        # The lock first (the insert reads from it), then procrastinate's own insert, as
+        # procrastinate_defer_jobs_v1 does it; its triggers record the job and notify the
+        # workers only when a job is really inserted.
         await conn.exec_driver_sql(
-            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW($1::varchar, $2::varchar, 0, "
-            "NULL::text, NULL::text, $3::text::jsonb, NULL::timestamptz)"
-            "::procrastinate_job_to_defer_v1])",
-            (self.queue, self.task, orjson.dumps({"delivery_ids": delivery_ids}).decode()),
+            "WITH deferring AS (SELECT pg_advisory_xact_lock_shared($1::int, $2::int)) "
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
+            "SELECT $3::varchar, $4::varchar, $4::varchar, $5::text::jsonb FROM deferring "
+            "ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING",
+            (
+                *_DEFERRING_LOCK,
+                self.queue,
+                self.task,
+                orjson.dumps({"delivery_ids": delivery_ids}).decode(),
+            ),
+        )
+
+    @staticmethod
+    async def await_deferring(conn: AsyncConnection) -> None:
+        """Wait for every transaction still deferring onto a waiting job; the caller commits
+        at once (the lock is held until then and every accept waits behind it)."""
+        await conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock($1::int, $2::int)", _DEFERRING_LOCK
         )
 
 

@@ -1,13 +1,14 @@
 """Delivery processing on procrastinate, the PostgreSQL job engine (docs/decisions/0011).
 
-The inbox stays the source of truth. Each batch the inbox stores is deferred as one
-`process_deliveries` job in the same transaction (store.inbox.JobQueue), so a committed
-delivery always has a job and a rolled-back one never does. A job only names delivery ids;
+The inbox stays the source of truth. A batch the inbox stores is deferred as a
+`process_deliveries` job in the same transaction (store.inbox.JobQueue), or left to the job
+already waiting (one waits at a time, docs/decisions/0022), so a committed delivery always has
+a job that will see it and a rolled-back one never does. A job only names delivery ids;
 the processor claims those still pending (SKIP LOCKED) and settles them idempotently, so a job
 run twice, or after another worker got there first, changes nothing. A periodic sweep covers
 what a job cannot: retries that came due, and deliveries whose job was lost or whose worker
-died mid-batch (their transaction rolled back, so they are pending again); it also hands the
-stalled jobs of dead workers back to procrastinate.
+died mid-batch (their transaction rolled back, so they are pending again); it also closes the
+stalled jobs of dead workers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from procrastinate import App, PsycopgConnector, RetryStrategy
+from procrastinate import App, PsycopgConnector
+from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
 from dragon.services.container import Services
@@ -66,9 +68,15 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
 
     drain = _Drain()
 
-    @app.task(name=PROCESS_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=10))
+    # Not retried by procrastinate: one job waits at a time (its queueing lock, see
+    # store.inbox.JobQueue), so a retry could collide with the next one; what a failed job
+    # left pending is taken by the next job or, once overdue, by the sweep.
+    @app.task(name=PROCESS_TASK, queue=QUEUE)
     async def process_deliveries(delivery_ids: list[str]) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
+        # Deliveries committed with this job's insert, or left to it while it waited, are
+        # all visible once the transactions still leaving theirs to it have ended.
+        await services.processor.await_scheduled()
         if drain.busy:
             # This process is draining already: it passes once more before it stops, and
             # that pass takes these deliveries (they were committed with this job).
@@ -106,9 +114,12 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
         while await services.processor.run_due(batch=SWEEP_BATCH, overdue=SWEEP_OVERDUE) > 0:
             services.triage.nudge()
+        # A stalled job is closed, not retried: the passes above took (or, not due yet,
+        # will take) what it left pending, and a retried job could collide with the one
+        # waiting under the same queueing lock.
         for job in await app.job_manager.get_stalled_jobs(queue=QUEUE):
             log.warning("delivery_job_stalled", job_id=job.id, task=job.task_name)
-            await app.job_manager.retry_job(job)
+            await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
 
     return app
 
