@@ -278,8 +278,10 @@ class TriageService:
         decided: list[Decision] = []
         async with self._uow() as uow:
             held = await uow.triages.hold([a.incident.id for a in analyzed], token=token, now=now)
-            # Read once for the batch; each proposal below finds its incident loaded.
-            await uow.incidents.get_many(held)
+            # Read once for the batch; each proposal below finds its incident loaded. Kept
+            # referenced: the session's identity map holds its objects weakly, so a result
+            # dropped here would be collected and every proposal would read its row again.
+            loaded = await uow.incidents.get_many(held)
             policy = await self._decisions.policy_in(uow) if held else None
             for one in analyzed:
                 if one.incident.id not in held:
@@ -309,6 +311,7 @@ class TriageService:
                 {str(d.incident_id): d.id for d in decided}, token=token, now=now
             )
             await uow.commit()
+            del loaded
         stored = [a for a in analyzed if a.incident.id in held]
         for decision, one in zip(decided, stored, strict=True):
             traced = {"trace_id": one.trace_id} if one.trace_id else {}
