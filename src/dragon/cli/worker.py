@@ -10,7 +10,7 @@ import signal
 import typer
 from rich.markup import escape
 
-from dragon.app import build_services, delivery_worker
+from dragon.app import build_services, delivery_worker, triage_backstop
 from dragon.cli.context import CLI_CALLER, err, load_settings
 from dragon.domain.clock import system_clock
 from dragon.store.database import connect
@@ -73,7 +73,10 @@ def worker() -> None:
             cooperative.append(
                 asyncio.create_task(
                     run_triage_worker(
-                        services, poll_seconds=settings.triage_poll_seconds, stopping=stopping
+                        services,
+                        poll_seconds=settings.triage_poll_seconds,
+                        stopping=stopping,
+                        waited=triage_backstop(settings, services),
                     )
                 )
             )

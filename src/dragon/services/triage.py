@@ -137,15 +137,16 @@ class TriageService:
         for close in self._closers:
             await close()
 
-    async def run_pending(self) -> int:
-        """One pass: triage the incidents waiting for it; returns how many were settled.
+    async def run_pending(self, *, waited: timedelta = timedelta(0)) -> int:
+        """One pass: triage the incidents waiting for it (for at least `waited`); returns
+        how many were settled.
 
         Workers read the same oldest waiting incidents, so the one that claims them second
         gets none of them: it reads again, and finds the ones after them."""
         for _ in range(CLAIM_TRIES):
             async with self._uow(write=False) as uow:
                 waiting = await uow.triages.pending(
-                    now=self._clock(),
+                    now=self._clock() - waited,
                     limit=self._settings.batch,
                     max_attempts=self._settings.max_attempts,
                 )
@@ -155,6 +156,22 @@ class TriageService:
             if decided is not None:
                 return len(decided)
         return 0
+
+    @property
+    def calls_out(self) -> bool:
+        """Whether triage waits on other services (an LLM, a CI system's job logs); if not,
+        it is CPU work of a few milliseconds per incident."""
+        return self._logs is not None or not isinstance(self._analyzer, BuiltinAnalyzer)
+
+    async def run_for(self, incident_ids: Sequence[str]) -> int:
+        """Triage these incidents now, in batches, those still waiting for it (one triaged
+        or claimed elsewhere is skipped by the claim); returns how many were decided."""
+        waiting = list(dict.fromkeys(incident_ids))
+        size = self._settings.batch
+        decided = 0
+        for start in range(0, len(waiting), size):
+            decided += len(await self._triage_batch(waiting[start : start + size]) or ())
+        return decided
 
     async def triage(self, incident_id: str) -> Decision | None:
         """Claim, analyze, propose. None if another worker holds the incident or it failed

@@ -24,6 +24,7 @@ from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
 from dragon.services.container import Services
+from dragon.services.processing import Settled
 from dragon.store.inbox import JobQueue
 
 log = structlog.get_logger("dragon.worker")
@@ -33,6 +34,11 @@ SWEEP_TASK = "dragon.sweep_deliveries"
 DELIVERY_JOBS = JobQueue(queue=QUEUE, task=PROCESS_TASK)
 SWEEP_BATCH = 200
 JOB_BATCH = 100
+# How long one job keeps passing over the inbox while deliveries keep coming; then it ends
+# and the job waiting behind it (if any batch was stored meanwhile) goes on.
+DRAIN_AT_MOST_SECONDS = 5.0
+# Between passes that were not full: short beside the end-to-end budget of a second.
+JOB_LINGER_SECONDS = 0.05
 SWEEP_OVERDUE = timedelta(seconds=10)
 # Acceptance first when the worker shares a server process (see workers.deliveries).
 LULL_SECONDS = 0.25
@@ -58,8 +64,11 @@ def conninfo(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App:
-    """The procrastinate app whose tasks run Dragon's delivery processing."""
+def job_app(
+    services: Services, *, database_url: str, pool_size: int = 4, triage: bool = True
+) -> App:
+    """The procrastinate app whose tasks run Dragon's delivery processing (and, with
+    `triage`, the triage of what it opened when that is cheap)."""
     app = App(
         connector=PsycopgConnector(
             conninfo=conninfo(database_url), min_size=1, max_size=max(2, pool_size)
@@ -67,6 +76,21 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
     )
 
     drain = _Drain()
+    # Triage of the incidents a pass opened runs right after it, in the same job, when it
+    # is CPU work alone: no polling, no claim of its own to find them, and the next pass
+    # gathers what arrived meanwhile. An analyzer or log source that calls out would hold
+    # processing up, so then the triage worker does it, woken at once.
+    triage_inline = triage and not services.triage.calls_out
+
+    async def triage_after(settled: Settled) -> None:
+        if not (triage_inline and settled.incident_ids):
+            services.triage.nudge()
+            return
+        try:
+            await services.triage.run_for(settled.incident_ids)
+        except Exception as exc:  # noqa: BLE001 - the triage worker takes them up instead
+            log.warning("delivery_job_triage_failed", error_type=type(exc).__name__)
+            services.triage.nudge()
 
     # Not retried by procrastinate: one job waits at a time (its queueing lock, see
     # store.inbox.JobQueue), so a retry could collide with the next one; what a failed job
@@ -85,18 +109,27 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
             return
         drain.busy = True
         settled = 0
+        started = time.monotonic()
         try:
             # Whatever is due, its own deliveries among them, in batches as large as the
-            # backlog (up to JOB_BATCH): under load a pass's fixed costs (its transaction,
-            # the audit chain's head) serve many deliveries.
+            # backlog (up to JOB_BATCH), pass after pass while deliveries keep coming (up
+            # to DRAIN_AT_MOST_SECONDS): the batches stored meanwhile are left to the job
+            # waiting behind this one, so one job's fixed costs (procrastinate's fetch and
+            # finish, the wait above) serve many passes, and a pass's (its transaction,
+            # the audit chain's head) many deliveries.
             while True:
                 drain.again = False
-                done = await services.processor.run_due(batch=JOB_BATCH)
-                if done:
-                    settled += done
-                    services.triage.nudge()  # incidents it opened are triaged at once
-                if done < JOB_BATCH and not drain.again:
+                done = await services.processor.settle_due(batch=JOB_BATCH)
+                if done.count:
+                    settled += done.count
+                    await triage_after(done)
+                if drain.again or done.count == JOB_BATCH:
+                    continue
+                if not done.count or time.monotonic() - started > DRAIN_AT_MOST_SECONDS:
                     break
+                # A pass that was not full: let the next gather a few more (at 100/s a
+                # pass right after another would take one or two, at a pass's full cost).
+                await asyncio.sleep(JOB_LINGER_SECONDS)
         finally:
             drain.busy = False
         # Its own that were not due yet, or held by a worker that rolled back meanwhile.
