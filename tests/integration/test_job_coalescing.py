@@ -129,13 +129,22 @@ async def test_a_delivery_left_to_the_waiting_job_is_processed_by_it_though_comm
             await asyncio.gather(worker, return_exceptions=True)
 
 
-async def test_a_batch_stored_while_no_job_waits_defers_the_next_one(
+async def test_the_inbox_defers_a_job_only_when_none_is_waiting(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    accepted = await post_github(
-        client, fixture("github", "workflow_run.completed.failure"), "workflow_run"
-    )
-    first_id = accepted.json()["delivery_id"]
+    async def accept(run_id: int) -> str:
+        payload = fixture("github", "workflow_run.completed.failure")
+        payload["workflow_run"]["id"] = run_id
+        response = await post_github(client, payload, "workflow_run")
+        assert response.status_code == 202
+        return str(response.json()["delivery_id"])
+
+    first_id = await accept(7001)
+    jobs = await rows(engine, JOBS)
+    assert [(j[0], args_of(j)) for j in jobs] == [("todo", {"delivery_ids": [first_id]})]
+    await accept(7002)  # left to the waiting job
+    assert len(await rows(engine, JOBS)) == 1
+
     # The waiting job was fetched by a worker (it is running): the next batch needs its own.
     async with engine.begin() as connection:
         await connection.execute(
@@ -144,8 +153,18 @@ async def test_a_batch_stored_while_no_job_waits_defers_the_next_one(
                 "WHERE task_name = 'dragon.process_deliveries'"
             )
         )
-    async with engine.begin() as held:
-        second_id = await store_second_delivery(held, first_id)
+    third_id = await accept(7003)
     jobs = await rows(engine, JOBS)
-    assert [status for status, _ in jobs] == ["doing", "todo"]
-    assert args_of(jobs[1]) == {"delivery_ids": [second_id]}
+    assert [(j[0], args_of(j)) for j in jobs] == [
+        ("doing", {"delivery_ids": [first_id]}),
+        ("todo", {"delivery_ids": [third_id]}),
+    ]
+    # A redelivery stores nothing pending, so it defers nothing either.
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("DELETE FROM procrastinate_jobs WHERE status = 'todo'"))
+    payload = fixture("github", "workflow_run.completed.failure")
+    payload["workflow_run"]["id"] = 7003
+    [(key,)] = await rows(engine, f"SELECT delivery_key FROM deliveries WHERE id = '{third_id}'")  # noqa: S608
+    again = await post_github(client, payload, "workflow_run", key)
+    assert again.json()["delivery_id"] == third_id
+    assert [j[0] for j in await rows(engine, JOBS)] == ["doing"]
