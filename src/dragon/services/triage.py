@@ -52,7 +52,7 @@ class TriageSettings:
     change_freeze: bool = False
     max_attempts: int = 5
     lease: timedelta = timedelta(minutes=2)
-    batch: int = 25  # incidents per claim: one claim, one read, one write transaction
+    batch: int = 25  # incidents per claim: one claim (with its read), one write transaction
     concurrency: int = 4  # triages at once per worker process (each holds one connection)
 
 
@@ -180,14 +180,16 @@ class TriageService:
         return decided[0] if decided else None
 
     async def _triage_batch(self, incident_ids: Sequence[str]) -> list[Decision] | None:
-        """A batch costs one claim, one read and one write transaction, however many incidents
-        it holds (docs/decisions/0020-pipeline-batches.md): the claims under one token, the
+        """A batch costs one claim and one write transaction, however many incidents it holds
+        (docs/decisions/0020-pipeline-batches.md, 0022): the claims under one token with the
         incidents and their latest signals in two statements, and the decisions with their
         audit events and notifications in one commit. Between the read and the write, each
         incident is analyzed on its own (concurrently, outside any transaction); one that
         fails is released for a retry and the others go on. None if it claimed none of them."""
         token = secrets.token_hex(16)
         now = self._clock()
+        # The claims and what they claimed, read in the claim's own transaction (the
+        # incidents and signals are committed already): one round of BEGIN and COMMIT less.
         async with self._uow() as uow:
             attempts = await uow.triages.claim_many(
                 incident_ids,
@@ -196,12 +198,12 @@ class TriageService:
                 lease_until=now + self._settings.lease,
                 max_attempts=self._settings.max_attempts,
             )
+            if attempts:
+                incidents = {i.id: i for i in await uow.incidents.get_many(list(attempts))}
+                evidence = await uow.signals.latest_for(list(incidents), limit=SIGNALS_READ)
             await uow.commit()
         if not attempts:
             return None
-        async with self._uow(write=False) as uow:
-            incidents = {i.id: i for i in await uow.incidents.get_many(list(attempts))}
-            evidence = await uow.signals.latest_for(list(incidents), limit=SIGNALS_READ)
         for gone in set(attempts) - set(incidents):
             await self._release(
                 gone,

@@ -15,7 +15,7 @@ log = structlog.get_logger("dragon.worker")
 
 
 # After a wake-up, and between passes that were not full: long enough for the incidents of a
-# few delivery batches to gather into one triage batch (one claim, one read, one write),
+# few delivery batches to gather into one triage batch (one claim and read, one write),
 # short beside the end-to-end budget of a second.
 LINGER_SECONDS = 0.1
 
