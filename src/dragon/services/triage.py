@@ -163,11 +163,12 @@ class TriageService:
         it is CPU work of a few milliseconds per incident."""
         return self._logs is not None or not isinstance(self._analyzer, BuiltinAnalyzer)
 
-    async def run_for(self, incident_ids: Sequence[str]) -> int:
-        """Triage these incidents now, in batches, those still waiting for it (one triaged
-        or claimed elsewhere is skipped by the claim); returns how many were decided."""
+    async def run_for(self, incident_ids: Sequence[str], *, batch: int | None = None) -> int:
+        """Triage these incidents now, those still waiting for it (one triaged or claimed
+        elsewhere is skipped by the claim), `batch` at a time (the configured batch size
+        by default); returns how many were decided."""
         waiting = list(dict.fromkeys(incident_ids))
-        size = self._settings.batch
+        size = batch or self._settings.batch
         decided = 0
         for start in range(0, len(waiting), size):
             decided += len(await self._triage_batch(waiting[start : start + size]) or ())

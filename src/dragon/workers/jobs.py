@@ -87,7 +87,8 @@ def job_app(
             services.triage.nudge()
             return
         try:
-            await services.triage.run_for(settled.incident_ids)
+            # As one batch: a pass's incidents are a few milliseconds of analysis each.
+            await services.triage.run_for(settled.incident_ids, batch=JOB_BATCH)
         except Exception as exc:  # noqa: BLE001 - the triage worker takes them up instead
             log.warning("delivery_job_triage_failed", error_type=type(exc).__name__)
             services.triage.nudge()
