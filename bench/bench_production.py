@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=15, help="seconds between RSS samples")
     parser.add_argument("--drain", type=float, default=180, help="longest wait for a backlog")
     parser.add_argument("--pool-size", type=int, default=8, help="DRAGON_DB_POOL_SIZE")
-    parser.add_argument("--concurrency", type=int, default=4, help="DRAGON_WORKER_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=1, help="DRAGON_WORKER_CONCURRENCY")
     parser.add_argument("--skip", default="", help="comma list of: ingest,e2e,listing,soak")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))

@@ -15,7 +15,7 @@ from dragon.domain.clock import Clock, system_clock
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.operational_stats import SqlOperationalStats
-from dragon.wiring.ingest import delivery_worker
+from dragon.wiring.ingest import delivery_worker, triage_backstop
 from dragon.wiring.lifecycle import Lifecycle
 from dragon.wiring.middleware import install_middleware
 from dragon.wiring.routes import install_routes
@@ -24,7 +24,14 @@ from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing
 
 # cli.py and the tests build services and workers the way the app does.
-__all__ = ["ConfigurationError", "build_services", "check_secrets", "create_app", "delivery_worker"]
+__all__ = [
+    "ConfigurationError",
+    "build_services",
+    "check_secrets",
+    "create_app",
+    "delivery_worker",
+    "triage_backstop",
+]
 
 log = structlog.get_logger("dragon")
 

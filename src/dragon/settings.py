@@ -258,7 +258,12 @@ class Settings(BaseSettings):
         "inbox itself; auto picks procrastinate on PostgreSQL and the inbox on SQLite",
     )
     worker_concurrency: int = Field(
-        2, ge=1, le=64, description="jobs one procrastinate worker process runs at once"
+        1,
+        ge=1,
+        le=64,
+        description="jobs one procrastinate worker process runs at once; one job drains "
+        "everything due and the next waits, gathering the batches stored meanwhile, so more "
+        "only adds jobs (docs/decisions/0022)",
     )
 
     @model_validator(mode="after")

@@ -448,8 +448,12 @@ async def test_a_retried_dead_delivery_gets_its_job_in_the_retry_transaction(
         "AND task_name = 'dragon.process_deliveries' AND args->'delivery_ids' ? :id"
     )
     try:
-        async with engine.connect() as connection:
-            before = (await connection.execute(jobs_sql, {"id": delivery_id})).scalar_one()
+        # The job deferred with the delivery has run (a worker took it): none is waiting.
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("DELETE FROM procrastinate_jobs WHERE task_name = :task"),
+                {"task": "dragon.process_deliveries"},
+            )
         retried = await client.post(
             f"/api/v1/deliveries/{delivery_id}/retry", headers=keys.of("admin")
         )
@@ -459,7 +463,7 @@ async def test_a_retried_dead_delivery_gets_its_job_in_the_retry_transaction(
     finally:
         await engine.dispose()
     # A worker runs it at once, rather than the sweep finding it seconds later.
-    assert after == before + 1
+    assert after == 1
 
 
 async def test_a_bad_delivery_does_not_hold_back_the_good_ones_processed_with_it(

@@ -175,6 +175,12 @@ class DeliveryRepository(Protocol):
         a no-op where the worker polls the inbox instead."""
         ...
 
+    async def await_scheduled(self) -> None:
+        """Wait until every transaction that scheduled deliveries onto a job already waiting
+        has ended, so a job that reads the inbox after this transaction sees them all
+        (docs/decisions/0022); a no-op where the worker polls the inbox instead."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:

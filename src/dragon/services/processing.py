@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -48,6 +49,15 @@ async def _prepare(uow: UnitOfWork, meanings: list[Normalized]) -> set[tuple[str
     return known
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What one processing pass did: how many deliveries it took, and the incidents their
+    signals went to (none known when the batch fell back to one delivery at a time)."""
+
+    count: int
+    incident_ids: tuple[str, ...] = ()
+
+
 class DeliveryProcessor:
     def __init__(
         self,
@@ -69,17 +79,30 @@ class DeliveryProcessor:
     async def run_due(self, *, batch: int = 25, overdue: timedelta = timedelta(0)) -> int:
         """One pass over deliveries due at least `overdue` ago; returns how many this worker
         took (settled or rescheduled), so a caller can loop until nothing is left."""
+        return (await self.settle_due(batch=batch, overdue=overdue)).count
+
+    async def settle_due(self, *, batch: int = 25, overdue: timedelta = timedelta(0)) -> Settled:
+        """`run_due`, also saying which incidents the pass's signals went to (for a caller
+        that triages them next)."""
         due = self._clock() - overdue
         return await self._settle(lambda uow: uow.deliveries.claim_due(now=due, limit=batch))
+
+    async def await_scheduled(self) -> None:
+        """Before a job engine's job reads the inbox: wait for the transactions that left
+        their deliveries to it, so it sees them (docs/decisions/0022)."""
+        async with self._uow() as uow:
+            await uow.deliveries.await_scheduled()
+            await uow.commit()
 
     async def run_batch(self, delivery_ids: Sequence[str]) -> int:
         """Process the named deliveries (a job engine's unit of work) that are still pending
         and due; ones settled meanwhile, held by another worker or not yet due are skipped,
         so running a job twice, or after a sweep got there first, changes nothing."""
         now = self._clock()
-        return await self._settle(lambda uow: uow.deliveries.claim_many(delivery_ids, now=now))
+        settled = await self._settle(lambda uow: uow.deliveries.claim_many(delivery_ids, now=now))
+        return settled.count
 
-    async def _settle(self, claim: Callable[[UnitOfWork], Awaitable[list[Delivery]]]) -> int:
+    async def _settle(self, claim: Callable[[UnitOfWork], Awaitable[list[Delivery]]]) -> Settled:
         """Claim a batch (workers sharing a store skip each other's rows) and settle it in one
         transaction, so one commit and one audit-chain append serve them all. Fingerprint
         locks are taken up front in sorted order, so two workers' batches cannot deadlock.
@@ -102,8 +125,9 @@ class DeliveryProcessor:
                 deliveries=claimed,
                 fallback="one by one",
             )
-            return sum([await self.process(delivery_id) for delivery_id in claimed])
-        return len(claimed)
+            return Settled(count=sum([await self.process(delivery_id) for delivery_id in claimed]))
+        incident_ids = (i for d in deliveries for i in d.result.get("incident_ids", ()))
+        return Settled(count=len(claimed), incident_ids=tuple(dict.fromkeys(incident_ids)))
 
     async def process(self, delivery_id: str) -> bool:
         """Process one delivery; False if it was settled meanwhile or another worker has it."""

@@ -52,7 +52,7 @@ class TriageSettings:
     change_freeze: bool = False
     max_attempts: int = 5
     lease: timedelta = timedelta(minutes=2)
-    batch: int = 25  # incidents per claim: one claim, one read, one write transaction
+    batch: int = 25  # incidents per claim: one claim (with its read), one write transaction
     concurrency: int = 4  # triages at once per worker process (each holds one connection)
 
 
@@ -137,15 +137,16 @@ class TriageService:
         for close in self._closers:
             await close()
 
-    async def run_pending(self) -> int:
-        """One pass: triage the incidents waiting for it; returns how many were settled.
+    async def run_pending(self, *, waited: timedelta = timedelta(0)) -> int:
+        """One pass: triage the incidents waiting for it (for at least `waited`); returns
+        how many were settled.
 
         Workers read the same oldest waiting incidents, so the one that claims them second
         gets none of them: it reads again, and finds the ones after them."""
         for _ in range(CLAIM_TRIES):
             async with self._uow(write=False) as uow:
                 waiting = await uow.triages.pending(
-                    now=self._clock(),
+                    now=self._clock() - waited,
                     limit=self._settings.batch,
                     max_attempts=self._settings.max_attempts,
                 )
@@ -156,6 +157,23 @@ class TriageService:
                 return len(decided)
         return 0
 
+    @property
+    def calls_out(self) -> bool:
+        """Whether triage waits on other services (an LLM, a CI system's job logs); if not,
+        it is CPU work of a few milliseconds per incident."""
+        return self._logs is not None or not isinstance(self._analyzer, BuiltinAnalyzer)
+
+    async def run_for(self, incident_ids: Sequence[str], *, batch: int | None = None) -> int:
+        """Triage these incidents now, those still waiting for it (one triaged or claimed
+        elsewhere is skipped by the claim), `batch` at a time (the configured batch size
+        by default); returns how many were decided."""
+        waiting = list(dict.fromkeys(incident_ids))
+        size = batch or self._settings.batch
+        decided = 0
+        for start in range(0, len(waiting), size):
+            decided += len(await self._triage_batch(waiting[start : start + size]) or ())
+        return decided
+
     async def triage(self, incident_id: str) -> Decision | None:
         """Claim, analyze, propose. None if another worker holds the incident or it failed
         (then it is retried later, up to the attempt limit)."""
@@ -163,14 +181,16 @@ class TriageService:
         return decided[0] if decided else None
 
     async def _triage_batch(self, incident_ids: Sequence[str]) -> list[Decision] | None:
-        """A batch costs one claim, one read and one write transaction, however many incidents
-        it holds (docs/decisions/0020-pipeline-batches.md): the claims under one token, the
+        """A batch costs one claim and one write transaction, however many incidents it holds
+        (docs/decisions/0020-pipeline-batches.md, 0022): the claims under one token with the
         incidents and their latest signals in two statements, and the decisions with their
         audit events and notifications in one commit. Between the read and the write, each
         incident is analyzed on its own (concurrently, outside any transaction); one that
         fails is released for a retry and the others go on. None if it claimed none of them."""
         token = secrets.token_hex(16)
         now = self._clock()
+        # The claims and what they claimed, read in the claim's own transaction (the
+        # incidents and signals are committed already): one round of BEGIN and COMMIT less.
         async with self._uow() as uow:
             attempts = await uow.triages.claim_many(
                 incident_ids,
@@ -179,12 +199,12 @@ class TriageService:
                 lease_until=now + self._settings.lease,
                 max_attempts=self._settings.max_attempts,
             )
+            if attempts:
+                incidents = {i.id: i for i in await uow.incidents.get_many(list(attempts))}
+                evidence = await uow.signals.latest_for(list(incidents), limit=SIGNALS_READ)
             await uow.commit()
         if not attempts:
             return None
-        async with self._uow(write=False) as uow:
-            incidents = {i.id: i for i in await uow.incidents.get_many(list(attempts))}
-            evidence = await uow.signals.latest_for(list(incidents), limit=SIGNALS_READ)
         for gone in set(attempts) - set(incidents):
             await self._release(
                 gone,
@@ -278,8 +298,10 @@ class TriageService:
         decided: list[Decision] = []
         async with self._uow() as uow:
             held = await uow.triages.hold([a.incident.id for a in analyzed], token=token, now=now)
-            # Read once for the batch; each proposal below finds its incident loaded.
-            await uow.incidents.get_many(held)
+            # Read once for the batch; each proposal below finds its incident loaded. Kept
+            # referenced: the session's identity map holds its objects weakly, so a result
+            # dropped here would be collected and every proposal would read its row again.
+            loaded = await uow.incidents.get_many(held)
             policy = await self._decisions.policy_in(uow) if held else None
             for one in analyzed:
                 if one.incident.id not in held:
@@ -309,6 +331,7 @@ class TriageService:
                 {str(d.incident_id): d.id for d in decided}, token=token, now=now
             )
             await uow.commit()
+            del loaded
         stored = [a for a in analyzed if a.incident.id in held]
         for decision, one in zip(decided, stored, strict=True):
             traced = {"trace_id": one.trace_id} if one.trace_id else {}

@@ -11,6 +11,7 @@ whatever committed just before it, so the audit chain's tip and its events could
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,37 @@ def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# A PostgreSQL connection back in the pool for less than this is used again without a ping.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine, *, idle_seconds: float) -> None:
+    """pool_pre_ping for connections that sat idle in the pool: a connection that worked a
+    moment ago is handed out as it is. Under load connections go back to work within
+    milliseconds, and a round trip before every transaction was a large part of what a
+    small one costs (an inbox batch of one delivery, a worker's pass). A connection broken
+    while idle (a restarted PostgreSQL, a proxy's timeout) is still replaced before use;
+    one broken in the last second fails its statement, and SQLAlchemy then invalidates it
+    and every connection opened before it (the caller answers 503 or its pass retries)."""
+    dialect = engine.sync_engine.dialect
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return  # new, or back to work at once
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool invalidates this connection and checks out another.
+            raise sa_exc.DisconnectionError("the connection did not answer a ping") from exc
+
+
 def ensure_sqlite_directory(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -105,9 +137,9 @@ def connect(
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=pool_timeout,
     )
+    _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
     instrument(engine, slow_query_ms=slow_query_ms)
     # The same pool: a connection's isolation level is set as it is checked out for reading and
     # restored when it goes back.

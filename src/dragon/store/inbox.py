@@ -32,6 +32,10 @@ class SqlDeliveryRepository(SessionRepository):
         if self._jobs is not None and delivery_ids:
             await self._jobs.defer(await self.session.connection(), list(delivery_ids))
 
+    async def await_scheduled(self) -> None:
+        if self._jobs is not None:
+            await self._jobs.await_deferring(await self.session.connection())
+
     async def get(self, delivery_id: str, *, for_update: bool = False) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id, with_for_update=for_update)
 
@@ -329,49 +333,114 @@ class GroupCommitInbox:
                     done.set_result(outcome)
 
     async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
-        sql = self._sql or _InsertSql(self._engine.dialect)
+        sql = self._sql or _InsertSql(self._engine.dialect, jobs=self._jobs)
         self._sql = sql
-        # Rows in key order on PostgreSQL: batches from several API processes that share keys
-        # (a redelivered burst) take the unique index's locks in the same order, so none
-        # waits on another in a cycle (a deadlock would fail the whole batch).
-        rows = sorted(batch, key=_unique_key) if self._postgres else batch
-        async with self._engine.begin() as conn:
-            inserted = await conn.exec_driver_sql(*sql.statement(rows))
-            new_ids = set(inserted.scalars().all())
-            if self._jobs is not None:
-                pending = [d.id for d in batch if d.id in new_ids and not d.ignored]
-                if pending:
-                    await self._jobs.defer(conn, pending)
-            existing: dict[tuple[str, str], Delivery] = {}
-            missing = [d for d in batch if d.id not in new_ids]
-            if missing:
-                found = await conn.execute(
-                    sa.select(deliveries).where(
-                        sa.tuple_(deliveries.c.source, deliveries.c.delivery_key).in_(
-                            [(d.source, d.delivery_key) for d in missing]
-                        )
-                    )
-                )
-                for row in found.mappings():
-                    existing[(row["source"], row["delivery_key"])] = Delivery(**row)
+        if self._postgres:
+            # Rows in key order: batches from several API processes that share keys (a
+            # redelivered burst) take the unique index's locks in the same order, so none
+            # waits on another in a cycle (a deadlock would fail the whole batch). One
+            # statement, which stores the rows and defers their job, is its own transaction:
+            # one round trip instead of four (BEGIN, insert, defer, COMMIT), committed when
+            # it returns, as before the 202.
+            async with self._engine.connect() as conn:
+                own = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                inserted = await own.exec_driver_sql(*sql.statement(sorted(batch, key=_unique_key)))
+                new_ids = set(inserted.scalars().all())
+                # Rows already there were committed before the insert returned (a conflict
+                # with an uncommitted row waits for it): any read now sees them.
+                existing = await _existing(own, [d for d in batch if d.id not in new_ids])
+        else:
+            async with self._engine.begin() as conn:
+                inserted = await conn.exec_driver_sql(*sql.statement(batch))
+                new_ids = set(inserted.scalars().all())
+                existing = await _existing(conn, [d for d in batch if d.id not in new_ids])
         return [None if d.id in new_ids else existing[(d.source, d.delivery_key)] for d in batch]
+
+
+async def _existing(
+    conn: AsyncConnection, missing: list[NewDelivery]
+) -> dict[tuple[str, str], Delivery]:
+    """The stored deliveries that these (not inserted) share their source and key with."""
+    if not missing:
+        return {}
+    found = await conn.execute(
+        sa.select(deliveries).where(
+            sa.tuple_(deliveries.c.source, deliveries.c.delivery_key).in_(
+                [(d.source, d.delivery_key) for d in missing]
+            )
+        )
+    )
+    return {(row["source"], row["delivery_key"]): Delivery(**row) for row in found.mappings()}
+
+
+# The advisory lock (two-key form: apart from the one-key fingerprint and run locks) that
+# orders a delivery job after every transaction that left its deliveries to that job.
+_DEFERRING_LOCK = (0x44524147, 22)
 
 
 @dataclass(frozen=True)
 class JobQueue:
-    """Where the inbox enqueues processing on PostgreSQL: one procrastinate job per stored
-    batch, deferred by procrastinate's own SQL function inside the batch's transaction, so a
-    delivery is committed if and only if its job is (docs/decisions/0011)."""
+    """Where the inbox enqueues processing on PostgreSQL: a procrastinate job inserted in
+    the transaction that stores the deliveries, so a delivery is committed if and only if a
+    job that will see it is (docs/decisions/0011, 0022).
+
+    At most one job waits at a time: the job's queueing lock is its task's name, and a
+    transaction that finds one waiting adds none (`ON CONFLICT DO NOTHING` on procrastinate's
+    unique index of waiting jobs' queueing locks). The waiting job processes whatever is due
+    when it runs, so it covers them, provided it runs after they commit: each deferring
+    transaction holds `_DEFERRING_LOCK` shared from its insert to its commit, and a job
+    takes it exclusively (`await_deferring`) before it reads the inbox. A transaction that
+    found the job waiting had taken the lock before the job was fetched, so the job waits
+    for it; one that comes after the fetch finds no waiting job and inserts the next."""
 
     queue: str
     task: str
 
     async def defer(self, conn: AsyncConnection, delivery_ids: list[str]) -> None:
+        # The lock first (the insert reads from it), then procrastinate's own insert, as
+        # procrastinate_defer_jobs_v1 does it; its triggers record the job and notify the
+        # workers only when a job is really inserted.
         await conn.exec_driver_sql(
-            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW($1::varchar, $2::varchar, 0, "
-            "NULL::text, NULL::text, $3::text::jsonb, NULL::timestamptz)"
-            "::procrastinate_job_to_defer_v1])",
-            (self.queue, self.task, orjson.dumps({"delivery_ids": delivery_ids}).decode()),
+            "WITH deferring AS (SELECT pg_advisory_xact_lock_shared($1::int, $2::int)) "
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
+            "SELECT $3::varchar, $4::varchar, $4::varchar, $5::text::jsonb FROM deferring "
+            "ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING",
+            (
+                *_DEFERRING_LOCK,
+                self.queue,
+                self.task,
+                orjson.dumps({"delivery_ids": delivery_ids}).decode(),
+            ),
+        )
+
+    def deferring_insert(
+        self, insert: str, *, first_param: int, pending: Any
+    ) -> tuple[str, tuple[Any, ...]]:
+        """`insert` (of deliveries, `RETURNING id, status`) and the deferral of the pending
+        ones it stored, as one statement: the same lock and job insert as `defer`, taken
+        only when a pending delivery was stored. Returns the text (selecting the stored
+        ids) and the parameters to append, numbered from `first_param`."""
+        lock_a, lock_b, queue, task, status = (f"${n}" for n in range(first_param, first_param + 5))
+        # Every name in the text is ours; every value is bound.
+        sql = (
+            f"WITH stored AS ({insert}), "  # noqa: S608  # nosec B608
+            f"deferring AS (SELECT pg_advisory_xact_lock_shared({lock_a}::int, {lock_b}::int) "
+            f"FROM (SELECT 1 FROM stored WHERE status = {status}::varchar LIMIT 1) AS pending), "
+            "job AS (INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
+            f"SELECT {queue}::varchar, {task}::varchar, {task}::varchar, "
+            "jsonb_build_object('delivery_ids', "
+            f"(SELECT jsonb_agg(id) FROM stored WHERE status = {status}::varchar)) "
+            "FROM deferring ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING) "
+            "SELECT id FROM stored"
+        )
+        return sql, (*_DEFERRING_LOCK, self.queue, self.task, pending)
+
+    @staticmethod
+    async def await_deferring(conn: AsyncConnection) -> None:
+        """Wait for every transaction still deferring onto a waiting job; the caller commits
+        at once (the lock is held until then and every accept waits behind it)."""
+        await conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock($1::int, $2::int)", _DEFERRING_LOCK
         )
 
 
@@ -381,7 +450,7 @@ class _InsertSql:
     PostgreSQL gets one array per column through unnest, so the statement text (and its
     prepared plan) is the same for every batch size; SQLite gets a multi-row VALUES."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, *, jobs: JobQueue | None = None) -> None:
         self._postgres = dialect.name == "postgresql"
         self._encode: dict[str, Callable[[Any], Any]] = {
             column.name: column.type.dialect_impl(dialect).bind_processor(dialect) or _as_is
@@ -412,6 +481,13 @@ class _InsertSql:
                 f"{self._prefix}SELECT {selected} FROM unnest({arrays}) AS t({names})"  # noqa: S608  # nosec B608
                 f"{self._suffix}"
             )
+            self._job_params: tuple[Any, ...] = ()
+            if jobs is not None:
+                self._postgres_sql, self._job_params = jobs.deferring_insert(
+                    f"{self._postgres_sql}, status",
+                    first_param=len(deliveries.columns) + 1,
+                    pending=self._pending_status,
+                )
         self._row = "(" + ", ".join("?" for _ in deliveries.columns) + ")"
 
     def _encoded(self, delivery: NewDelivery) -> list[Any]:
@@ -439,7 +515,8 @@ class _InsertSql:
     def statement(self, batch: list[NewDelivery]) -> tuple[str, tuple[Any, ...]]:
         rows = [self._encoded(delivery) for delivery in batch]
         if self._postgres:
-            return self._postgres_sql, tuple(list(column) for column in zip(*rows, strict=True))
+            columns = tuple(list(column) for column in zip(*rows, strict=True))
+            return self._postgres_sql, columns + self._job_params
         sql = self._prefix + "VALUES " + ", ".join(self._row for _ in rows) + self._suffix
         return sql, tuple(value for row in rows for value in row)
 

@@ -20,7 +20,7 @@ from dragon.store.breaker_board import RedisBreakerBoard
 from dragon.store.database import Database
 from dragon.store.live_redis import RedisLiveUpdates
 from dragon.store.redis_client import RedisGuard
-from dragon.wiring.ingest import delivery_worker
+from dragon.wiring.ingest import delivery_worker, triage_backstop
 from dragon.workers.live_feed import run_dashboard_feed
 from dragon.workers.notifications import run_notification_worker
 from dragon.workers.runs import run_action_worker
@@ -161,6 +161,7 @@ class Lifecycle:
                             self.services,
                             poll_seconds=self.settings.triage_poll_seconds,
                             stopping=self.stopping,
+                            waited=triage_backstop(self.settings, self.services),
                         )
                     )
                 )

@@ -1,13 +1,14 @@
 """Delivery processing on procrastinate, the PostgreSQL job engine (docs/decisions/0011).
 
-The inbox stays the source of truth. Each batch the inbox stores is deferred as one
-`process_deliveries` job in the same transaction (store.inbox.JobQueue), so a committed
-delivery always has a job and a rolled-back one never does. A job only names delivery ids;
+The inbox stays the source of truth. A batch the inbox stores is deferred as a
+`process_deliveries` job in the same transaction (store.inbox.JobQueue), or left to the job
+already waiting (one waits at a time, docs/decisions/0022), so a committed delivery always has
+a job that will see it and a rolled-back one never does. A job only names delivery ids;
 the processor claims those still pending (SKIP LOCKED) and settles them idempotently, so a job
 run twice, or after another worker got there first, changes nothing. A periodic sweep covers
 what a job cannot: retries that came due, and deliveries whose job was lost or whose worker
-died mid-batch (their transaction rolled back, so they are pending again); it also hands the
-stalled jobs of dead workers back to procrastinate.
+died mid-batch (their transaction rolled back, so they are pending again); it also closes the
+stalled jobs of dead workers.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from procrastinate import App, PsycopgConnector, RetryStrategy
+from procrastinate import App, PsycopgConnector
+from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
 from dragon.services.container import Services
+from dragon.services.processing import Settled
 from dragon.store.inbox import JobQueue
 
 log = structlog.get_logger("dragon.worker")
@@ -31,6 +34,11 @@ SWEEP_TASK = "dragon.sweep_deliveries"
 DELIVERY_JOBS = JobQueue(queue=QUEUE, task=PROCESS_TASK)
 SWEEP_BATCH = 200
 JOB_BATCH = 100
+# How long one job keeps passing over the inbox while deliveries keep coming; then it ends
+# and the job waiting behind it (if any batch was stored meanwhile) goes on.
+DRAIN_AT_MOST_SECONDS = 5.0
+# Between passes that were not full: short beside the end-to-end budget of a second.
+JOB_LINGER_SECONDS = 0.05
 SWEEP_OVERDUE = timedelta(seconds=10)
 # Acceptance first when the worker shares a server process (see workers.deliveries).
 LULL_SECONDS = 0.25
@@ -56,8 +64,11 @@ def conninfo(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App:
-    """The procrastinate app whose tasks run Dragon's delivery processing."""
+def job_app(
+    services: Services, *, database_url: str, pool_size: int = 4, triage: bool = True
+) -> App:
+    """The procrastinate app whose tasks run Dragon's delivery processing (and, with
+    `triage`, the triage of what it opened when that is cheap)."""
     app = App(
         connector=PsycopgConnector(
             conninfo=conninfo(database_url), min_size=1, max_size=max(2, pool_size)
@@ -65,10 +76,32 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
     )
 
     drain = _Drain()
+    # Triage of the incidents a pass opened runs right after it, in the same job, when it
+    # is CPU work alone: no polling, no claim of its own to find them, and the next pass
+    # gathers what arrived meanwhile. An analyzer or log source that calls out would hold
+    # processing up, so then the triage worker does it, woken at once.
+    triage_inline = triage and not services.triage.calls_out
 
-    @app.task(name=PROCESS_TASK, queue=QUEUE, retry=RetryStrategy(max_attempts=10))
+    async def triage_after(settled: Settled) -> None:
+        if not (triage_inline and settled.incident_ids):
+            services.triage.nudge()
+            return
+        try:
+            # As one batch: a pass's incidents are a few milliseconds of analysis each.
+            await services.triage.run_for(settled.incident_ids, batch=JOB_BATCH)
+        except Exception as exc:  # noqa: BLE001 - the triage worker takes them up instead
+            log.warning("delivery_job_triage_failed", error_type=type(exc).__name__)
+            services.triage.nudge()
+
+    # Not retried by procrastinate: one job waits at a time (its queueing lock, see
+    # store.inbox.JobQueue), so a retry could collide with the next one; what a failed job
+    # left pending is taken by the next job or, once overdue, by the sweep.
+    @app.task(name=PROCESS_TASK, queue=QUEUE)
     async def process_deliveries(delivery_ids: list[str]) -> None:
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
+        # Deliveries committed with this job's insert, or left to it while it waited, are
+        # all visible once the transactions still leaving theirs to it have ended.
+        await services.processor.await_scheduled()
         if drain.busy:
             # This process is draining already: it passes once more before it stops, and
             # that pass takes these deliveries (they were committed with this job).
@@ -77,18 +110,27 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
             return
         drain.busy = True
         settled = 0
+        started = time.monotonic()
         try:
             # Whatever is due, its own deliveries among them, in batches as large as the
-            # backlog (up to JOB_BATCH): under load a pass's fixed costs (its transaction,
-            # the audit chain's head) serve many deliveries.
+            # backlog (up to JOB_BATCH), pass after pass while deliveries keep coming (up
+            # to DRAIN_AT_MOST_SECONDS): the batches stored meanwhile are left to the job
+            # waiting behind this one, so one job's fixed costs (procrastinate's fetch and
+            # finish, the wait above) serve many passes, and a pass's (its transaction,
+            # the audit chain's head) many deliveries.
             while True:
                 drain.again = False
-                done = await services.processor.run_due(batch=JOB_BATCH)
-                if done:
-                    settled += done
-                    services.triage.nudge()  # incidents it opened are triaged at once
-                if done < JOB_BATCH and not drain.again:
+                done = await services.processor.settle_due(batch=JOB_BATCH)
+                if done.count:
+                    settled += done.count
+                    await triage_after(done)
+                if drain.again or done.count == JOB_BATCH:
+                    continue
+                if not done.count or time.monotonic() - started > DRAIN_AT_MOST_SECONDS:
                     break
+                # A pass that was not full: let the next gather a few more (at 100/s a
+                # pass right after another would take one or two, at a pass's full cost).
+                await asyncio.sleep(JOB_LINGER_SECONDS)
         finally:
             drain.busy = False
         # Its own that were not due yet, or held by a worker that rolled back meanwhile.
@@ -106,9 +148,12 @@ def job_app(services: Services, *, database_url: str, pool_size: int = 4) -> App
         await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
         while await services.processor.run_due(batch=SWEEP_BATCH, overdue=SWEEP_OVERDUE) > 0:
             services.triage.nudge()
+        # A stalled job is closed, not retried: the passes above took (or, not due yet,
+        # will take) what it left pending, and a retried job could collide with the one
+        # waiting under the same queueing lock.
         for job in await app.job_manager.get_stalled_jobs(queue=QUEUE):
             log.warning("delivery_job_stalled", job_id=job.id, task=job.task_name)
-            await app.job_manager.retry_job(job)
+            await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
 
     return app
 

@@ -4,6 +4,7 @@ ingestion (its own transactions, after the incident is committed)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import structlog
 
@@ -14,7 +15,7 @@ log = structlog.get_logger("dragon.worker")
 
 
 # After a wake-up, and between passes that were not full: long enough for the incidents of a
-# few delivery batches to gather into one triage batch (one claim, one read, one write),
+# few delivery batches to gather into one triage batch (one claim and read, one write),
 # short beside the end-to-end budget of a second.
 LINGER_SECONDS = 0.1
 
@@ -25,15 +26,17 @@ async def run_triage_worker(
     poll_seconds: float,
     stopping: asyncio.Event | None = None,
     linger_seconds: float = LINGER_SECONDS,
+    waited: timedelta = timedelta(0),
 ) -> None:
     """Runs until cancelled, woken by the delivery worker or every `poll_seconds`; a failed
-    pass is logged and the next one retries."""
+    pass is logged and the next one retries. `waited`: it takes only incidents waiting at
+    least this long (where delivery jobs triage what they open, it is their backstop)."""
     wake = asyncio.Event()
     services.triage.on_nudge(wake.set)
     while not stopped(stopping):
         try:
             while not stopped(stopping):
-                settled = await services.triage.run_pending()
+                settled = await services.triage.run_pending(waited=waited)
                 if settled == 0:
                     break  # drained: sleep until woken or the next poll
                 if settled < services.triage.batch_size:
