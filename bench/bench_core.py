@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+from processes import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 DRAGON = Path(sys.executable).with_name("dragon")
@@ -95,13 +96,6 @@ async def load(args: argparse.Namespace, url: str, developer: str, approvers: li
         limits=httpx.Limits(max_connections=args.concurrency),
         timeout=30,
     ) as http:
-        for _ in range(100):
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
         print(
             f"database: {url.split(':', maxsplit=1)[0]}, {args.requests} requests, "
             f"{args.concurrency} concurrent clients"
@@ -166,6 +160,7 @@ def main() -> None:
     developer, approvers = prepare(url, env)
     server = subprocess.Popen([str(DRAGON), "serve"], env=env, stderr=subprocess.DEVNULL)
     try:
+        wait_ready(args.port)
         asyncio.run(load(args, url, developer, approvers))
     finally:
         server.send_signal(signal.SIGTERM)

@@ -16,9 +16,9 @@ from tests.api.test_ingestion import fixture, post_github
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub
 from tests.integration.test_runbooks import MANIFEST, register
-from tests.integration.test_runs import REPO, github, settings
+from tests.integration.test_runs import REPO, settings
 
-__all__ = ["github", "settings"]  # the GitHub stand-in and the settings that point at it
+__all__ = ["settings"]  # the settings that point at the GitHub stand-in
 RUNBOOK_PAGE = "/runbooks/rerun-and-tell"
 
 

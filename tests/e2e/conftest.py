@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from dragon.domain.enums import Role
 from tests.api.test_access import fresh_database
@@ -135,6 +135,26 @@ async def axe_violations(page: Page) -> list[dict[str, object]]:
         for v in results["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+async def checked_at_both_widths(page: Page, *, name: str, path: str) -> list[dict[str, object]]:
+    """`path` at 1280 and at 360 pixels wide: its h1 shows at both, nothing scrolls sideways at
+    360, a screenshot of each (`name`, `name`-360); returns axe's violations at 1280."""
+    violations: list[dict[str, object]] = []
+    for width in (1280, 360):
+        await page.set_viewport_size({"width": width, "height": 800})
+        await page.goto(path)
+        await expect(page.locator("h1")).to_be_visible()
+        if width == 360:
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{path} scrolls sideways at 360 px"
+            await screenshot(page, f"{name}-360")
+        else:
+            await screenshot(page, name)
+            violations = await axe_violations(page)
+    return violations
 
 
 @pytest.fixture

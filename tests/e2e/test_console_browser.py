@@ -13,7 +13,13 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.api.test_ingestion import fixture, github_headers
-from tests.e2e.conftest import Server, axe_violations, log_in, screenshot
+from tests.e2e.conftest import (
+    Server,
+    axe_violations,
+    checked_at_both_widths,
+    log_in,
+    screenshot,
+)
 
 pytestmark = pytest.mark.one_pass(
     "sqlite", "the console as `make run` serves it; its store reads are tests/api on both"
@@ -242,21 +248,8 @@ async def test_every_page_passes_axe_and_fits_360_pixels(
         found: dict[str, object] = {}
         for name, path, who in pages:
             page = admin if who else await anonymous.new_page()
-            for width in (1280, 360):
-                await page.set_viewport_size({"width": width, "height": 800})
-                await page.goto(path)
-                await expect(page.locator("h1")).to_be_visible()
-                if width == 360:
-                    overflow = await page.evaluate(
-                        "document.documentElement.scrollWidth - window.innerWidth"
-                    )
-                    assert overflow <= 0, f"{path} scrolls sideways at 360 px"
-                    await screenshot(page, f"{name}-360")
-                else:
-                    await screenshot(page, name)
-                    violations = await axe_violations(page)
-                    if violations:
-                        found[path] = violations
+            if violations := await checked_at_both_widths(page, name=name, path=path):
+                found[path] = violations
         # The simulator's result and a form's field errors are pages of their own.
         await admin.set_viewport_size({"width": 1280, "height": 800})
         await admin.goto("/policy")

@@ -13,7 +13,14 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.e2e.conftest import Server, axe_violations, log_in, running_server, screenshot
+from tests.e2e.conftest import (
+    Server,
+    axe_violations,
+    checked_at_both_widths,
+    log_in,
+    running_server,
+    screenshot,
+)
 from tests.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.one_pass(
@@ -299,19 +306,7 @@ async def test_the_new_pages_pass_axe_and_fit_360_pixels(
         paths["run-page"] = f"/runs/{runs['items'][0]['id']}"
     found: dict[str, Any] = {}
     for name, path in paths.items():
-        for width in (1280, 360):
-            await page.set_viewport_size({"width": width, "height": 800})
-            await page.goto(path)
-            await expect(page.locator("h1")).to_be_visible()
-            if width == 360:
-                overflow = await page.evaluate(
-                    "document.documentElement.scrollWidth - window.innerWidth"
-                )
-                assert overflow <= 0, f"{path} scrolls sideways at 360 px"
-                await screenshot(page, f"{name}-360")
-            else:
-                await screenshot(page, name)
-                if violations := await axe_violations(page):
-                    found[path] = violations
+        if violations := await checked_at_both_widths(page, name=name, path=path):
+            found[path] = violations
     assert found == {}
     assert "run-page" in paths  # the earlier tests left runs behind to look at

@@ -12,9 +12,9 @@ from dragon.services.container import Services
 from dragon.workers.runs import run_pass
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub
-from tests.integration.test_runs import REPO, github, outbox_events, run_of, settings
+from tests.integration.test_runs import REPO, outbox_events, run_of, settings
 
-__all__ = ["github", "settings"]
+__all__ = ["settings"]
 
 
 async def ci(

@@ -24,13 +24,11 @@ from tests.integration.test_runs import (
     audit_actions,
     changed,
     decision_status,
-    github,
     outbox_events,
     propose,
     run_of,
 )
 
-__all__ = ["github"]
 LEASE = 60.0
 
 

@@ -14,10 +14,10 @@ from dragon.workers.runs import run_pass
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub, Scripted
 from tests.integration.test_gitlab_jenkins_actions import GITLAB_TOKEN, Vendor, vendor
-from tests.integration.test_runs import COMMENTS, REPO, changed, github, propose, run_of
+from tests.integration.test_runs import COMMENTS, REPO, changed, propose, run_of
 from tests.integration.test_vendor_runs import decided
 
-__all__ = ["github", "vendor"]
+__all__ = ["vendor"]
 
 
 @pytest.fixture

@@ -26,12 +26,10 @@ from dragon.store.unit_of_work import SqlUnitOfWorkFactory
 from dragon.workers.runs import run_pass
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub, Scripted
-from tests.integration.test_runs import COMMENTS, REPO, audit_actions, changed, github, run_of
+from tests.integration.test_runs import COMMENTS, REPO, audit_actions, changed, run_of
 from tests.notify_setup import WEBHOOK_SECRET, notify_settings
 from tests.peers import HttpPeer, running_peer
 from tests.slack_peer import FakeSlack
-
-__all__ = ["github"]
 
 MANIFEST: dict[str, Any] = {
     "name": "tell-and-comment",

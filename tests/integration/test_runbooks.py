@@ -12,9 +12,9 @@ from dragon.services.container import Services
 from dragon.workers.runs import run_pass
 from tests.conftest import FakeClock, Keys
 from tests.fake_github import FakeGitHub, Scripted
-from tests.integration.test_runs import COMMENTS, REPO, github, run_of, settings
+from tests.integration.test_runs import COMMENTS, REPO, run_of, settings
 
-__all__ = ["github", "settings"]  # the GitHub stand-in and the settings that point at it
+__all__ = ["settings"]  # the settings that point at the GitHub stand-in
 
 MANIFEST: dict[str, Any] = {
     "name": "rerun-and-tell",
