@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -51,10 +52,12 @@ async def run_phase(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    failed = sum(1 for r in responses if r.status_code >= 400)
+    failed = Counter(r.status_code for r in responses if r.status_code >= 400)
+    codes = ", ".join(f"{n} x {code}" for code, n in sorted(failed.items()))
     print(
         f"{name:<28} {total / elapsed:8.0f} req/s   p50 {statistics.median(latencies):6.1f} ms"
-        f"   p99 {percentile(latencies, 0.99):6.1f} ms   errors {failed}"
+        f"   p99 {percentile(latencies, 0.99):6.1f} ms   errors {failed.total()}"
+        + (f" ({codes})" if codes else "")
     )
     return responses
 
@@ -156,6 +159,9 @@ def main() -> None:
         "DRAGON_LOG_LEVEL": "warning",
         "DRAGON_BOOTSTRAP_ADMIN": "false",
         "DRAGON_PORT": str(args.port),
+        # The approvals limit (20 an hour per principal) would refuse all but the first 20 of
+        # each approver's approvals: the bench measures the decision spine, not the limiter.
+        "DRAGON_RATE_LIMITS": "playground=10/hour,approvals=1000000/hour,generate=50/hour",
     }
     developer, approvers = prepare(url, env)
     server = subprocess.Popen([str(DRAGON), "serve"], env=env, stderr=subprocess.DEVNULL)
