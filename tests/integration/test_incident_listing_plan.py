@@ -10,17 +10,18 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.ports import IncidentQuery, Page
 from dragon.services.container import Services
-from dragon.store.repositories import incident_page_ids
+from dragon.store.repositories import incident_page_ids, incident_text_samples
 from dragon.store.tables import incidents
 from tests.conftest import POSTGRES_URL
 from tests.integration.test_triage_queue import _incident
 
 OLDER = 600  # spread over every severity, status and source
+TEMPLATED = 2000  # titles that share every word but their numbers
 NEWER = 400  # on top of them: all open SEV3 github incidents
 
 
@@ -132,3 +133,91 @@ async def test_filtered_pages_below_newer_non_matching_incidents_are_complete_an
 
     assert [i for page in pages for i in page] == expected
     assert [len(page) for page in pages] == [50, 50, 50, 50]
+
+
+async def _seed_templated(database_url: str) -> None:
+    """Titles as CI failures write them: every word common but the numbers."""
+    rows = [
+        {
+            **_row(n, severity="SEV3", status="open", source="github"),
+            "title": f"build failed on org/repo-{n % 7} branch feature-{n * 7919}",
+            "description": f"workflow run {n} failed",
+        }
+        for n in range(TEMPLATED)
+    ]
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(sa.text("SET LOCAL synchronous_commit = on"))
+            await connection.execute(sa.insert(incidents), rows)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_rare_text_of_common_words_asks_the_trigram_index_for_its_rare_part_only(
+    database_url: str,
+) -> None:
+    if not POSTGRES_URL:
+        return  # the trigram indexes are PostgreSQL's
+    await _seed_templated(database_url)
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await _vacuum_until_all_visible(connection)  # and ANALYZE: the statistics sample
+            async with AsyncSession(bind=connection) as session:
+                samples = await incident_text_samples(session)
+            # A table this small would be walked by id; the question is what the index is
+            # asked for.
+            await connection.execute(sa.text("SET enable_seqscan = off"))
+            await connection.execute(sa.text("SET enable_indexscan = off"))
+            plans = {}
+            for text in (f"feature-{1234 * 7919}", "repo-3 branch feature-"):
+                sql = incident_page_ids(IncidentQuery(text=text), samples=samples).compile(
+                    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+                )
+                found = await connection.exec_driver_sql(f"EXPLAIN {sql}")
+                plans[text] = "\n".join(row[0] for row in found)
+    finally:
+        await engine.dispose()
+
+    rare = plans[f"feature-{1234 * 7919}"]
+    assert "Bitmap Index Scan on ix_incidents_title_trgm" in rare, rare
+    title_condition = next(
+        line for line in rare.splitlines() if "Index Cond: (lower((title)" in line
+    )
+    assert f"-{1234 * 7919}%" in title_condition, rare
+    assert "feature" not in title_condition, rare
+    # A text in many titles keeps its whole pattern (and the planner walks the ids).
+    common = plans["repo-3 branch feature-"]
+    assert "strpos" not in common, common
+
+
+async def test_text_search_finds_exactly_the_incidents_containing_the_text(
+    services: Services, database_url: str
+) -> None:
+    await _seed_templated(database_url)
+    if POSTGRES_URL:
+        engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await _vacuum_until_all_visible(connection)
+        finally:
+            await engine.dispose()
+    titles = {
+        f"inc_{n:08d}": f"build failed on org/repo-{n % 7} branch feature-{n * 7919}"
+        for n in range(TEMPLATED)
+    }
+
+    for text in (f"feature-{1234 * 7919}", f"FEATURE-{77 * 7919}", "-79190", "repo-3 branch"):
+        expected = sorted((i for i, t in titles.items() if text.lower() in t), reverse=True)
+        found, cursor = [], None
+        while True:
+            page, cursor = await services.incidents.find(
+                IncidentQuery(text=text, page=Page(limit=200, after=cursor))
+            )
+            found += [incident.id for incident in page]
+            if cursor is None:
+                break
+        assert found == expected, text
+        assert found, text

@@ -27,6 +27,7 @@ from dragon.domain.entities import (
 )
 from dragon.domain.enums import DecisionStatus, TriageStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
+from dragon.store.incident_search import TextSample, index_pattern
 from dragon.store.tables import audit_events, audit_head
 
 T = TypeVar("T")
@@ -107,7 +108,11 @@ class SqlIncidentRepository(SessionRepository):
 
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
         entity: Any = Incident
-        stmt = sa.select(Incident).where(entity.id.in_(incident_page_ids(query).scalar_subquery()))
+        samples = None
+        if query.text and self.session.get_bind().dialect.name == "postgresql":
+            samples = await incident_text_samples(self.session)
+        ids = incident_page_ids(query, samples=samples)
+        stmt = sa.select(Incident).where(entity.id.in_(ids.scalar_subquery()))
         rows = list(await self.session.scalars(stmt.order_by(entity.id.desc())))
         if len(rows) > query.page.limit:
             rows = rows[: query.page.limit]
@@ -115,14 +120,56 @@ class SqlIncidentRepository(SessionRepository):
         return rows, None
 
 
-def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
+# The sampled values ANALYZE keeps for the trigram indexes' expressions, by column.
+_TEXT_SAMPLES = sa.text(
+    "SELECT tablename, null_frac, most_common_vals::text::text[] AS common,"
+    " most_common_freqs AS frequencies, histogram_bounds::text::text[] AS histogram"
+    " FROM pg_stats WHERE schemaname = current_schema()"
+    " AND tablename IN ('ix_incidents_title_trgm', 'ix_incidents_description_trgm')"
+)
+_SAMPLED_COLUMN = {
+    "ix_incidents_title_trgm": "title",
+    "ix_incidents_description_trgm": "description",
+}
+
+
+async def incident_text_samples(session: AsyncSession) -> dict[str, TextSample]:
+    """PostgreSQL's statistics sample of lower(title) and lower(description), by column name
+    (none before the first ANALYZE): what store.incident_search narrows a text search by."""
+    rows = (await session.execute(_TEXT_SAMPLES)).mappings()
+    return {
+        _SAMPLED_COLUMN[row["tablename"]]: TextSample.of(
+            common=row["common"],
+            frequencies=row["frequencies"],
+            histogram=row["histogram"],
+            null_share=row["null_frac"] or 0.0,
+        )
+        for row in rows
+    }
+
+
+def _text_condition(column: Any, text: str, sample: TextSample | None) -> Any:
+    """`text` as a substring of lower(column), case-insensitively. On PostgreSQL, for a rare
+    text of common words, the trigram index is given the text without its common words and
+    the whole text is checked by strpos, which no index takes (store.incident_search)."""
+    lowered = sa.func.lower(column)
+    narrowed = index_pattern(text.lower(), sample) if sample else None
+    if narrowed is None:
+        return lowered.like(_like(text), escape="\\")
+    return sa.and_(lowered.like(narrowed, escape="\\"), sa.func.strpos(lowered, text.lower()) > 0)
+
+
+def incident_page_ids(
+    query: IncidentQuery, *, samples: dict[str, TextSample] | None = None
+) -> sa.Select[tuple[str]]:
     """The ids of one listing page (and one more, to know if there is a next), newest first.
 
     Selected apart from the rows, so they come from an index alone: ix_incidents_id_filters
     (PostgreSQL) holds every equality filter beside the id, and each (column, id) index one
     of them. When thousands of newer incidents do not match, their index entries are read,
     not their rows (migration 0010_pipeline_listing_indexes); the page's rows are then
-    fetched by primary key."""
+    fetched by primary key. `samples` (PostgreSQL's, incident_text_samples) let a text search
+    leave common words out of its trigram index conditions."""
     entity: Any = Incident
     conditions: list[Any] = [
         column == value
@@ -135,11 +182,11 @@ def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
         if value
     ]
     if query.text:
-        pattern = _like(query.text)
+        samples = samples or {}
         conditions.append(
             sa.or_(
-                sa.func.lower(entity.title).like(pattern, escape="\\"),
-                sa.func.lower(entity.description).like(pattern, escape="\\"),
+                _text_condition(entity.title, query.text, samples.get("title")),
+                _text_condition(entity.description, query.text, samples.get("description")),
             )
         )
     if query.page.after:
