@@ -100,12 +100,16 @@ def connect(
         instrument(writer, slow_query_ms=slow_query_ms)
         instrument(reader, slow_query_ms=slow_query_ms)
         return Database(url=url, writer=writer, reader=reader)
+    # No pre-ping: SQLAlchemy's asyncpg ping is a transaction of its own (BEGIN, ";",
+    # ROLLBACK), three round trips before every checkout, 0.5 ms of client CPU and 1.2 ms of a
+    # 3 ms incident page. A connection the server dropped (a restart, a failover) fails its
+    # first statement instead: that request gets 503 with Retry-After, and the pool discards
+    # every connection opened before the failure, so the next checkout connects afresh.
     engine = create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=pool_timeout,
     )
     instrument(engine, slow_query_ms=slow_query_ms)
