@@ -7,6 +7,8 @@ dedicated single-connection engine: writers queue in the pool instead of failing
 Every read transaction sees one snapshot of the store: SQLite's WAL gives each reader one, and
 on PostgreSQL readers run at REPEATABLE READ (under READ COMMITTED each statement would see
 whatever committed just before it, so the audit chain's tip and its events could disagree).
+A read that is one statement (a listing page) needs no transaction for that: on PostgreSQL it
+runs in autocommit, without the BEGIN and ROLLBACK round trips (`sessions(snapshot=False)`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Database:
     url: str
     writer: AsyncEngine
     reader: AsyncEngine
+    # For reads of one statement; the reader when the store has nothing cheaper.
+    statement_reader: AsyncEngine | None = None
 
     @property
     def dialect(self) -> str:
@@ -40,10 +44,11 @@ class Database:
         if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
 
-    def sessions(self, *, write: bool) -> async_sessionmaker[Any]:
-        return async_sessionmaker(
-            self.writer if write else self.reader, expire_on_commit=False, autoflush=False
-        )
+    def sessions(self, *, write: bool, snapshot: bool = True) -> async_sessionmaker[Any]:
+        engine = self.writer if write else self.reader
+        if not write and not snapshot and self.statement_reader is not None:
+            engine = self.statement_reader
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
 def _unicode_lower(value: object) -> object:
@@ -116,7 +121,8 @@ def connect(
     # The same pool: a connection's isolation level is set as it is checked out for reading and
     # restored when it goes back.
     reader = engine.execution_options(isolation_level="REPEATABLE READ")
-    return Database(url=url, writer=engine, reader=reader)
+    statement_reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Database(url=url, writer=engine, reader=reader, statement_reader=statement_reader)
 
 
 def unavailable_cause(exc: BaseException | None) -> bool:

@@ -117,7 +117,11 @@ class SqlUnitOfWorkFactory:
     def __init__(self, database: Database, *, jobs: JobQueue | None = None) -> None:
         self._writer = database.sessions(write=True)
         self._reader = database.sessions(write=False)
+        self._statement_reader = database.sessions(write=False, snapshot=False)
         self._jobs = jobs
 
-    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        return SqlUnitOfWork((self._writer if write else self._reader)(), jobs=self._jobs)
+    def __call__(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
+        if write:
+            return SqlUnitOfWork(self._writer(), jobs=self._jobs)
+        reader = self._reader if snapshot else self._statement_reader
+        return SqlUnitOfWork(reader(), jobs=self._jobs)
