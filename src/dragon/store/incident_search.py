@@ -10,16 +10,19 @@ the common words replaced by `%` (a pattern every match of the whole text also m
 the exact condition — the whole text as a substring — is checked on the few rows it returns.
 
 The statistics are the ones ANALYZE keeps for the indexes' expressions (pg_stats of
-ix_incidents_title_trgm and ix_incidents_description_trgm): a sample of values with the
-share of the table each stands for. The narrowing applies only to a text that no sampled value
-contains: a common text is answered by walking the id index newest first (the planner's
-choice), whatever the index condition says. See docs/decisions/0021."""
+ix_incidents_title_trgm and ix_incidents_description_trgm, 1,000 values each since migration
+0011): a sample of values with the share of the table each stands for. The store measures the
+share of the text and of each of its words (`search_terms`) on that sample. The narrowing
+applies only to a text that no sampled value contains: a common text is answered by walking the
+id index newest first (the planner's choice), whatever the index condition says. See
+docs/decisions/0021."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 # pg_trgm splits text into words of letters and digits; anything else separates them.
 _WORD = re.compile(r"[^\W_]+")
@@ -29,6 +32,27 @@ COMMON_SHARE = 0.5
 # A narrowed condition keeps at least one rare word this long, so it still has trigrams of its
 # own (a pattern without any makes the GIN index read every entry).
 MIN_RARE_WORD = 3
+
+
+class Shares(Protocol):
+    def share(self, text: str) -> float:
+        """The share of the table whose value contains `text`, as far as the sample tells."""
+        ...
+
+
+def search_terms(text: str) -> list[str]:
+    """What `index_pattern` asks the share of: the (lower-cased) text and each of its words."""
+    return [text, *dict.fromkeys(word.group() for word in _WORD.finditer(text))]
+
+
+@dataclass(frozen=True)
+class MeasuredShares:
+    """Shares the store measured on its statistics sample, for exactly `search_terms(text)`."""
+
+    shares: Mapping[str, float]
+
+    def share(self, text: str) -> float:
+        return self.shares[text]
 
 
 @dataclass(frozen=True)
@@ -66,12 +90,12 @@ def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def index_pattern(text: str, sample: TextSample) -> str | None:
+def index_pattern(text: str, sample: Shares) -> str | None:
     """A LIKE pattern (backslash escapes) for the trigram index that every value containing
     `text` (already lower-cased) matches, without the words common in `sample`; None when the
-    whole text is the better index condition: the sample is empty, the text is common, no
-    word is common, or no rare word of MIN_RARE_WORD characters would be left."""
-    if not sample.values or sample.share(text) > 0:
+    whole text is the better index condition: the text is common, no word is common, or no
+    rare word of MIN_RARE_WORD characters would be left."""
+    if sample.share(text) > 0:
         return None
     pieces = ["%"]  # unescaped `%` pieces are the wildcards; one stands for a run of them
     dropped = kept_rare = False
