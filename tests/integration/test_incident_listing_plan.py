@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_e
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.ports import IncidentQuery, Page
 from dragon.services.container import Services
-from dragon.store.repositories import incident_page_ids, incident_text_shares
+from dragon.store.repositories import IncidentTextSamples, incident_page_ids
 from dragon.store.tables import incidents
 from tests.conftest import POSTGRES_URL
 from tests.integration.test_triage_queue import _incident, _migrate, scratch_url  # noqa: F401
@@ -188,7 +188,7 @@ async def test_a_rare_text_of_common_words_asks_the_trigram_index_for_its_rare_p
             rare_text = f"feature-{await _unsampled(connection) * 7919}"
             for text in (rare_text, "repo-3 branch feature-"):
                 async with AsyncSession(bind=connection) as session:
-                    samples = await incident_text_shares(session, text)
+                    samples = await IncidentTextSamples().read(session)
                 sql = incident_page_ids(IncidentQuery(text=text), samples=samples).compile(
                     dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
                 )
@@ -263,3 +263,30 @@ async def test_the_text_indexes_keep_a_sample_of_a_thousand_values_until_migrate
 
     assert upgraded == {"ix_incidents_title_trgm": 1000, "ix_incidents_description_trgm": 1000}
     assert set(downgraded.values()) <= {-1, None}, downgraded  # the default again
+
+
+async def test_the_statistics_sample_is_read_again_only_after_its_period(
+    database_url: str,
+) -> None:
+    if not POSTGRES_URL:
+        return  # the sample is PostgreSQL's
+    await _seed_templated(database_url)
+    now = [0.0]
+    samples = IncidentTextSamples(seconds=60, clock=lambda: now[0])
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await _vacuum_until_all_visible(connection)
+            async with AsyncSession(bind=connection) as session:
+                first = await samples.read(session)
+                now[0] = 59.0
+                cached = await samples.read(session)
+                now[0] = 60.0
+                again = await samples.read(session)
+    finally:
+        await engine.dispose()
+
+    assert first["title"].share("build failed on") == 1.0
+    assert cached is first
+    assert again is not first
+    assert again == first

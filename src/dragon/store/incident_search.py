@@ -11,16 +11,15 @@ the exact condition — the whole text as a substring — is checked on the few 
 
 The statistics are the ones ANALYZE keeps for the indexes' expressions (pg_stats of
 ix_incidents_title_trgm and ix_incidents_description_trgm, 1,000 values each since migration
-0011): a sample of values with the share of the table each stands for. The store measures the
-share of the text and of each of its words (`search_terms`) on that sample. The narrowing
-applies only to a text that no sampled value contains: a common text is answered by walking the
-id index newest first (the planner's choice), whatever the index condition says. See
-docs/decisions/0021."""
+0011): a sample of values with the share of the table each stands for, which the store reads
+once a minute per process. The narrowing applies only to a text that no sampled value
+contains: a common text is answered by walking the id index newest first (the planner's
+choice), whatever the index condition says. See docs/decisions/0021."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,21 +37,6 @@ class Shares(Protocol):
     def share(self, text: str) -> float:
         """The share of the table whose value contains `text`, as far as the sample tells."""
         ...
-
-
-def search_terms(text: str) -> list[str]:
-    """What `index_pattern` asks the share of: the (lower-cased) text and each of its words."""
-    return [text, *dict.fromkeys(word.group() for word in _WORD.finditer(text))]
-
-
-@dataclass(frozen=True)
-class MeasuredShares:
-    """Shares the store measured on its statistics sample, for exactly `search_terms(text)`."""
-
-    shares: Mapping[str, float]
-
-    def share(self, text: str) -> float:
-        return self.shares[text]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ They add and flush; none of them commits. The unit of work owns the transaction.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Collection, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from dragon.domain.entities import (
 )
 from dragon.domain.enums import DecisionStatus, TriageStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
-from dragon.store.incident_search import MeasuredShares, Shares, index_pattern, search_terms
+from dragon.store.incident_search import Shares, TextSample, index_pattern
 from dragon.store.tables import audit_events, audit_head
 
 T = TypeVar("T")
@@ -71,9 +72,13 @@ class SessionRepository:
 
 
 class SqlIncidentRepository(SessionRepository):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, *, text_samples: IncidentTextSamples | None = None
+    ) -> None:
         super().__init__(session)
         self._unflushed: set[str] = set()
+        # One per process (the unit-of-work factory's); without it the sample is read each time.
+        self._text_samples = text_samples or IncidentTextSamples(seconds=0)
 
     async def add(self, incident: Incident) -> None:
         # Written at the next flush, with the rest of a batch's new incidents in one insert.
@@ -110,7 +115,7 @@ class SqlIncidentRepository(SessionRepository):
         entity: Any = Incident
         samples = None
         if query.text and self.session.get_bind().dialect.name == "postgresql":
-            samples = await incident_text_shares(self.session, query.text)
+            samples = await self._text_samples.read(self.session)
         ids = incident_page_ids(query, samples=samples)
         stmt = sa.select(Incident).where(entity.id.in_(ids.scalar_subquery()))
         rows = list(await self.session.scalars(stmt.order_by(entity.id.desc())))
@@ -120,37 +125,48 @@ class SqlIncidentRepository(SessionRepository):
         return rows, None
 
 
-# The share of rows containing each term, from the sample ANALYZE keeps for the trigram
-# indexes' expressions: most common values by their frequency, the histogram's values sharing
-# the rest (store.incident_search). No row before the first ANALYZE.
-_TERM_SHARES = sa.text(
-    "SELECT s.tablename, t.term,"
-    " coalesce((SELECT sum(m.f) FROM unnest(s.most_common_vals::text::text[],"
-    " s.most_common_freqs) AS m(v, f) WHERE strpos(m.v, t.term) > 0), 0)"
-    " + greatest(0, 1 - s.null_frac - coalesce((SELECT sum(f)"
-    " FROM unnest(s.most_common_freqs) AS f), 0))"
-    " * coalesce((SELECT avg((strpos(h, t.term) > 0)::int)"
-    " FROM unnest(s.histogram_bounds::text::text[]) AS h), 0) AS share"
-    " FROM pg_stats AS s CROSS JOIN unnest(CAST(:terms AS text[])) AS t(term)"
-    " WHERE s.schemaname = current_schema()"
-    " AND s.tablename IN ('ix_incidents_title_trgm', 'ix_incidents_description_trgm')"
-).bindparams(sa.bindparam("terms", type_=postgresql.ARRAY(sa.String)))
+# The sampled values ANALYZE keeps for the trigram indexes' expressions, by index.
+_TEXT_SAMPLES = sa.text(
+    "SELECT tablename, null_frac, most_common_vals::text::text[] AS common,"
+    " most_common_freqs AS frequencies, histogram_bounds::text::text[] AS histogram"
+    " FROM pg_stats WHERE schemaname = current_schema()"
+    " AND tablename IN ('ix_incidents_title_trgm', 'ix_incidents_description_trgm')"
+)
 _SAMPLED_COLUMN = {
     "ix_incidents_title_trgm": "title",
     "ix_incidents_description_trgm": "description",
 }
 
 
-async def incident_text_shares(session: AsyncSession, text: str) -> dict[str, Shares]:
-    """By column name, the share of incidents whose lower(title) or lower(description) holds
-    `text` and each of its words, by PostgreSQL's statistics sample: what
-    store.incident_search narrows a text search by. Measured in the database, so the sample
-    (1,000 values a column) never travels."""
-    found: dict[str, dict[str, float]] = {}
-    rows = await session.execute(_TERM_SHARES, {"terms": search_terms(text.lower())})
-    for row in rows.mappings():
-        found.setdefault(_SAMPLED_COLUMN[row["tablename"]], {})[row["term"]] = float(row["share"])
-    return {column: MeasuredShares(shares) for column, shares in found.items()}
+class IncidentTextSamples:
+    """PostgreSQL's statistics sample of lower(title) and lower(description), by column name
+    (none before the first ANALYZE): what store.incident_search narrows a text search by.
+
+    Read at most once every `seconds` per process: the sample changes only when ANALYZE runs,
+    and reading it (1,000 values a column, migration 0011) cost the database 3-4 ms, more than
+    the search it serves."""
+
+    def __init__(self, *, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._seconds = seconds
+        self._clock = clock
+        self._samples: dict[str, TextSample] = {}
+        self._read_at: float | None = None
+
+    async def read(self, session: AsyncSession) -> dict[str, TextSample]:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._seconds:
+            rows = (await session.execute(_TEXT_SAMPLES)).mappings()
+            self._samples = {
+                _SAMPLED_COLUMN[row["tablename"]]: TextSample.of(
+                    common=row["common"],
+                    frequencies=row["frequencies"],
+                    histogram=row["histogram"],
+                    null_share=row["null_frac"] or 0.0,
+                )
+                for row in rows
+            }
+            self._read_at = now
+        return self._samples
 
 
 def _text_condition(column: Any, text: str, sample: Shares | None) -> Any:
@@ -173,7 +189,7 @@ def incident_page_ids(
     (PostgreSQL) holds every equality filter beside the id, and each (column, id) index one
     of them. When thousands of newer incidents do not match, their index entries are read,
     not their rows (migration 0010_pipeline_listing_indexes); the page's rows are then
-    fetched by primary key. `samples` (PostgreSQL's, incident_text_shares) let a text search
+    fetched by primary key. `samples` (PostgreSQL's, IncidentTextSamples) let a text search
     leave common words out of its trigram index conditions."""
     entity: Any = Incident
     conditions: list[Any] = [

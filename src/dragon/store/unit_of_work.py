@@ -43,6 +43,7 @@ from dragon.store.inbox import (
 )
 from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
+    IncidentTextSamples,
     SqlApiKeyRepository,
     SqlApprovalRepository,
     SqlAuditRepository,
@@ -56,9 +57,17 @@ from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
-    def __init__(self, session: AsyncSession, *, jobs: JobQueue | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        jobs: JobQueue | None = None,
+        text_samples: IncidentTextSamples | None = None,
+    ) -> None:
         self.session = session
-        self.incidents: IncidentRepository = SqlIncidentRepository(session)
+        self.incidents: IncidentRepository = SqlIncidentRepository(
+            session, text_samples=text_samples
+        )
         self.decisions: DecisionRepository = SqlDecisionRepository(session)
         self.approvals: ApprovalRepository = SqlApprovalRepository(session)
         self.principals: PrincipalRepository = SqlPrincipalRepository(session)
@@ -119,9 +128,11 @@ class SqlUnitOfWorkFactory:
         self._reader = database.sessions(write=False)
         self._statement_reader = database.sessions(write=False, snapshot=False)
         self._jobs = jobs
+        self._text_samples = IncidentTextSamples()
 
     def __call__(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
         if write:
-            return SqlUnitOfWork(self._writer(), jobs=self._jobs)
-        reader = self._reader if snapshot else self._statement_reader
-        return SqlUnitOfWork(reader(), jobs=self._jobs)
+            session = self._writer()
+        else:
+            session = (self._reader if snapshot else self._statement_reader)()
+        return SqlUnitOfWork(session, jobs=self._jobs, text_samples=self._text_samples)
