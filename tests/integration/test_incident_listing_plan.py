@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_e
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.ports import IncidentQuery, Page
 from dragon.services.container import Services
-from dragon.store.repositories import IncidentTextSamples, incident_page_ids
+from dragon.store.incident_search import IncidentTextSamples
+from dragon.store.repositories import incident_page_ids
 from dragon.store.tables import incidents
 from tests.conftest import POSTGRES_URL
 from tests.integration.test_triage_queue import _incident, _migrate, scratch_url  # noqa: F401

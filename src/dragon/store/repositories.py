@@ -6,8 +6,7 @@ They add and flush; none of them commits. The unit of work owns the transaction.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,17 +27,12 @@ from dragon.domain.entities import (
 )
 from dragon.domain.enums import DecisionStatus, TriageStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
-from dragon.store.incident_search import Shares, TextSample, index_pattern
+from dragon.store.incident_search import IncidentTextSamples, Shares, text_condition
 from dragon.store.tables import audit_events, audit_head
 
 T = TypeVar("T")
 _HEAD_ID = 1
 _AUDIT_FIELDS = [field.name for field in dataclasses.fields(NewAuditEvent)]
-
-
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 async def keyset_page(
@@ -125,61 +119,6 @@ class SqlIncidentRepository(SessionRepository):
         return rows, None
 
 
-# The sampled values ANALYZE keeps for the trigram indexes' expressions, by index.
-_TEXT_SAMPLES = sa.text(
-    "SELECT tablename, null_frac, most_common_vals::text::text[] AS common,"
-    " most_common_freqs AS frequencies, histogram_bounds::text::text[] AS histogram"
-    " FROM pg_stats WHERE schemaname = current_schema()"
-    " AND tablename IN ('ix_incidents_title_trgm', 'ix_incidents_description_trgm')"
-)
-_SAMPLED_COLUMN = {
-    "ix_incidents_title_trgm": "title",
-    "ix_incidents_description_trgm": "description",
-}
-
-
-class IncidentTextSamples:
-    """PostgreSQL's statistics sample of lower(title) and lower(description), by column name
-    (none before the first ANALYZE): what store.incident_search narrows a text search by.
-
-    Read at most once every `seconds` per process: the sample changes only when ANALYZE runs,
-    and reading it (1,000 values a column, migration 0011) cost the database 3-4 ms, more than
-    the search it serves."""
-
-    def __init__(self, *, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self._seconds = seconds
-        self._clock = clock
-        self._samples: dict[str, TextSample] = {}
-        self._read_at: float | None = None
-
-    async def read(self, session: AsyncSession) -> dict[str, TextSample]:
-        now = self._clock()
-        if self._read_at is None or now - self._read_at >= self._seconds:
-            rows = (await session.execute(_TEXT_SAMPLES)).mappings()
-            self._samples = {
-                _SAMPLED_COLUMN[row["tablename"]]: TextSample.of(
-                    common=row["common"],
-                    frequencies=row["frequencies"],
-                    histogram=row["histogram"],
-                    null_share=row["null_frac"] or 0.0,
-                )
-                for row in rows
-            }
-            self._read_at = now
-        return self._samples
-
-
-def _text_condition(column: Any, text: str, sample: Shares | None) -> Any:
-    """`text` as a substring of lower(column), case-insensitively. On PostgreSQL, for a rare
-    text of common words, the trigram index is given the text without its common words and
-    the whole text is checked by strpos, which no index takes (store.incident_search)."""
-    lowered = sa.func.lower(column)
-    narrowed = index_pattern(text.lower(), sample) if sample else None
-    if narrowed is None:
-        return lowered.like(_like(text), escape="\\")
-    return sa.and_(lowered.like(narrowed, escape="\\"), sa.func.strpos(lowered, text.lower()) > 0)
-
-
 def incident_page_ids(
     query: IncidentQuery, *, samples: Mapping[str, Shares] | None = None
 ) -> sa.Select[tuple[str]]:
@@ -206,8 +145,8 @@ def incident_page_ids(
         samples = samples or {}
         conditions.append(
             sa.or_(
-                _text_condition(entity.title, query.text, samples.get("title")),
-                _text_condition(entity.description, query.text, samples.get("description")),
+                text_condition(entity.title, query.text, samples.get("title")),
+                text_condition(entity.description, query.text, samples.get("description")),
             )
         )
     if query.page.after:

@@ -41,9 +41,9 @@ from dragon.store.inbox import (
     SqlDeliveryRepository,
     SqlSignalRepository,
 )
+from dragon.store.incident_search import IncidentTextSamples
 from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
-    IncidentTextSamples,
     SqlApiKeyRepository,
     SqlApprovalRepository,
     SqlAuditRepository,
