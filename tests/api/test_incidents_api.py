@@ -240,6 +240,42 @@ async def test_cursor_pagination_returns_every_incident_once_newest_first(
     assert seen == opened[::-1]
 
 
+async def test_a_listed_incident_is_the_same_json_as_the_incident_read_alone(
+    client: httpx.AsyncClient, keys: Keys, clock: FakeClock
+) -> None:
+    """The listing writes its page with orjson, the single read with pydantic: every field,
+    null, datetime (with and without microseconds), label and non-ASCII text must match."""
+    plain = await open_incident(client, keys, title="plain")
+    clock.advance(seconds=1.25)
+    full = await open_incident(
+        client,
+        keys,
+        title='Déploiement échoué — 部署失败 "quoted" \\ back',
+        description="line one\nline two\ttabbed \u2028 separator",
+        severity="SEV1",
+        source="gitlab",
+        repo="org/checkout",
+        branch="release/2026.12",
+        commit_sha="0123456789abcdef0123456789abcdef01234567",
+        environment="production",
+        url="https://ci.example.com/jobs/42?x=1&y=2",
+        labels={"team": "payments", "tier": "ünïcode"},
+    )
+    clock.advance(seconds=1)
+    assert (await transition(client, keys, full["id"], "acknowledge")).status_code == 200
+
+    listed = await client.get("/api/v1/incidents", headers=keys.of("viewer"))
+    assert listed.status_code == 200
+    assert listed.headers["content-type"] == "application/json"
+    for incident in (full, plain):
+        alone = await client.get(f"/api/v1/incidents/{incident['id']}", headers=keys.of("viewer"))
+        assert alone.status_code == 200
+        [item] = [i for i in listed.json()["items"] if i["id"] == incident["id"]]
+        assert item == alone.json()
+    assert listed.json()["next_cursor"] is None
+    assert listed.json()["items"][0]["acknowledged_at"].endswith("Z")
+
+
 async def test_malformed_cursor_is_refused(client: httpx.AsyncClient, keys: Keys) -> None:
     response = await client.get(
         "/api/v1/incidents", params={"cursor": "' OR 1=1 --"}, headers=keys.of("viewer")

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from dragon.app import create_app
 from dragon.settings import Settings
-from tests.conftest import WEBHOOK_SECRETS, FakeClock
+from tests.conftest import POSTGRES_URL, WEBHOOK_SECRETS, FakeClock, Keys
 from tests.support.ports import free_port
 
 
@@ -107,3 +109,37 @@ async def test_before_initialisation_finished_every_request_but_the_probes_is_50
     assert live.status_code == 200
     assert ready.status_code == 503
     assert ready.json()["checks"]["startup"] == "initialisation has not finished"
+
+
+async def test_connections_the_server_dropped_cost_at_most_one_503_then_reads_recover(
+    client: httpx.AsyncClient, keys: Keys, database_url: str
+) -> None:
+    """The pool does not ping before each checkout (store.database.connect): a connection the
+    server dropped fails its first statement, that request gets 503 with Retry-After, and the
+    pool discards every connection opened before, so the next request connects afresh."""
+    if not POSTGRES_URL:
+        return  # SQLite has no server to drop a connection
+    assert (await client.get("/api/v1/incidents", headers=keys.of("viewer"))).status_code == 200
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            dropped = await connection.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            assert dropped.scalar()  # the app's pooled connections
+    finally:
+        await engine.dispose()
+
+    answers = [await client.get("/api/v1/incidents", headers=keys.of("viewer")) for _ in range(4)]
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses.count(503) <= 1, statuses
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[-1] == 200, statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"]
+            assert answer.json()["code"] == "database_unavailable"

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+import sqlalchemy as sa
 
 from dragon.app import build_services
 from dragon.domain.audit import ChainReport
@@ -129,8 +130,8 @@ class WriteAfterHeadIsRead:
         self._factory = factory
         self._services = services
 
-    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        uow = self._factory(write=write)
+    def __call__(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
+        uow = self._factory(write=write, snapshot=snapshot)
         head = uow.audit.head
 
         async def head_then_write() -> tuple[int, str]:
@@ -159,6 +160,28 @@ async def test_events_committed_while_verifying_do_not_look_like_tampering(
     assert report == ChainReport(ok=True, checked=before)
     assert len(await all_events(store_services)) == before + 1
     assert await store_services.audit.verify() == ChainReport(ok=True, checked=before + 1)
+
+
+async def test_a_read_of_one_statement_runs_outside_a_transaction_on_postgresql(
+    database_url: str,
+) -> None:
+    """`snapshot=False` (the incident listing) spares the BEGIN and ROLLBACK round trips: on
+    PostgreSQL each statement is its own transaction; every other read shares one."""
+    database = connect(database_url, pool_size=2)
+    factory = SqlUnitOfWorkFactory(database)
+    xact = sa.text("SELECT txid_current()")
+    try:
+        if database.dialect != "postgresql":
+            return  # SQLite's readers keep their one connection and WAL snapshot
+        async with factory(write=False) as uow:
+            shared = {(await uow.session.execute(xact)).scalar() for _ in range(2)}
+        async with factory(write=False, snapshot=False) as uow:
+            own = {(await uow.session.execute(xact)).scalar() for _ in range(2)}
+    finally:
+        await database.dispose()
+
+    assert len(shared) == 1
+    assert len(own) == 2
 
 
 async def test_two_approvers_approving_at_once_approve_a_two_approval_decision(

@@ -287,12 +287,21 @@ class BodyLimitMiddleware:
 class CompressionMiddleware(GZipMiddleware):
     """Starlette's gzip, except under `uncompressed` path prefixes: webhook answers are a few
     hundred bytes of JSON for a vendor's delivery log, under the minimum size anyway, and
-    the responder Starlette builds per request to find that out costs more than the answer."""
+    the responder Starlette builds per request to find that out costs more than the answer.
+
+    At level 1 by default, not Starlette's 9: a 33 KB page of 50 incidents takes 0.07 ms to
+    compress at 1 and 0.5 ms at 9, for 4.5 KB against 3.5 KB (JSON compresses well at any
+    level), and that half millisecond was a tenth of a listing request's CPU."""
 
     def __init__(
-        self, app: ASGIApp, *, minimum_size: int, uncompressed: tuple[str, ...] = ()
+        self,
+        app: ASGIApp,
+        *,
+        minimum_size: int,
+        uncompressed: tuple[str, ...] = (),
+        level: int = 1,
     ) -> None:
-        super().__init__(app, minimum_size=minimum_size)
+        super().__init__(app, minimum_size=minimum_size, compresslevel=level)
         self.uncompressed = uncompressed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -526,7 +526,10 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> UnitOfWork: ...
+    def __call__(self, *, write: bool = True, snapshot: bool = True) -> UnitOfWork:
+        """A unit of work; `write=False` for a read, which sees one snapshot of the store
+        unless `snapshot=False` says it is a single statement (and may skip the transaction)."""
+        ...
 
 
 class StoreHealth(Protocol):

@@ -94,7 +94,9 @@ class IncidentService:
             return await uow.correlation.links_of(incident_id)
 
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
-        async with self._uow(write=False) as uow:
+        # One statement (the page's ids and rows together; on PostgreSQL a text search reads
+        # the statistics sample first, which needs no common snapshot with it).
+        async with self._uow(write=False, snapshot=False) as uow:
             return await uow.incidents.find(query)
 
     async def acknowledge(self, caller: Caller, incident_id: str) -> Incident:

@@ -6,7 +6,7 @@ They add and flush; none of them commits. The unit of work owns the transaction.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,16 +27,12 @@ from dragon.domain.entities import (
 )
 from dragon.domain.enums import DecisionStatus, TriageStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
+from dragon.store.incident_search import IncidentTextSamples, Shares, text_condition
 from dragon.store.tables import audit_events, audit_head
 
 T = TypeVar("T")
 _HEAD_ID = 1
 _AUDIT_FIELDS = [field.name for field in dataclasses.fields(NewAuditEvent)]
-
-
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 async def keyset_page(
@@ -70,9 +66,13 @@ class SessionRepository:
 
 
 class SqlIncidentRepository(SessionRepository):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, *, text_samples: IncidentTextSamples | None = None
+    ) -> None:
         super().__init__(session)
         self._unflushed: set[str] = set()
+        # One per process (the unit-of-work factory's); without it the sample is read each time.
+        self._text_samples = text_samples or IncidentTextSamples(seconds=0)
 
     async def add(self, incident: Incident) -> None:
         # Written at the next flush, with the rest of a batch's new incidents in one insert.
@@ -107,7 +107,11 @@ class SqlIncidentRepository(SessionRepository):
 
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
         entity: Any = Incident
-        stmt = sa.select(Incident).where(entity.id.in_(incident_page_ids(query).scalar_subquery()))
+        samples = None
+        if query.text and self.session.get_bind().dialect.name == "postgresql":
+            samples = await self._text_samples.read(self.session)
+        ids = incident_page_ids(query, samples=samples)
+        stmt = sa.select(Incident).where(entity.id.in_(ids.scalar_subquery()))
         rows = list(await self.session.scalars(stmt.order_by(entity.id.desc())))
         if len(rows) > query.page.limit:
             rows = rows[: query.page.limit]
@@ -115,14 +119,17 @@ class SqlIncidentRepository(SessionRepository):
         return rows, None
 
 
-def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
+def incident_page_ids(
+    query: IncidentQuery, *, samples: Mapping[str, Shares] | None = None
+) -> sa.Select[tuple[str]]:
     """The ids of one listing page (and one more, to know if there is a next), newest first.
 
     Selected apart from the rows, so they come from an index alone: ix_incidents_id_filters
     (PostgreSQL) holds every equality filter beside the id, and each (column, id) index one
     of them. When thousands of newer incidents do not match, their index entries are read,
     not their rows (migration 0010_pipeline_listing_indexes); the page's rows are then
-    fetched by primary key."""
+    fetched by primary key. `samples` (PostgreSQL's, IncidentTextSamples) let a text search
+    leave common words out of its trigram index conditions."""
     entity: Any = Incident
     conditions: list[Any] = [
         column == value
@@ -135,11 +142,11 @@ def incident_page_ids(query: IncidentQuery) -> sa.Select[tuple[str]]:
         if value
     ]
     if query.text:
-        pattern = _like(query.text)
+        samples = samples or {}
         conditions.append(
             sa.or_(
-                sa.func.lower(entity.title).like(pattern, escape="\\"),
-                sa.func.lower(entity.description).like(pattern, escape="\\"),
+                text_condition(entity.title, query.text, samples.get("title")),
+                text_condition(entity.description, query.text, samples.get("description")),
             )
         )
     if query.page.after:

@@ -41,6 +41,7 @@ from dragon.store.inbox import (
     SqlDeliveryRepository,
     SqlSignalRepository,
 )
+from dragon.store.incident_search import IncidentTextSamples
 from dragon.store.notifications import SqlNotificationRepository
 from dragon.store.repositories import (
     SqlApiKeyRepository,
@@ -56,9 +57,17 @@ from dragon.store.triage import SqlTriageRepository
 
 
 class SqlUnitOfWork:
-    def __init__(self, session: AsyncSession, *, jobs: JobQueue | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        jobs: JobQueue | None = None,
+        text_samples: IncidentTextSamples | None = None,
+    ) -> None:
         self.session = session
-        self.incidents: IncidentRepository = SqlIncidentRepository(session)
+        self.incidents: IncidentRepository = SqlIncidentRepository(
+            session, text_samples=text_samples
+        )
         self.decisions: DecisionRepository = SqlDecisionRepository(session)
         self.approvals: ApprovalRepository = SqlApprovalRepository(session)
         self.principals: PrincipalRepository = SqlPrincipalRepository(session)
@@ -117,7 +126,13 @@ class SqlUnitOfWorkFactory:
     def __init__(self, database: Database, *, jobs: JobQueue | None = None) -> None:
         self._writer = database.sessions(write=True)
         self._reader = database.sessions(write=False)
+        self._statement_reader = database.sessions(write=False, snapshot=False)
         self._jobs = jobs
+        self._text_samples = IncidentTextSamples()
 
-    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        return SqlUnitOfWork((self._writer if write else self._reader)(), jobs=self._jobs)
+    def __call__(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
+        if write:
+            session = self._writer()
+        else:
+            session = (self._reader if snapshot else self._statement_reader)()
+        return SqlUnitOfWork(session, jobs=self._jobs, text_samples=self._text_samples)

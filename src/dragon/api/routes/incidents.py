@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from dragon.api.access import GuardedRoute, caller, services
-from dragon.api.responses import json_list_response, json_response
+from dragon.api.responses import json_list_response, json_page_response, json_response
 from dragon.api.schemas import IncidentCreate, IncidentOut, IncidentPage, IncidentResolve
 from dragon.api.schemas import Response as Out
 from dragon.domain.enums import IncidentStatus, Severity
@@ -59,9 +59,7 @@ async def list_incidents(
             page=Page(limit=limit, after=cursor),
         )
     )
-    return json_response(
-        IncidentPage(items=[IncidentOut.of(i) for i in items], next_cursor=next_cursor)
-    )
+    return json_page_response(IncidentOut, items, next_cursor=next_cursor)
 
 
 @router.get("/{incident_id}", response_model=IncidentOut)
