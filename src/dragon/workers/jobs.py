@@ -131,6 +131,8 @@ def job_app(
                 # A pass that was not full: let the next gather a few more (at 100/s a
                 # pass right after another would take one or two, at a pass's full cost).
                 await asyncio.sleep(JOB_LINGER_SECONDS)
+                # Acceptance first where the job shares a server process, as at its start.
+                await services.ingest.lull(quiet=LULL_SECONDS, longest=YIELD_AT_MOST_SECONDS)
         finally:
             drain.busy = False
         # Its own that were not due yet, or held by a worker that rolled back meanwhile.
