@@ -32,8 +32,14 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU the process has used so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", maxsplit=1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_phase(
-    name: str, total: int, concurrency: int, make_request: object
+    name: str, total: int, concurrency: int, make_request: object, *, server_pid: int
 ) -> list[httpx.Response]:
     latencies: list[float] = []
     responses: list[httpx.Response] = []
@@ -49,15 +55,17 @@ async def run_phase(
             latencies.append((time.perf_counter() - started) * 1000)
             responses.append(response)
 
+    cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_ms = (cpu_seconds(server_pid) - cpu_before) * 1000 / total
     failed = Counter(r.status_code for r in responses if r.status_code >= 400)
     codes = ", ".join(f"{n} x {code}" for code, n in sorted(failed.items()))
     print(
         f"{name:<28} {total / elapsed:8.0f} req/s   p50 {statistics.median(latencies):6.1f} ms"
-        f"   p99 {percentile(latencies, 0.99):6.1f} ms   errors {failed.total()}"
-        + (f" ({codes})" if codes else "")
+        f"   p99 {percentile(latencies, 0.99):6.1f} ms   server CPU {cpu_ms:5.2f} ms/req"
+        f"   errors {failed.total()}" + (f" ({codes})" if codes else "")
     )
     return responses
 
@@ -93,7 +101,9 @@ def prepare(url: str, env: dict[str, str]) -> tuple[str, list[str]]:
     return developer, [create_key(env, f"bench-approver-{i}", "approver") for i in range(2)]
 
 
-async def load(args: argparse.Namespace, url: str, developer: str, approvers: list[str]) -> None:
+async def load(
+    args: argparse.Namespace, url: str, developer: str, approvers: list[str], *, server_pid: int
+) -> None:
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{args.port}",
         limits=httpx.Limits(max_connections=args.concurrency),
@@ -122,7 +132,11 @@ async def load(args: argparse.Namespace, url: str, developer: str, approvers: li
             )
 
         proposed = await run_phase(
-            "propose (pending, 2 appr.)", args.requests, args.concurrency, propose
+            "propose (pending, 2 appr.)",
+            args.requests,
+            args.concurrency,
+            propose,
+            server_pid=server_pid,
         )
         ids = [r.json()["id"] for r in proposed if r.status_code == 201]
         for n, key in enumerate(approvers, start=1):
@@ -134,12 +148,24 @@ async def load(args: argparse.Namespace, url: str, developer: str, approvers: li
                     headers={"Authorization": f"Bearer {key}"},
                 )
 
-            await run_phase(f"approve (approver {n})", len(ids), args.concurrency, approve)
+            await run_phase(
+                f"approve (approver {n})",
+                len(ids),
+                args.concurrency,
+                approve,
+                server_pid=server_pid,
+            )
 
         async def read(i: int) -> httpx.Response:
             return await http.get("/api/v1/decisions?limit=50", headers=dev)
 
-        await run_phase("list decisions (50/page)", args.requests, args.concurrency, read)
+        await run_phase(
+            "list decisions (50/page)",
+            args.requests,
+            args.concurrency,
+            read,
+            server_pid=server_pid,
+        )
 
 
 def main() -> None:
@@ -167,7 +193,7 @@ def main() -> None:
     server = subprocess.Popen([str(DRAGON), "serve"], env=env, stderr=subprocess.DEVNULL)
     try:
         wait_ready(args.port)
-        asyncio.run(load(args, url, developer, approvers))
+        asyncio.run(load(args, url, developer, approvers, server_pid=server.pid))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from dragon.api.schemas import DecisionOut, DecisionPage
 from dragon.services.container import Services
 from tests.conftest import FakeClock, Keys
 
@@ -536,3 +537,48 @@ async def test_decisions_list_filters_by_incident(client: httpx.AsyncClient, key
         "/api/v1/decisions", params={"incident_id": incident["id"]}, headers=keys.of("viewer")
     )
     assert [d["id"] for d in listed.json()["items"]] == [mine.json()["id"]]
+
+
+# ---- response bodies ----------------------------------------------------------------------------
+
+
+def documented(model: type[DecisionOut] | type[DecisionPage], response: httpx.Response) -> str:
+    """The body as the documented schema would write it: validated, then dumped again."""
+    return model.model_validate_json(response.content).model_dump_json()
+
+
+async def test_decision_bodies_are_exactly_the_documented_schema(
+    client: httpx.AsyncClient, keys: Keys, clock: FakeClock
+) -> None:
+    clock.advance(seconds=0.000123)  # microseconds in every time the bodies carry
+    incident = await open_incident(client, keys, severity="SEV1")
+    proposed = await propose(
+        client,
+        keys,
+        **PRODUCTION,
+        incident_id=incident["id"],
+        params={"deployment": "checkout", "replicas": 3, "nested": {"keep": [1, None]}},
+        rationale="the last deploy broke checkout",
+        confidence=0.75,
+        risk={"factors": [{"name": "peak_hours", "weight": 10, "detail": "Friday evening"}]},
+    )
+    assert proposed.status_code == 201, proposed.text
+    decision_id = proposed.json()["id"]
+    approved = await verdict(client, keys, decision_id, "approver")
+    detail = await client.get(f"/api/v1/decisions/{decision_id}", headers=keys.of("viewer"))
+    listing = await client.get("/api/v1/decisions", headers=keys.of("viewer"))
+
+    for single in (proposed, approved, detail):
+        assert single.headers["content-type"] == "application/json"
+        assert single.text == documented(DecisionOut, single)
+    assert listing.text == documented(DecisionPage, listing)
+    body = detail.json()
+    assert body["approvals"][0]["via"] == "api"
+    assert body["risk"]["factors"][-1] == {
+        "name": "peak_hours",
+        "weight": 10,
+        "detail": "Friday evening",
+    }
+    assert body["expires_at"].endswith("Z")
+    assert "." in body["created_at"]
+    assert listing.json()["items"][0]["approvals"] is None

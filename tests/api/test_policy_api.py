@@ -8,9 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 
+from dragon.app import create_app
 from dragon.domain.default_policy import DEFAULT_POLICY_TEXT
+from dragon.settings import Settings
 from tests.conftest import FakeClock, Keys
+from tests.support.readiness import app_ready
 
 FREEZE = """\
 version: 1
@@ -297,3 +301,31 @@ async def test_malformed_json_policy_body_is_refused(client: httpx.AsyncClient, 
     assert response.status_code == 400
     assert response.json()["code"] == "json_invalid"
     assert len(await versions(client, keys)) == 1
+
+
+async def test_a_policy_another_replica_activates_governs_the_next_proposal_here(
+    client: httpx.AsyncClient, keys: Keys, settings: Settings, clock: FakeClock
+) -> None:
+    """Each replica keeps its own parsed copies by version: a change made on another one (here
+    a second app on the same store), and a change back to a version this one already parsed,
+    both govern this replica's very next proposal."""
+    assert (await propose(client, keys, **LOW_RISK))["policy"]["rule"] == "low-risk-auto-approves"
+    other = create_app(settings, clock=clock)
+    async with LifespanManager(other, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(other)
+        transport = httpx.ASGITransport(app=other, client=("203.0.113.8", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://other.test") as peer:
+            clock.advance(minutes=1)
+            assert (await put_policy(peer, keys, FREEZE)).status_code == 200
+            frozen = await propose(client, keys, **LOW_RISK)
+            clock.advance(minutes=1)
+            assert (await put_policy(peer, keys, DEFAULT_POLICY_TEXT)).status_code == 200
+            thawed = await propose(client, keys, **LOW_RISK)
+
+    assert frozen["status"] == "pending_approval"
+    assert (frozen["policy"]["version"], frozen["policy"]["rule"]) == (
+        version_of(FREEZE),
+        "freeze-needs-an-admin",
+    )
+    assert thawed["status"] == "auto_approved"
+    assert thawed["policy"]["version"] == version_of(DEFAULT_POLICY_TEXT)

@@ -25,9 +25,18 @@ class PolicyService:
         return policy
 
     async def active_in(self, uow: UnitOfWork) -> Policy:
-        """The policy in force for this transaction; the shipped default until one is stored."""
+        """The policy in force for this transaction; the shipped default until one is stored.
+
+        Only the active version is read on every call; its source only when this process has
+        not parsed that version yet (another replica activated it, or this one just started)."""
+        version = await uow.policies.active_version()
+        if version is None:
+            return default_policy()
+        parsed = self._parsed.get(version)
+        if parsed is not None:
+            return parsed
         stored = await uow.policies.active()
-        if stored is None:
+        if stored is None:  # only if the active version was removed between the two reads
             return default_policy()
         return self._parse(stored.source, stored.version)
 

@@ -28,7 +28,7 @@ from dragon.domain.entities import (
 from dragon.domain.enums import DecisionStatus, TriageStatus
 from dragon.domain.ports import AuditQuery, DecisionQuery, IncidentQuery, NewAuditEvent, Page
 from dragon.store.incident_search import IncidentTextSamples, Shares, text_condition
-from dragon.store.tables import audit_events, audit_head
+from dragon.store.tables import audit_events, audit_head, policy_versions
 
 T = TypeVar("T")
 _HEAD_ID = 1
@@ -252,6 +252,17 @@ class SqlPolicyRepository(SessionRepository):
         entity: Any = PolicyVersion
         stmt = sa.select(PolicyVersion).where(entity.active.is_(True)).order_by(entity.id.desc())
         return await self.session.scalar(stmt.limit(1))
+
+    async def active_version(self) -> str | None:
+        # One column through Core: no entity (nor its YAML source) is loaded per proposal.
+        stmt = (
+            sa.select(policy_versions.c.version)
+            .where(policy_versions.c.active.is_(True))
+            .order_by(policy_versions.c.id.desc())
+            .limit(1)
+        )
+        version: str | None = await self.session.scalar(stmt)
+        return version
 
     async def add(self, policy: PolicyVersion) -> None:
         await self._add(policy)

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from dragon.api.access import GuardedRoute, caller, services
+from dragon.api.decision_bodies import decision_page_response, decision_response
 from dragon.api.rate_limits import rate_limit
-from dragon.api.responses import json_response
 from dragon.api.routes.incidents import Cursor, Limit
 from dragon.api.schemas import (
     DecisionCreate,
@@ -54,10 +54,8 @@ async def propose_and_answer(svc: Services, who: Caller, proposal: Proposal) -> 
     """Proposes `proposal` and answers 201 with the decision and its Location (the legacy
     action routes answer the same way)."""
     decision = await svc.decisions.propose(who, proposal)
-    return json_response(
-        DecisionOut.of(decision, []),
-        status_code=201,
-        headers={"Location": f"/api/v1/decisions/{decision.id}"},
+    return decision_response(
+        decision, [], status_code=201, headers={"Location": f"/api/v1/decisions/{decision.id}"}
     )
 
 
@@ -89,15 +87,13 @@ async def list_decisions(
             page=Page(limit=limit, after=cursor),
         )
     )
-    return json_response(
-        DecisionPage(items=[DecisionOut.of(d) for d in items], next_cursor=next_cursor)
-    )
+    return decision_page_response(items, next_cursor)
 
 
 @router.get("/api/v1/decisions/{decision_id}", response_model=DecisionOut)
 async def get_decision(decision_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
     view = await svc.decisions.get(decision_id)
-    return json_response(DecisionOut.of(view.decision, view.approvals))
+    return decision_response(view.decision, view.approvals)
 
 
 async def _verdict(
@@ -106,7 +102,7 @@ async def _verdict(
     view = await svc.decisions.give_verdict(
         who, decision_id, verdict=verdict, justification=justification
     )
-    return json_response(DecisionOut.of(view.decision, view.approvals))
+    return decision_response(view.decision, view.approvals)
 
 
 @router.post(

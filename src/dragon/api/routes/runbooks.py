@@ -11,6 +11,7 @@ from pydantic import Field
 from starlette.responses import Response as HttpResponse
 
 from dragon.api.access import GuardedRoute, caller, services
+from dragon.api.decision_bodies import decision_response
 from dragon.api.responses import json_response
 from dragon.api.schemas import Branch, DecisionOut, Name, Repo, Request, Response
 from dragon.domain.entities import Runbook
@@ -100,8 +101,6 @@ async def start_runbook(
         branch=body.branch,
         environment=body.environment,
     )
-    return json_response(
-        DecisionOut.of(decision, []),
-        status_code=201,
-        headers={"Location": f"/api/v1/decisions/{decision.id}"},
+    return decision_response(
+        decision, [], status_code=201, headers={"Location": f"/api/v1/decisions/{decision.id}"}
     )
