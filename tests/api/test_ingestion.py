@@ -462,6 +462,28 @@ async def test_a_retried_dead_delivery_gets_its_job_in_the_retry_transaction(
     assert after == before + 1
 
 
+@pytest.mark.skipif(not POSTGRES_URL, reason="TOAST compression is PostgreSQL's")
+async def test_a_large_delivery_body_is_compressed_with_lz4_on_postgresql(
+    client: httpx.AsyncClient,
+) -> None:
+    payload = fixture("github", "workflow_run.completed.failure")
+    payload["workflow_run"]["display_title"] = "a long title " * 400  # past TOAST's 2 KB
+    response = await post_github(client, payload, "workflow_run")
+    assert response.status_code == 202, response.text
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as connection:
+            method = (
+                await connection.execute(
+                    sa.text("SELECT pg_column_compression(body) FROM deliveries WHERE id = :id"),
+                    {"id": response.json()["delivery_id"]},
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert method == "lz4"
+
+
 async def test_a_bad_delivery_does_not_hold_back_the_good_ones_processed_with_it(
     client: httpx.AsyncClient, services: Services, keys: Keys, database_url: str
 ) -> None:
