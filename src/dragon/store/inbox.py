@@ -313,51 +313,86 @@ class GroupCommitInbox:
                 await self._writer
 
     async def _write_batches(self) -> None:
-        while True:
-            if not self._pending:
-                self._arrived.clear()
-                await self._arrived.wait()
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            try:
-                outcomes = await self._store([delivery for delivery, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
-                failure: Exception = unavailable() if unavailable_cause(exc) else exc
-                for _, done in batch:
+        # On PostgreSQL the writer keeps its connection while batches follow one another:
+        # each checkout pings the server first (three round trips, as many as the batch
+        # itself), which under load is spent on a connection that served a batch a moment
+        # ago. It goes back to the pool whenever nothing waits, and after any failure, so the
+        # next batch checks out (and pings) a fresh one. SQLite's one writer connection is
+        # shared with every other write, so it is taken per batch there.
+        held: AsyncConnection | None = None
+        try:
+            while True:
+                if not self._pending:
+                    if held is not None:
+                        await held.close()
+                        held = None
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                try:
+                    if self._postgres and held is None:
+                        held = await self._engine.connect()
+                    outcomes = await self._store([delivery for delivery, _ in batch], held)
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
+                    if held is not None:
+                        await _close_quietly(held)
+                        held = None
+                    failure: Exception = unavailable() if unavailable_cause(exc) else exc
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(failure)
+                    continue
+                for (_, done), outcome in zip(batch, outcomes, strict=True):
                     if not done.done():
-                        done.set_exception(failure)
-                continue
-            for (_, done), outcome in zip(batch, outcomes, strict=True):
-                if not done.done():
-                    done.set_result(outcome)
+                        done.set_result(outcome)
+        finally:
+            if held is not None:
+                await _close_quietly(held)
 
-    async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
+    async def _store(
+        self, batch: list[NewDelivery], held: AsyncConnection | None
+    ) -> list[Delivery | None]:
+        if held is None:
+            async with self._engine.begin() as conn:
+                return await self._store_in(conn, batch)
+        async with held.begin():
+            return await self._store_in(held, batch)
+
+    async def _store_in(
+        self, conn: AsyncConnection, batch: list[NewDelivery]
+    ) -> list[Delivery | None]:
         sql = self._sql or _InsertSql(self._engine.dialect)
         self._sql = sql
         # Rows in key order on PostgreSQL: batches from several API processes that share keys
         # (a redelivered burst) take the unique index's locks in the same order, so none
         # waits on another in a cycle (a deadlock would fail the whole batch).
         rows = sorted(batch, key=_unique_key) if self._postgres else batch
-        async with self._engine.begin() as conn:
-            inserted = await conn.exec_driver_sql(*sql.statement(rows))
-            new_ids = set(inserted.scalars().all())
-            if self._jobs is not None:
-                pending = [d.id for d in batch if d.id in new_ids and not d.ignored]
-                if pending:
-                    await self._jobs.defer(conn, pending)
-            existing: dict[tuple[str, str], Delivery] = {}
-            missing = [d for d in batch if d.id not in new_ids]
-            if missing:
-                found = await conn.execute(
-                    sa.select(deliveries).where(
-                        sa.tuple_(deliveries.c.source, deliveries.c.delivery_key).in_(
-                            [(d.source, d.delivery_key) for d in missing]
-                        )
+        inserted = await conn.exec_driver_sql(*sql.statement(rows))
+        new_ids = set(inserted.scalars().all())
+        if self._jobs is not None:
+            pending = [d.id for d in batch if d.id in new_ids and not d.ignored]
+            if pending:
+                await self._jobs.defer(conn, pending)
+        existing: dict[tuple[str, str], Delivery] = {}
+        missing = [d for d in batch if d.id not in new_ids]
+        if missing:
+            found = await conn.execute(
+                sa.select(deliveries).where(
+                    sa.tuple_(deliveries.c.source, deliveries.c.delivery_key).in_(
+                        [(d.source, d.delivery_key) for d in missing]
                     )
                 )
-                for row in found.mappings():
-                    existing[(row["source"], row["delivery_key"])] = Delivery(**row)
+            )
+            for row in found.mappings():
+                existing[(row["source"], row["delivery_key"])] = Delivery(**row)
         return [None if d.id in new_ids else existing[(d.source, d.delivery_key)] for d in batch]
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    """Give a held connection back; one the failure broke is discarded by the pool itself."""
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 @dataclass(frozen=True)
