@@ -235,6 +235,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         2, ge=1, le=64, description="jobs one procrastinate worker process runs at once"
     )
+    worker_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="how far `dragon worker` lowers its CPU priority (nice) when it starts: on "
+        "a host it shares with API processes, accepting deliveries then goes first and "
+        "processing catches up",
+    )
 
     @model_validator(mode="after")
     def _job_engine_fits_the_store(self) -> Settings:
