@@ -224,6 +224,9 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=180, help="longest wait for a backlog")
     parser.add_argument("--pool-size", type=int, default=8, help="DRAGON_DB_POOL_SIZE")
     parser.add_argument("--concurrency", type=int, default=1, help="DRAGON_WORKER_CONCURRENCY")
+    parser.add_argument(
+        "--worker-nice", type=int, default=0, help="DRAGON_WORKER_NICE of the two workers"
+    )
     parser.add_argument("--skip", default="", help="comma list of: ingest,e2e,listing,soak")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -236,7 +239,10 @@ def main() -> None:
     body, signature = delivery_body(workdir)
     (workdir / "deliveries.lua").write_text(WRK_SCRIPT.format(body=body, signature=signature))
     figures = Figures()
-    figures.add("machine", f"{os.cpu_count()} cores, load before {load_average()}")
+    figures.add(
+        "machine",
+        f"{os.cpu_count()} cores, load before {load_average()}, workers at nice {args.worker_nice}",
+    )
     started = time.monotonic()
     with ExitStack() as stack:
         bare_rate = 1.0
@@ -248,7 +254,12 @@ def main() -> None:
             bare_rate = bare["rate"] or 1.0
             figures.add("ingest 64 conn (bare ASGI, 2 processes)", wrk_figure(bare))
         cluster = Cluster(stack=stack, workdir=workdir, database=DATABASE)
-        cluster.boot(secret=SECRET, pool_size=args.pool_size, concurrency=args.concurrency)
+        cluster.boot(
+            secret=SECRET,
+            pool_size=args.pool_size,
+            concurrency=args.concurrency,
+            worker_nice=args.worker_nice,
+        )
         if "ingest" not in skip:
             ingest(cluster, figures, args, bare_rate)
         if "e2e" not in skip:

@@ -122,13 +122,14 @@ def start_process(
 def start_bare(
     stack: ExitStack, *, workers: int = 2, log: Path | None = None
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    """The baseline, served as Dragon is: uvicorn with `workers` processes on one port;
-    (port, the supervisor)."""
+    """The baseline, served as Dragon is: uvicorn with `workers` processes on one port and
+    Dragon's HTTP protocol (one write per answer); (port, the supervisor)."""
     port = free_port()
     process = start_process(
         stack,
         [str(UVICORN), "bare_asgi:app", "--port", str(port), "--workers", str(workers),
-         "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT / "bench")],
+         "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT / "bench"),
+         "--http", "dragon.http_protocol:CoalescingHttpToolsProtocol"],
         log=log,
     )  # fmt: skip
     wait_ready(port, "/")

@@ -70,7 +70,7 @@ class Cluster:
         recreate_database(self.database)
         self.stack.callback(drop_database, self.database)
 
-    def boot(self, *, secret: str, pool_size: int, concurrency: int) -> None:
+    def boot(self, *, secret: str, pool_size: int, concurrency: int, worker_nice: int = 0) -> None:
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise SystemExit("the production bench needs redis-server (Debian package redis)")
@@ -88,6 +88,7 @@ class Cluster:
             "DRAGON_WORKER_ENABLED": "false",
             "DRAGON_DB_POOL_SIZE": str(pool_size),
             "DRAGON_WORKER_CONCURRENCY": str(concurrency),
+            "DRAGON_WORKER_NICE": str(worker_nice),
         }
         migrated = subprocess.run(
             [str(DRAGON), "migrate"], env=self.env, capture_output=True, text=True, check=False

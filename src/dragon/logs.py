@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -72,8 +73,15 @@ def _json_line(event: Any, **options: Any) -> str:
         return json.dumps(event, **options)
 
 
+# The types most fields hold, tried by identity first: a union isinstance costs more.
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def _scrub(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float):
+    kind = type(value)
+    if kind is str:
+        return _clean(value)
+    if kind in _PLAIN or isinstance(value, bool | int | float):
         return value
     if isinstance(value, dict):
         return {
@@ -100,6 +108,56 @@ def redact_secrets(
     return event_dict
 
 
+_stamped_second = -1
+_stamped_prefix = ""
+
+
+def _utc_now_iso() -> str:
+    """Now in UTC as ISO 8601 with microseconds and `Z` (as `datetime.isoformat` writes it, so
+    no fraction when it is zero), the date and time of day formatted once per second: every
+    request logs a line, and building a datetime for it cost more than the rest of its stamp."""
+    global _stamped_second, _stamped_prefix  # noqa: PLW0603 - a one-entry cache
+    now = time.time()
+    second = int(now)
+    micro = int((now - second) * 1_000_000)
+    if second != _stamped_second:
+        _stamped_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _stamped_second = second
+    return f"{_stamped_prefix}.{micro:06d}Z" if micro else f"{_stamped_prefix}Z"
+
+
+def add_timestamp(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    event_dict["timestamp"] = _utc_now_iso()
+    return event_dict
+
+
+class JsonLines:
+    """Dragon's own events in the json format, from the merged context to the rendered line in
+    one pass: the level, any exception's text, the redaction, the timestamp, then orjson. It
+    writes what the separate processors (`redact_secrets` and the others, which the standard
+    library's records still go through) would, field for field and in the same order, with a
+    fraction of the calls: every request logs an access line."""
+
+    def __init__(self, render: Any) -> None:
+        self._render = render
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        event_dict = structlog.processors.add_log_level(logger, method, event_dict)
+        if "exc_info" in event_dict:
+            event_dict = structlog.processors.format_exc_info(logger, method, event_dict)
+        line: dict[str, Any] = {}
+        for key, value in event_dict.items():
+            if key in _STRUCTLOG_META:
+                line[key] = value
+                continue
+            name, secret = _FIELDS.get(key) or _field(key)
+            line[name] = REDACTED if secret else _scrub(value)
+        line["timestamp"] = _utc_now_iso()
+        return self._render(logger, method, line)
+
+
 def configure_logging(
     *, level: str = "info", fmt: str = "json", cache_loggers: bool = True
 ) -> None:
@@ -120,10 +178,15 @@ def configure_logging(
         structlog.processors.format_exc_info,
         redact_secrets,
         # After the redaction: Dragon's own clock reading needs none (the key still comes last).
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
     ]
+    own: list[Any] = (
+        [structlog.contextvars.merge_contextvars, JsonLines(renderer)]
+        if fmt == "json"
+        else [*shared, renderer]
+    )
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=own,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=cache_loggers,

@@ -265,6 +265,14 @@ class Settings(BaseSettings):
         "everything due and the next waits, gathering the batches stored meanwhile, so more "
         "only adds jobs (docs/decisions/0022)",
     )
+    worker_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="how far `dragon worker` lowers its CPU priority (nice) when it starts: on "
+        "a host it shares with API processes, accepting deliveries then goes first and "
+        "processing catches up",
+    )
 
     @model_validator(mode="after")
     def _job_engine_fits_the_store(self) -> Settings:

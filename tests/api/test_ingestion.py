@@ -466,6 +466,53 @@ async def test_a_retried_dead_delivery_gets_its_job_in_the_retry_transaction(
     assert after == 1
 
 
+@pytest.mark.skipif(not POSTGRES_URL, reason="procrastinate jobs live in PostgreSQL")
+async def test_only_a_newly_stored_pending_delivery_defers_a_job(
+    client: httpx.AsyncClient,
+) -> None:
+    jobs_sql = sa.text(
+        "SELECT args FROM procrastinate_jobs WHERE task_name = 'dragon.process_deliveries'"
+    )
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as connection:
+            before = len((await connection.execute(jobs_sql)).all())
+        payload = fixture("github", "workflow_run.completed.failure")
+        accepted = await post_github(client, payload, "workflow_run", delivery="job-once")
+        again = await post_github(client, payload, "workflow_run", delivery="job-once")
+        ignored = await post_github(client, {"zen": "hi"}, "star", delivery="job-never")
+        async with engine.connect() as connection:
+            jobs = [row.args for row in (await connection.execute(jobs_sql)).all()]
+    finally:
+        await engine.dispose()
+    assert (accepted.status_code, again.status_code, ignored.status_code) == (202, 200, 202)
+    assert ignored.json()["status"] == "ignored"
+    assert len(jobs) == before + 1
+    assert {"delivery_ids": [accepted.json()["delivery_id"]]} in jobs
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="TOAST compression is PostgreSQL's")
+async def test_a_large_delivery_body_is_compressed_with_lz4_on_postgresql(
+    client: httpx.AsyncClient,
+) -> None:
+    payload = fixture("github", "workflow_run.completed.failure")
+    payload["workflow_run"]["display_title"] = "a long title " * 400  # past TOAST's 2 KB
+    response = await post_github(client, payload, "workflow_run")
+    assert response.status_code == 202, response.text
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as connection:
+            method = (
+                await connection.execute(
+                    sa.text("SELECT pg_column_compression(body) FROM deliveries WHERE id = :id"),
+                    {"id": response.json()["delivery_id"]},
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert method == "lz4"
+
+
 async def test_a_bad_delivery_does_not_hold_back_the_good_ones_processed_with_it(
     client: httpx.AsyncClient, services: Services, keys: Keys, database_url: str
 ) -> None:

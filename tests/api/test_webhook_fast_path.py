@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC
+from dragon.api.middleware import answer_headers
 from dragon.api.routes.webhooks import WebhookFastPath
 from dragon.app import create_app
 from dragon.services.container import Services
@@ -145,6 +146,30 @@ async def test_answers_carry_the_correlation_id_and_security_headers(
         "code": "signature_invalid",
         "correlation_id": "trace-42",
     }
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_an_accepted_answer_has_the_headers_the_stack_gives_every_answer(
+    app: FastAPI, scheme: str
+) -> None:
+    body = orjson.dumps(fixture("github", "workflow_run.completed.failure"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://dragon.test") as http:
+        accepted = await http.post(
+            "/webhooks/github", content=body, headers=github_headers(body, "workflow_run")
+        )
+    assert accepted.status_code == 202
+    own = [
+        (b"content-type", b"application/json"),
+        (b"content-length", accepted.headers["content-length"].encode()),
+    ]
+    expected = answer_headers(
+        own,
+        scope={"path": "/webhooks/github", "scheme": scheme, "state": {}},
+        correlation_id=accepted.headers["x-correlation-id"].encode(),
+    )
+    assert accepted.headers.raw == expected
+    assert ("strict-transport-security" in accepted.headers) == (scheme == "https")
 
 
 async def test_a_streamed_body_over_the_limit_is_a_413_problem(

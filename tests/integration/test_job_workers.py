@@ -7,6 +7,7 @@ duplicates nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -204,3 +205,22 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
     # sweep finds its deliveries pending and settles them once.
     await start_worker(url, "survivor", tmp_path=tmp_path, into=workers)
     await assert_processed_once(receiver.url, admin, accepted, workflows=100)
+
+
+async def test_a_worker_lowers_its_cpu_priority_as_configured(
+    tmp_path: Path,
+    process_tests_database: str,
+    workers: list[asyncio.subprocess.Process],
+) -> None:
+    url = process_tests_database
+    await run_dragon("migrate", env=dragon_env(url), cwd=tmp_path)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    process = await start_worker(url, "niced", tmp_path=tmp_path, into=workers, worker_nice="7")
+    seen = ours
+    for _ in range(600):  # it lowers its priority once its imports are done
+        seen = os.getpriority(os.PRIO_PROCESS, process.pid)
+        if seen != ours or process.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert process.returncode is None
+    assert seen == min(ours + 7, 19)

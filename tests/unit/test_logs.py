@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -255,3 +256,35 @@ def test_any_text_logs_as_exactly_one_json_line(
     (event,) = parsed(lines)
     assert event["key"] == REDACTED
     assert API_KEY not in lines[0]
+
+
+def test_an_access_line_carries_its_fields_then_the_context_level_and_utc_time(
+    logs: CapturedLogs,
+) -> None:
+    log = logs.start()
+    with structlog.contextvars.bound_contextvars(correlation_id="c0ffee"):
+        log.info("request", method="POST", path="/webhooks/git\nhub", status=202, duration_ms=1.5)
+
+    (line,) = logs.lines()
+
+    event = json.loads(line)
+    assert list(event) == [
+        "method", "path", "status", "duration_ms", "event", "correlation_id", "level", "timestamp"
+    ]  # fmt: skip
+    assert event["path"] == "/webhooks/git hub"
+    assert (event["status"], event["duration_ms"], event["level"]) == (202, 1.5, "info")
+    stamped = datetime.fromisoformat(event["timestamp"])
+    assert stamped.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - stamped) < timedelta(minutes=1)
+
+
+def test_a_level_or_timestamp_given_as_a_field_is_replaced_where_it_stands(
+    logs: CapturedLogs,
+) -> None:
+    logs.start().warning("odd", level="debug", timestamp="yesterday", after=1)
+
+    (event,) = parsed(logs.lines())
+
+    assert list(event) == ["level", "timestamp", "after", "event"]
+    assert event["level"] == "warning"
+    assert event["timestamp"] != "yesterday"

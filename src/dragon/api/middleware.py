@@ -143,6 +143,14 @@ def answer_headers(
     return kept
 
 
+def context_headers_after_id(path: str, *, https: bool) -> list[tuple[bytes, bytes]]:
+    """What `answer_headers` adds after the correlation id to an answer with none of its own
+    security headers and no rate-limit figures, for answers on `path`: a fixed list, which a
+    path answering many requests (the webhook fast path) can compute once."""
+    added = with_context_headers([], correlation_id=b"", csp=_RAW_CSPS[csp_for(path)], https=https)
+    return added[1:]  # the first is the correlation id
+
+
 def begin_request(scope: Scope, raw_correlation_id: bytes | None) -> tuple[str, Any]:
     """The request's correlation id, kept in its state and bound into every log line it
     causes; returns it and what `end_request` needs to unbind it."""

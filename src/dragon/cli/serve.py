@@ -16,6 +16,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from dragon.cli.context import err, load_settings
+from dragon.http_protocol import CoalescingHttpToolsProtocol
 from dragon.settings import Profile
 
 if TYPE_CHECKING:
@@ -106,6 +107,8 @@ def serve(
         # Forwarded headers are the app's to judge (DRAGON_FORWARDED_ALLOW_IPS), not uvicorn's.
         "proxy_headers": False,
         "server_header": False,
+        # One write per answer, not one for the headers and one for the body.
+        "http": CoalescingHttpToolsProtocol,
         "timeout_graceful_shutdown": 20,
         # The supervisor kills a process that misses a health ping; a spawned process answers
         # only once it has imported Dragon, which takes far longer than uvicorn's 5 s on a busy

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import os
 import signal
 
 import typer
@@ -34,6 +35,10 @@ def worker() -> None:
     HTTP. Run any number beside `dragon serve` with DRAGON_WORKER_ENABLED=false; they share the
     work through the store (claims skip rows another worker holds)."""
     settings = load_settings()
+    if settings.worker_nice:
+        # Only relative to other processes on the same host (and cgroup): on a host of its
+        # own a worker runs as fast as before.
+        os.nice(settings.worker_nice)
 
     async def run() -> None:
         provider = start_tracing(settings)

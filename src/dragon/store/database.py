@@ -108,6 +108,27 @@ def _ping_when_idle(engine: AsyncEngine, *, idle_seconds: float) -> None:
             raise sa_exc.DisconnectionError("the connection did not answer a ping") from exc
 
 
+# pglz, PostgreSQL's default for compressing large values, costs the server about 90 µs of
+# CPU more than lz4 for each 10 KB delivery body (and the API processes share the cores with
+# it); lz4 compresses almost as well. The statement does nothing on a server built without
+# lz4 (or older than 14, where the setting does not exist): pglz stays there.
+_LZ4_WHERE_AVAILABLE = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings "
+    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
+def _prepare_postgres(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(_LZ4_WHERE_AVAILABLE)
+        cursor.close()
+        # Committed: the rollback the pool issues when the connection first returns would
+        # take a setting made in an open transaction with it.
+        dbapi_connection.commit()
+
+
 def ensure_sqlite_directory(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -151,6 +172,7 @@ def connect(
         pool_timeout=pool_timeout,
     )
     _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
+    _prepare_postgres(engine)
     instrument(engine, slow_query_ms=slow_query_ms)
     # The same pool: a connection's isolation level is set as it is checked out for reading and
     # restored when it goes back.

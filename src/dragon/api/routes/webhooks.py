@@ -22,8 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dragon.api.access import ACCESS, PUBLIC, GuardedRoute, services
 from dragon.api.deadline import DeadlineWatch, answer_cut
-from dragon.api.middleware import CORRELATION_HEADER, answer_headers, begin_request, end_request
+from dragon.api.middleware import (
+    CORRELATION_HEADER,
+    answer_headers,
+    begin_request,
+    context_headers_after_id,
+    end_request,
+)
 from dragon.api.problems import dragon_problem
+from dragon.api.rate_limits import STATE_KEY as RATE_LIMIT_STATE
 from dragon.api.rate_limits import RateLimiter, enforce
 from dragon.domain.errors import DragonError
 from dragon.services.container import Services
@@ -37,6 +44,7 @@ _RECEIPT_DOC: dict[int | str, dict[str, Any]] = {
     401: {"description": "signature or token missing or wrong"},
 }
 _PONG = orjson.dumps({"status": "pong"})
+CORRELATION_HEADER_RAW = CORRELATION_HEADER.encode()
 
 
 def receipt_body(receipt: Receipt) -> tuple[int, bytes]:
@@ -124,6 +132,12 @@ class WebhookFastPath:
             if (path := getattr(route, "path", None)) in self.paths
             and "POST" in getattr(route, "methods", ())
         }
+        # The headers every plain answer here carries after its correlation id, by scheme:
+        # `answer_headers` would work them out again for each delivery.
+        self.context_headers = {
+            scheme: context_headers_after_id(PREFIX + "/", https=scheme == "https")
+            for scheme in ("http", "https")
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else None
@@ -203,20 +217,16 @@ class WebhookFastPath:
             await answer(scope, receive, send_with_headers)
             return answer.status_code
         status, content = answer
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": answer_headers(
-                    [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(content)).encode()),
-                    ],
-                    scope=scope,
-                    correlation_id=raw_id,
-                ),
-            }
-        )
+        own = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+        ]
+        fixed = self.context_headers.get(scope.get("scheme", "http"))
+        if fixed is None or scope["state"].get(RATE_LIMIT_STATE) is not None:
+            sent = answer_headers(own, scope=scope, correlation_id=raw_id)
+        else:
+            sent = [*own, (CORRELATION_HEADER_RAW, raw_id), *fixed]
+        await send({"type": "http.response.start", "status": status, "headers": sent})
         await send({"type": "http.response.body", "body": content})
         return status
 
