@@ -6,6 +6,7 @@ own (EXPLAIN); the pages themselves are checked on every store."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -50,13 +51,18 @@ async def _seed(database_url: str) -> None:
         _row(n, severity="SEV3", status="open", source="github")
         for n in range(OLDER, OLDER + NEWER)
     ]
+    await _insert_flushed(database_url, rows)
+
+
+async def _insert_flushed(database_url: str, rows: list[dict[str, Any]]) -> None:
+    """Insert the incidents in one transaction whose commit waits for the WAL flush: the test
+    databases commit without waiting for it, and until it comes VACUUM cannot mark the rows
+    all-visible (their commit hint bits wait for it), so the planner would cost an index-only
+    scan as reading every row."""
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                # The test databases commit without waiting for the WAL flush, and until it
-                # comes VACUUM cannot mark the rows all-visible (their commit hint bits wait
-                # for it), so the planner would cost an index-only scan as reading every row.
                 await connection.execute(sa.text("SET LOCAL synchronous_commit = on"))
             await connection.execute(sa.insert(incidents), rows)
     finally:
@@ -146,14 +152,7 @@ async def _seed_templated(database_url: str) -> None:
         }
         for n in range(TEMPLATED)
     ]
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                await connection.execute(sa.text("SET LOCAL synchronous_commit = on"))
-            await connection.execute(sa.insert(incidents), rows)
-    finally:
-        await engine.dispose()
+    await _insert_flushed(database_url, rows)
 
 
 async def _unsampled(connection: AsyncConnection) -> int:
