@@ -14,7 +14,10 @@ import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from dragon.store.breaker_board import worst
+from dragon.domain.breaker import CircuitBreaker
+from dragon.domain.clock import system_clock
+from dragon.store.breaker_board import RedisBreakerBoard, worst
+from dragon.store.redis_client import RedisGuard, connect_redis
 from tests.production.conftest import REDIS_URL, AppFactory
 
 REPORT_SECONDS = 0.1
@@ -84,6 +87,33 @@ async def test_a_process_that_stops_reporting_drops_off_the_board(
     assert while_up["breakers"]["github"] == "open"
     assert "github" not in after["breakers"]
     assert len(after["fleet_breakers"]) == 1
+
+
+async def test_a_report_that_expires_while_the_board_is_read_is_left_out(
+    redis_prefix: str,
+) -> None:
+    redis = connect_redis(REDIS_URL, timeout_seconds=2)
+    guard = RedisGuard(redis, breaker=CircuitBreaker("redis", clock=system_clock))
+    board = RedisBreakerBoard(guard, prefix=redis_prefix, process="api@a", every_seconds=1)
+    leaving = RedisBreakerBoard(guard, prefix=redis_prefix, process="api@b", every_seconds=1)
+    await board.report({"github": "closed"})
+    await leaving.report({"github": "open"})
+    read = redis.hgetall
+
+    async def expired_first(name: str) -> Any:
+        # api@b's key runs out after the scan found it and before its states are read.
+        if name.endswith("api@b"):
+            await redis.delete(name)
+        return await read(name)
+
+    redis.hgetall = expired_first  # type: ignore[method-assign]
+    try:
+        fleet = await board.fleet()
+    finally:
+        await redis.delete(f"{redis_prefix}breakers:api@a")
+        await redis.aclose()
+
+    assert fleet == {"api@a": {"github": "closed"}}
 
 
 def test_the_worst_state_of_a_breaker_across_processes_wins() -> None:

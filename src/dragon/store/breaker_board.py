@@ -58,6 +58,8 @@ class RedisBreakerBoard:
             async for key in self._guard.redis.scan_iter(match=self._pattern, count=100):
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 states = await self._guard.redis.hgetall(name)
+                if not states:
+                    continue  # it expired between the scan and the read: that process left
                 found[name[prefix_length:]] = {
                     _text(k): _text(v) for k, v in sorted(states.items())
                 }
