@@ -15,7 +15,6 @@ from dragon.domain.clock import Clock, system_clock
 from dragon.settings import Profile, Settings
 from dragon.store.database import connect
 from dragon.store.operational_stats import SqlOperationalStats
-from dragon.wiring.ingest import delivery_worker, triage_backstop
 from dragon.wiring.lifecycle import Lifecycle
 from dragon.wiring.middleware import install_middleware
 from dragon.wiring.routes import install_routes
@@ -23,15 +22,8 @@ from dragon.wiring.services import build_services
 from dragon.wiring.shared_state import shared_state
 from dragon.wiring.tracing import start_tracing
 
-# cli.py and the tests build services and workers the way the app does.
-__all__ = [
-    "ConfigurationError",
-    "build_services",
-    "check_secrets",
-    "create_app",
-    "delivery_worker",
-    "triage_backstop",
-]
+# The tests build services and check secrets the way the app does.
+__all__ = ["ConfigurationError", "build_services", "check_secrets", "create_app"]
 
 log = structlog.get_logger("dragon")
 

@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from dragon.domain.entities import ApiKey, Approval, AuditEvent, Decision, Incident, Principal
+from dragon.domain.entities import ApiKey, AuditEvent, Incident, Principal
 from dragon.domain.enums import (
     DecisionStatus,
     IncidentStatus,
@@ -290,10 +290,6 @@ class ApprovalOut(Response):
     via: str
     created_at: datetime
 
-    @classmethod
-    def of(cls, approval: Approval) -> ApprovalOut:
-        return cls.trusted(approval)
-
 
 class DecisionOut(Response):
     id: str
@@ -318,28 +314,6 @@ class DecisionOut(Response):
     updated_at: datetime
     decided_at: datetime | None
     approvals: list[ApprovalOut] | None = None
-
-    @classmethod
-    def of(cls, d: Decision, approvals: list[Approval] | None = None) -> DecisionOut:
-        return cls.trusted(
-            d,
-            risk=RiskOut.model_construct(
-                score=d.risk_score,
-                level=d.risk_level,
-                factors=[RiskFactorOut.model_construct(**f) for f in d.risk_factors],
-            ),
-            proposer=ProposerOut.model_construct(
-                id=d.proposer_id, name=d.proposer_name, kind=d.proposer_kind
-            ),
-            policy=PolicyRef.model_construct(
-                version=d.policy_version,
-                rule=d.policy_rule,
-                reason=d.policy_reason,
-                approvals_required=d.approvals_required,
-                approver_roles=d.approver_roles,
-            ),
-            approvals=None if approvals is None else [ApprovalOut.of(a) for a in approvals],
-        )
 
 
 class DecisionPage(Response):
