@@ -378,6 +378,18 @@ async def _existing(
 _DEFERRING_LOCK = (0x44524147, 22)
 
 
+def _waiting_job_insert(queue: str, task: str, args: str) -> str:
+    """procrastinate's job insert (as procrastinate_defer_jobs_v1 makes it; its triggers
+    record the job and notify the workers only when a job is really inserted), from a CTE
+    `deferring` that took the deferring lock, and nothing when a job waits already: the
+    queueing lock is the task's name. The arguments are SQL expressions of Dragon's own."""
+    return (
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "  # noqa: S608  # nosec B608
+        f"SELECT {queue}::varchar, {task}::varchar, {task}::varchar, {args} FROM deferring "
+        "ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING"
+    )
+
+
 @dataclass(frozen=True)
 class JobQueue:
     """Where the inbox enqueues processing on PostgreSQL: a procrastinate job inserted in
@@ -397,14 +409,10 @@ class JobQueue:
     task: str
 
     async def defer(self, conn: AsyncConnection, delivery_ids: list[str]) -> None:
-        # The lock first (the insert reads from it), then procrastinate's own insert, as
-        # procrastinate_defer_jobs_v1 does it; its triggers record the job and notify the
-        # workers only when a job is really inserted.
+        # The lock first (the insert reads from it), then the job.
         await conn.exec_driver_sql(
             "WITH deferring AS (SELECT pg_advisory_xact_lock_shared($1::int, $2::int)) "
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
-            "SELECT $3::varchar, $4::varchar, $4::varchar, $5::text::jsonb FROM deferring "
-            "ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING",
+            + _waiting_job_insert("$3", "$4", "$5::text::jsonb"),
             (
                 *_DEFERRING_LOCK,
                 self.queue,
@@ -421,16 +429,16 @@ class JobQueue:
         only when a pending delivery was stored. Returns the text (selecting the stored
         ids) and the parameters to append, numbered from `first_param`."""
         lock_a, lock_b, queue, task, status = (f"${n}" for n in range(first_param, first_param + 5))
+        pending_ids = (
+            "jsonb_build_object('delivery_ids', "  # noqa: S608  # nosec B608
+            f"(SELECT jsonb_agg(id) FROM stored WHERE status = {status}::varchar))"
+        )
         # Every name in the text is ours; every value is bound.
         sql = (
             f"WITH stored AS ({insert}), "  # noqa: S608  # nosec B608
             f"deferring AS (SELECT pg_advisory_xact_lock_shared({lock_a}::int, {lock_b}::int) "
             f"FROM (SELECT 1 FROM stored WHERE status = {status}::varchar LIMIT 1) AS pending), "
-            "job AS (INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
-            f"SELECT {queue}::varchar, {task}::varchar, {task}::varchar, "
-            "jsonb_build_object('delivery_ids', "
-            f"(SELECT jsonb_agg(id) FROM stored WHERE status = {status}::varchar)) "
-            "FROM deferring ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING) "
+            f"job AS ({_waiting_job_insert(queue, task, pending_ids)}) "
             "SELECT id FROM stored"
         )
         return sql, (*_DEFERRING_LOCK, self.queue, self.task, pending)
