@@ -5,6 +5,9 @@ never a forged log line."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Keys
+from tests.conftest import WEBHOOK_SECRETS, Keys
 
 INJECTIONS = [
     "'; DROP TABLE incidents; --",
@@ -198,3 +201,60 @@ async def test_a_nul_in_a_query_parameter_is_a_400(
 
     assert answer.status_code == 400, answer.text
     assert answer.json()["code"] == "query_invalid"
+
+
+def _signed_github(body: bytes, *, event: bytes, delivery: bytes) -> list[tuple[bytes, bytes]]:
+    secret = WEBHOOK_SECRETS["github"].encode()
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    return [
+        (b"content-type", b"application/json"),
+        (b"x-hub-signature-256", b"sha256=" + digest),
+        (b"x-github-event", event),
+        (b"x-github-delivery", delivery),
+    ]
+
+
+@pytest.mark.parametrize("header", [b"x-github-delivery", b"x-github-event"])
+@pytest.mark.parametrize("bad", [b"a\x00b", b"esc\x1b[31m", b"bell\x07", b"del\x7f"])
+async def test_a_control_character_in_a_webhook_header_is_a_400_and_spares_the_deliveries_beside_it(
+    client: httpx.AsyncClient, keys: Keys, header: bytes, bad: bytes
+) -> None:
+    # HTTP servers refuse most of these in a header; Dragon does not count on it (an ASGI server
+    # or proxy may pass them), and PostgreSQL cannot store NUL in text at all.
+    body = b'{"action": "completed", "workflow_run": {}}'
+    hostile = [
+        (name, bad if name == header else value)
+        for name, value in _signed_github(body, event=b"workflow_run", delivery=b"d-hostile")
+    ]
+    good = [_signed_github(body, event=b"ping-not", delivery=f"d-{n}".encode()) for n in range(4)]
+    answers = await asyncio.gather(
+        client.post("/webhooks/github", content=body, headers=hostile),
+        *(client.post("/webhooks/github", content=body, headers=each) for each in good),
+    )
+
+    refused, *stored = answers
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "delivery_header_invalid"
+    assert [a.status_code for a in stored] == [202] * 4
+    listed = await client.get("/api/v1/deliveries", headers=keys.of("admin"))
+    assert sorted(d["delivery_key"] for d in listed.json()["items"]) == [f"d-{n}" for n in range(4)]
+
+
+async def test_a_control_character_in_a_jenkins_job_name_is_a_400_and_stores_nothing(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    body = json.dumps(
+        {"name": 'shop\u0000\n{"forged": 1}', "build": {"number": 1, "phase": "COMPLETED"}}
+    ).encode()
+    secret = WEBHOOK_SECRETS["jenkins"].encode()
+    signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    answer = await client.post(
+        "/webhooks/jenkins",
+        content=body,
+        headers={"content-type": "application/json", "x-jenkins-signature": signature},
+    )
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "delivery_header_invalid"
+    listed = await client.get("/api/v1/deliveries", headers=keys.of("admin"))
+    assert listed.json()["items"] == []

@@ -7,6 +7,7 @@ Nothing is acknowledged before it is committed. Processing happens later, in the
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ _KEPT_HEADERS = (
     "x-gitlab-event-uuid",
     "x-gitlab-instance",
 )
+# A delivery key or event type is stored as text and shown in the console: a control character
+# in one (a header or a Jenkins job name) is no vendor's, and PostgreSQL refuses NUL in text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,11 @@ class IngestService:
         payload = parse_json(body)
         key = adapter.delivery_key(headers=headers, payload=payload, body=body)
         meaning = adapter.classify(headers=headers, payload=payload)
+        if _CONTROL.search(key) or _CONTROL.search(meaning.event_type):
+            raise Malformed(
+                "the delivery key or event type holds a control character",
+                code="delivery_header_invalid",
+            )
         kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
         return await self._store(
             source=source,
