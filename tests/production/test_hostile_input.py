@@ -10,13 +10,16 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from dragon.services.container import Services
 from tests.conftest import WEBHOOK_SECRETS, Keys
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INJECTIONS = [
     "'; DROP TABLE incidents; --",
     '" OR 1=1 --',
@@ -258,3 +261,79 @@ async def test_a_control_character_in_a_jenkins_job_name_is_a_400_and_stores_not
     assert answer.json()["code"] == "delivery_header_invalid"
     listed = await client.get("/api/v1/deliveries", headers=keys.of("admin"))
     assert listed.json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "event"),
+    [
+        ("/api/v1/events", {"pipeline": "deploy\x00"}),
+        ("/api/v1/events", {"job": "unit\ntests"}),
+        ("/api/v1/events", {"labels": {"team": "a\x00b"}}),
+        ("/api/v1/events", {"labels": {"team": "line\r\nforged: yes"}}),
+        ("/api/v1/events", {"log_excerpt": "binary\x00output"}),
+        ("/api/ci/event", {"workflow": "deploy\x00"}),
+        ("/api/ci/event", {"log": "binary\x00output"}),
+        ("/api/observability/alert", {"labels": {"team": "a\x00b"}}),
+    ],
+)
+async def test_a_nul_or_line_break_in_an_events_name_or_label_is_a_422_and_stores_nothing(
+    client: httpx.AsyncClient, keys: Keys, path: str, event: dict[str, Any]
+) -> None:
+    # Accepted, such an event would fail processing on PostgreSQL (NUL in text) until dead.
+    base: dict[str, Any] = {
+        "/api/v1/events": {"kind": "ci_failure", "title": "deploy failed", "repo": "acme/shop"},
+        "/api/ci/event": {"repo": "acme/shop", "status": "failure"},
+        "/api/observability/alert": {"alertname": "CheckoutErrors"},
+    }[path]
+    answer = await client.post(path, json={**base, **event}, headers=keys.of("developer"))
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "validation_failed"
+    listed = await client.get("/api/v1/deliveries", headers=keys.of("admin"))
+    assert listed.json()["items"] == []
+
+
+async def test_an_events_log_keeps_its_colour_codes_and_line_breaks(
+    client: httpx.AsyncClient, services: Services, keys: Keys
+) -> None:
+    log = "\x1b[31mFAILED\x1b[0m tests/test_cart.py::test_total\r\n\tassert 3 == 4\n"
+    answer = await client.post(
+        "/api/v1/events",
+        json={
+            "kind": "ci_failure",
+            "title": "tests failed",
+            "repo": "acme/shop",
+            "log_excerpt": log,
+        },
+        headers=keys.of("developer"),
+    )
+    assert answer.status_code == 202, answer.text
+    await services.processor.run_due()
+    [incident] = (await client.get("/api/v1/incidents", headers=keys.of("viewer"))).json()["items"]
+    [signal] = (
+        await client.get(f"/api/v1/incidents/{incident['id']}/signals", headers=keys.of("viewer"))
+    ).json()
+    assert signal["log_excerpt"] == log
+
+
+async def test_a_nul_in_a_vendor_payloads_text_opens_the_incident_with_a_replacement_character(
+    client: httpx.AsyncClient, services: Services, keys: Keys
+) -> None:
+    # A vendor's payload is the vendor's: refusing it would lose the failure it reports.
+    payload = json.loads((FIXTURES / "github" / "workflow_run.completed.failure.json").read_text())
+    payload["workflow_run"]["name"] = "Build\x00and test"
+    body = json.dumps(payload).encode()
+    answer = await client.post(
+        "/webhooks/github",
+        content=body,
+        headers=_signed_github(body, event=b"workflow_run", delivery=b"d-nul-in-body"),
+    )
+    assert answer.status_code == 202, answer.text
+
+    assert await services.processor.run_due() == 1
+    delivery = await client.get(
+        f"/api/v1/deliveries/{answer.json()['delivery_id']}", headers=keys.of("admin")
+    )
+    assert delivery.json()["status"] == "processed", delivery.json()
+    [incident] = (await client.get("/api/v1/incidents", headers=keys.of("viewer"))).json()["items"]
+    assert "Build\ufffdand test" in incident["title"]

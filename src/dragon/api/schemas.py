@@ -99,6 +99,20 @@ Justification = Annotated[
 ]
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+# What an event names and labels itself with: shown on one line in the console and the CLI.
+EventName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_one_line)]
+LabelValue = Annotated[str, StringConstraints(max_length=256), AfterValidator(_one_line)]
+# A CI log keeps its colour codes and line breaks; only NUL, which PostgreSQL cannot store in
+# text, is refused (else the event would be accepted, then fail processing until dead).
+LogExcerpt = Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_no_nul)]
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

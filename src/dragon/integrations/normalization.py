@@ -96,7 +96,7 @@ class Fields:
             raise invalid(self.where(key), "must be a string")
         if required and not value.strip():
             raise invalid(self.where(key), "must not be empty")
-        return value
+        return _storable(value)
 
     def need_text(self, key: str) -> str:
         found = self.text(key, required=True)
@@ -155,8 +155,14 @@ class Fields:
         for name, value in found._data.items():
             if not isinstance(value, str):
                 raise invalid(found.where(str(name)), "must be a string")
-            result[str(name)] = value
+            result[_storable(str(name))] = _storable(value)
         return result
+
+
+def _storable(text: str) -> str:
+    """A vendor's text with NUL (a CI log's binary output, say) shown as U+FFFD: PostgreSQL
+    cannot store NUL in text, and refusing the field would lose the event it belongs to."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def labels(**values: str | None) -> dict[str, str]:

@@ -13,6 +13,9 @@ from dragon.api.access import GuardedRoute, caller, services
 from dragon.api.routes.webhooks import receipt_response
 from dragon.api.schemas import (
     Branch,
+    EventName,
+    LabelValue,
+    LogExcerpt,
     Name,
     OptionalTitle,
     Repo,
@@ -35,7 +38,7 @@ IdempotencyKey = Annotated[
         description="repeat a request with the same key and it is stored once",
     ),
 ]
-Labels = dict[Name, Annotated[str, Field(max_length=256)]]
+Labels = dict[Name, LabelValue]
 
 
 class EventIn(Request):
@@ -45,13 +48,13 @@ class EventIn(Request):
     repo: Repo | None = None
     branch: Branch | None = None
     commit: Sha | None = None
-    pipeline: Annotated[str, Field(max_length=200)] | None = None
-    job: Annotated[str, Field(max_length=200)] | None = None
+    pipeline: EventName | None = None
+    job: EventName | None = None
     url: Url | None = None
     environment: Name | None = None
     severity: Severity = Severity.SEV3
     labels: Labels = Field(default_factory=dict, max_length=50)
-    log_excerpt: Annotated[str, Field(max_length=65_536)] = ""
+    log_excerpt: LogExcerpt = ""
     occurred_at: datetime | None = None
 
 
@@ -79,11 +82,11 @@ class LegacyCiEvent(Request):
     status: Literal["failure", "failed", "error", "timed_out", "success", "passed", "fixed"]
     branch: Branch | None = None
     commit: Sha | None = None
-    workflow: Annotated[str, Field(max_length=200)] | None = None
-    job: Annotated[str, Field(max_length=200)] | None = None
+    workflow: EventName | None = None
+    job: EventName | None = None
     provider: Name = "api"
     url: Url | None = None
-    log: Annotated[str, Field(max_length=65_536)] = ""
+    log: LogExcerpt = ""
     title: Title | None = None
 
 
