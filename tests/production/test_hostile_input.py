@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dragon.api.access import ACCESS
 from dragon.services.container import Services
 from tests.conftest import WEBHOOK_SECRETS, Keys
 
@@ -109,6 +111,39 @@ async def test_path_traversal_in_an_identifier_is_a_404(
     assert answer.status_code == 404, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert "root:" not in answer.text
+
+
+# Every route with an identifier in its path, from the access table (which a test in
+# tests/api/test_access.py keeps equal to the routes the app serves).
+IDENTIFIED_ROUTES = sorted(
+    route for route in ACCESS if "{" in route[1] and "{path:path}" not in route[1]
+)
+WIDER_TRAVERSALS = [*TRAVERSALS, "%252e%252e%252f", "inc_..%2f..%2fapi_keys", "..%c0%af..%c0%af"]
+
+
+@pytest.mark.parametrize(
+    "route", IDENTIFIED_ROUTES, ids=[f"{method} {path}" for method, path in IDENTIFIED_ROUTES]
+)
+async def test_path_traversal_in_every_identifier_of_every_route_is_a_4xx(
+    client: httpx.AsyncClient, keys: Keys, route: tuple[str, str]
+) -> None:
+    method, template = route
+    for traversal in WIDER_TRAVERSALS:
+        path = re.sub(r"\{[^}]+\}", traversal, template)
+        answer = await client.request(
+            method,
+            path,
+            headers={**keys.of("admin"), "content-type": "application/json"},
+            content=None if method == "GET" else b"{}",
+        )
+        if answer.status_code == 307:
+            # Starlette's trailing-slash redirect, when the decoded path (`/incidents/../../`)
+            # matches a route without its slash: on this origin, never outside it.
+            assert answer.headers["location"].startswith(str(client.base_url)), answer.headers
+            continue
+        assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text[:300])
+        assert "root:" not in answer.text
+    assert await incident_count(client, keys) == 0
 
 
 @pytest.mark.parametrize("depth", [64, 5000, 100_000])
