@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from dragon.app import create_app
@@ -491,3 +492,25 @@ async def test_a_worker_that_stalls_past_its_lease_does_not_act_after_the_takeov
     assert (run["status"], run["attempts"]) == ("succeeded", 2)
     assert [s["step"] for s in run["log"]][-2:] == ["comment", "finished"]
     assert await decision_status(client, keys, decision["id"]) == "succeeded"
+
+
+async def test_metrics_count_runs_by_outcome(
+    client: httpx.AsyncClient, keys: Keys, services: Services, github: FakeGitHub
+) -> None:
+    github.state.script["POST /repos/acme/web/issues/7/comments"] = [
+        Scripted(403, {"message": "Resource not accessible by integration"})
+    ]
+    await propose(client, keys)
+    await propose(client, keys, repo="acme/web")
+    while await run_pass(services):
+        pass
+
+    scraped = await client.get("/metrics")
+
+    runs = {
+        labels["status"]: value
+        for family in text_string_to_metric_families(scraped.text)
+        for name, labels, value, *_ in family.samples
+        if name == "dragon_runs"
+    }
+    assert (runs.get("succeeded"), runs.get("failed")) == (1, 1), runs

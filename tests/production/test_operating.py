@@ -8,15 +8,19 @@ import contextlib
 import time
 
 import httpx
+import orjson
 import pytest
+import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from dragon.services.container import Services
 from dragon.store.database import Database
 from dragon.store.tables import incidents
-from tests.conftest import POSTGRES_URL, Keys
+from tests.conftest import POSTGRES_URL, FakeClock, Keys
 from tests.production.conftest import AppFactory
 from tests.support.store_locks import table_locked
 
@@ -173,3 +177,66 @@ async def test_metrics_still_answer_with_the_store_down(make_app: AppFactory, ke
 
 def _refuse() -> None:
     raise ConnectionRefusedError("the store is down")
+
+
+def gauge(text: str, name: str, **labels: str) -> float:
+    found = [
+        value
+        for sample_labels, value in metric_samples(text).get(name, [])
+        if all(sample_labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
+async def test_metrics_follow_a_delivery_from_the_queue_to_dead_and_back_to_processed(
+    client: httpx.AsyncClient,
+    services: Services,
+    keys: Keys,
+    clock: FakeClock,
+    database_url: str,
+) -> None:
+    body = orjson.dumps({"kind": "ci_failure", "title": "deploy failed", "repo": "acme/shop"})
+    made = await client.post(
+        "/api/v1/events",
+        content=body,
+        headers={**keys.of("developer"), "content-type": "application/json"},
+    )
+    assert made.status_code == 202, made.text
+    delivery_id = made.json()["delivery_id"]
+    clock.advance(seconds=90)
+    waiting = (await client.get("/metrics")).text
+    assert gauge(waiting, "dragon_queue_depth") == 1
+    assert gauge(waiting, "dragon_queue_oldest_age_seconds") == 90
+    assert gauge(waiting, "dragon_deliveries", status="pending") == 1
+    assert gauge(waiting, "dragon_deliveries", status="dead") == 0
+
+    # Processing fails every time (the stored body is not JSON), until the delivery is dead.
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("UPDATE deliveries SET body = :body WHERE id = :id"),
+            {"body": b"not json", "id": delivery_id},
+        )
+    for _ in range(5):
+        await services.processor.run_due()
+        clock.advance(minutes=6)
+    dead = (await client.get("/metrics")).text
+    assert gauge(dead, "dragon_deliveries", status="dead") == 1
+    assert gauge(dead, "dragon_queue_depth") == 0
+    assert gauge(dead, "dragon_queue_oldest_age_seconds") == 0
+
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("UPDATE deliveries SET body = :body WHERE id = :id"),
+            {"body": body, "id": delivery_id},
+        )
+    await engine.dispose()
+    retried = await client.post(f"/api/v1/deliveries/{delivery_id}/retry", headers=keys.of("admin"))
+    assert retried.status_code == 200, retried.text
+    await services.processor.run_due()
+    after = (await client.get("/metrics")).text
+    # Gone from dead-letter: DragonDeadDeliveries must stop firing.
+    assert gauge(after, "dragon_deliveries", status="dead") == 0
+    assert gauge(after, "dragon_deliveries", status="processed") == 1
+    assert gauge(after, "dragon_queue_depth") == 0

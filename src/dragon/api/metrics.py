@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from dragon.domain.enums import DeliveryStatus, RunStatus
 from dragon.store.operational_stats import OperationalSnapshot
 
 UNMATCHED_ROUTE = "unmatched"  # keeps paths nobody serves from making a label value each
@@ -80,14 +81,19 @@ def observe_request(*, method: str, route: str | None, status: int, seconds: flo
 
 def publish(snapshot: OperationalSnapshot, *, breakers: Mapping[str, str], now: datetime) -> None:
     STORE_UP.set(1 if snapshot.store_reachable else 0)
-    for status, count in snapshot.deliveries_by_status.items():
-        DELIVERIES.labels(status).set(count)
-    QUEUE_DEPTH.set(snapshot.deliveries_by_status.get("pending", 0))
-    oldest = snapshot.oldest_pending_at
-    QUEUE_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
-    for status, count in snapshot.runs_by_status.items():
-        RUNS.labels(status).set(count)
-    PENDING_APPROVALS.set(snapshot.pending_approvals)
+    if snapshot.store_reachable:
+        # Every status, the absent ones as 0: a gauge set only for the statuses found would
+        # keep its last count once none is left (a retried dead delivery would keep
+        # DragonDeadDeliveries firing). With the store down the last figures stand.
+        for delivery_status in DeliveryStatus:
+            count = snapshot.deliveries_by_status.get(delivery_status.value, 0)
+            DELIVERIES.labels(delivery_status.value).set(count)
+        QUEUE_DEPTH.set(snapshot.deliveries_by_status.get(DeliveryStatus.PENDING.value, 0))
+        oldest = snapshot.oldest_pending_at
+        QUEUE_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+        for run_status in RunStatus:
+            RUNS.labels(run_status.value).set(snapshot.runs_by_status.get(run_status.value, 0))
+        PENDING_APPROVALS.set(snapshot.pending_approvals)
     for name, state in breakers.items():
         BREAKER_OPEN.labels(name).set(_BREAKER_VALUES.get(state, 2.0))
     for pool, use in snapshot.pools.items():
