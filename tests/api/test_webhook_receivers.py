@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from dragon.services.container import Services
+from tests.api.test_ingestion import incidents
 from tests.conftest import WEBHOOK_SECRETS, Keys
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -37,8 +38,28 @@ def gitlab_headers(event: str, uuid_: str, token: str | None) -> dict[str, str]:
     return headers
 
 
+async def post_gitlab(
+    client: httpx.AsyncClient,
+    name: str,
+    event: str,
+    *,
+    event_uuid: str | None = None,
+    token: str | None = WEBHOOK_SECRETS["gitlab"],
+) -> httpx.Response:
+    """A GitLab hook of fixture `name`, under a new event UUID unless one is given."""
+    headers = gitlab_headers(event, str(uuid.uuid4()) if event_uuid is None else event_uuid, token)
+    return await client.post(
+        "/webhooks/gitlab", content=fixture_body("gitlab", name), headers=headers
+    )
+
+
 def jenkins_signature(body: bytes, secret: str = WEBHOOK_SECRETS["jenkins"]) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def jenkins_signed(body: bytes) -> dict[str, str]:
+    """The headers of a notification signed over `body` with the configured secret."""
+    return {"content-type": "application/json", "x-jenkins-signature": jenkins_signature(body)}
 
 
 async def deliveries(client: httpx.AsyncClient, keys: Keys) -> list[dict[str, Any]]:
@@ -48,11 +69,15 @@ async def deliveries(client: httpx.AsyncClient, keys: Keys) -> list[dict[str, An
     return items
 
 
-async def incidents(client: httpx.AsyncClient, keys: Keys) -> list[dict[str, Any]]:
-    listed = await client.get("/api/v1/incidents", headers=keys.of("viewer"))
-    assert listed.status_code == 200, listed.text
-    items: list[dict[str, Any]] = listed.json()["items"]
-    return items
+async def assert_resolved_by_the_system(
+    client: httpx.AsyncClient, keys: Keys, incident_id: str
+) -> None:
+    [resolved] = await incidents(client, keys)
+    assert (resolved["id"], resolved["status"], resolved["resolved_by"]) == (
+        incident_id,
+        "resolved",
+        "system",
+    )
 
 
 # --- GitLab -----------------------------------------------------------------------------------
@@ -61,19 +86,9 @@ async def incidents(client: httpx.AsyncClient, keys: Keys) -> list[dict[str, Any
 async def test_a_gitlab_pipeline_failure_redelivered_opens_one_incident_and_its_success_resolves(
     client: httpx.AsyncClient, services: Services, keys: Keys
 ) -> None:
-    token = WEBHOOK_SECRETS["gitlab"]
-    failed = fixture_body("gitlab", "pipeline.failed")
     event_uuid = str(uuid.uuid4())
-    first = await client.post(
-        "/webhooks/gitlab",
-        content=failed,
-        headers=gitlab_headers("Pipeline Hook", event_uuid, token),
-    )
-    again = await client.post(
-        "/webhooks/gitlab",
-        content=failed,
-        headers=gitlab_headers("Pipeline Hook", event_uuid, token),
-    )
+    first = await post_gitlab(client, "pipeline.failed", "Pipeline Hook", event_uuid=event_uuid)
+    again = await post_gitlab(client, "pipeline.failed", "Pipeline Hook", event_uuid=event_uuid)
     assert first.status_code == 202, first.text
     assert first.json()["status"] == "accepted"
     assert again.status_code == 200, again.text
@@ -91,37 +106,23 @@ async def test_a_gitlab_pipeline_failure_redelivered_opens_one_incident_and_its_
 
     # The same failure under a new event UUID is a new delivery of the same signal: stored, and
     # correlated onto nothing new.
-    resent = await client.post(
-        "/webhooks/gitlab",
-        content=failed,
-        headers=gitlab_headers("Pipeline Hook", str(uuid.uuid4()), token),
-    )
+    resent = await post_gitlab(client, "pipeline.failed", "Pipeline Hook")
     assert resent.status_code == 202
     await services.processor.run_due()
     [incident] = await incidents(client, keys)
     assert incident["signal_count"] == 1
 
-    success = await client.post(
-        "/webhooks/gitlab",
-        content=fixture_body("gitlab", "pipeline.success"),
-        headers=gitlab_headers("Pipeline Hook", str(uuid.uuid4()), token),
-    )
+    success = await post_gitlab(client, "pipeline.success", "Pipeline Hook")
     assert success.status_code == 202
     await services.processor.run_due()
-    [resolved] = await incidents(client, keys)
-    assert resolved["id"] == incident["id"]
-    assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "system")
+    await assert_resolved_by_the_system(client, keys, incident["id"])
     assert len(await deliveries(client, keys)) == 3
 
 
 async def test_a_gitlab_job_hook_opens_an_incident_for_the_job(
     client: httpx.AsyncClient, services: Services, keys: Keys
 ) -> None:
-    answer = await client.post(
-        "/webhooks/gitlab",
-        content=fixture_body("gitlab", "job.failed"),
-        headers=gitlab_headers("Job Hook", str(uuid.uuid4()), WEBHOOK_SECRETS["gitlab"]),
-    )
+    answer = await post_gitlab(client, "job.failed", "Job Hook")
     assert answer.status_code == 202, answer.text
     assert await services.processor.run_due() == 1
     [incident] = await incidents(client, keys)
@@ -143,11 +144,7 @@ async def test_a_gitlab_job_hook_opens_an_incident_for_the_job(
 async def test_a_gitlab_hook_without_the_right_token_is_401_and_stores_nothing(
     client: httpx.AsyncClient, keys: Keys, token: str | None
 ) -> None:
-    answer = await client.post(
-        "/webhooks/gitlab",
-        content=fixture_body("gitlab", "pipeline.failed"),
-        headers=gitlab_headers("Pipeline Hook", str(uuid.uuid4()), token),
-    )
+    answer = await post_gitlab(client, "pipeline.failed", "Pipeline Hook", token=token)
     assert answer.status_code == 401, answer.text
     assert answer.json()["code"] == "token_invalid"
     assert WEBHOOK_SECRETS["gitlab"] not in answer.text
@@ -157,10 +154,7 @@ async def test_a_gitlab_hook_without_the_right_token_is_401_and_stores_nothing(
 async def test_a_gitlab_hook_without_its_event_uuid_is_refused_and_stores_nothing(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
-    headers = gitlab_headers("Pipeline Hook", "", WEBHOOK_SECRETS["gitlab"])
-    answer = await client.post(
-        "/webhooks/gitlab", content=fixture_body("gitlab", "pipeline.failed"), headers=headers
-    )
+    answer = await post_gitlab(client, "pipeline.failed", "Pipeline Hook", event_uuid="")
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["code"] == "delivery_key_missing"
     assert await deliveries(client, keys) == []
@@ -169,11 +163,7 @@ async def test_a_gitlab_hook_without_its_event_uuid_is_refused_and_stores_nothin
 async def test_a_gitlab_push_hook_is_recorded_as_ignored(
     client: httpx.AsyncClient, services: Services, keys: Keys
 ) -> None:
-    answer = await client.post(
-        "/webhooks/gitlab",
-        content=fixture_body("gitlab", "push"),
-        headers=gitlab_headers("Push Hook", str(uuid.uuid4()), WEBHOOK_SECRETS["gitlab"]),
-    )
+    answer = await post_gitlab(client, "push", "Push Hook")
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "ignored"
     await services.processor.run_due()
@@ -188,10 +178,7 @@ async def test_a_jenkins_build_notified_completed_finalized_and_retried_opens_on
 ) -> None:
     completed = fixture_body("jenkins", "completed.failure")
     finalized = fixture_body("jenkins", "finalized.failure")
-    signed = {
-        "content-type": "application/json",
-        "x-jenkins-signature": jenkins_signature(completed),
-    }
+    signed = jenkins_signed(completed)
     bearer = {
         "content-type": "application/json",
         "authorization": f"Bearer {WEBHOOK_SECRETS['jenkins']}",
@@ -220,21 +207,11 @@ async def test_a_jenkins_build_notified_completed_finalized_and_retried_opens_on
 
     success = fixture_body("jenkins", "completed.success")
     answer = await client.post(
-        "/webhooks/jenkins",
-        content=success,
-        headers={
-            "content-type": "application/json",
-            "x-jenkins-signature": jenkins_signature(success),
-        },
+        "/webhooks/jenkins", content=success, headers=jenkins_signed(success)
     )
     assert answer.status_code == 202, answer.text
     await services.processor.run_due()
-    [resolved] = await incidents(client, keys)
-    assert (resolved["id"], resolved["status"], resolved["resolved_by"]) == (
-        incident["id"],
-        "resolved",
-        "system",
-    )
+    await assert_resolved_by_the_system(client, keys, incident["id"])
 
 
 @pytest.mark.parametrize(
@@ -268,14 +245,7 @@ async def test_a_signature_over_another_body_is_refused(
 ) -> None:
     body = fixture_body("jenkins", "completed.failure")
     tampered = body.replace(b"FAILURE", b"SUCCESS")
-    answer = await client.post(
-        "/webhooks/jenkins",
-        content=tampered,
-        headers={
-            "content-type": "application/json",
-            "x-jenkins-signature": jenkins_signature(body),
-        },
-    )
+    answer = await client.post("/webhooks/jenkins", content=tampered, headers=jenkins_signed(body))
     assert answer.status_code == 401, answer.text
     assert await deliveries(client, keys) == []
 
@@ -312,12 +282,7 @@ async def test_an_alertmanager_group_firing_twice_then_resolved_opens_and_resolv
     )
     assert resolved.status_code == 202, resolved.text
     await services.processor.run_due()
-    [after] = await incidents(client, keys)
-    assert (after["id"], after["status"], after["resolved_by"]) == (
-        incident["id"],
-        "resolved",
-        "system",
-    )
+    await assert_resolved_by_the_system(client, keys, incident["id"])
 
 
 @pytest.mark.parametrize(
