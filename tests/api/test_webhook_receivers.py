@@ -302,3 +302,27 @@ async def test_an_alertmanager_delivery_without_the_bearer_token_is_401_and_stor
     assert answer.status_code == 401, answer.text
     assert answer.json()["code"] == "token_invalid"
     assert await deliveries(client, keys) == []
+
+
+async def test_an_alert_resolved_while_another_of_its_incident_still_fires_leaves_it_open(
+    client: httpx.AsyncClient, services: Services, keys: Keys
+) -> None:
+    bearer = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {WEBHOOK_SECRETS['alertmanager']}",
+    }
+    for name in ("firing", "mixed"):  # two pods fire; then one of them resolves
+        answer = await client.post(
+            "/webhooks/alertmanager", content=fixture_body("alertmanager", name), headers=bearer
+        )
+        assert answer.status_code == 202, answer.text
+        await services.processor.run_due()
+        [incident] = await incidents(client, keys)
+        assert incident["status"] == "open", name
+
+    answer = await client.post(
+        "/webhooks/alertmanager", content=fixture_body("alertmanager", "resolved"), headers=bearer
+    )
+    assert answer.status_code == 202, answer.text
+    await services.processor.run_due()
+    await assert_resolved_by_the_system(client, keys, incident["id"])
