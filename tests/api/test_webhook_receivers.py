@@ -9,16 +9,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 
+from dragon.app import create_app
 from dragon.services.container import Services
+from dragon.settings import Settings
 from tests.api.test_ingestion import incidents
-from tests.conftest import WEBHOOK_SECRETS, Keys
+from tests.conftest import WEBHOOK_SECRETS, FakeClock, Keys
+from tests.support.readiness import app_ready
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -326,3 +332,57 @@ async def test_an_alert_resolved_while_another_of_its_incident_still_fires_leave
     assert answer.status_code == 202, answer.text
     await services.processor.run_due()
     await assert_resolved_by_the_system(client, keys, incident["id"])
+
+
+# --- rotation ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def rotating(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose GitHub secret and GitLab token are mid-rotation: old and new, as the
+    comma-separated environment values give them."""
+    changed = settings.model_copy(
+        update={
+            "github_webhook_secret": SecretStr(f"{OLD_SECRET}, {NEW_SECRET}"),
+            "gitlab_webhook_token": SecretStr(f"{OLD_SECRET},{NEW_SECRET}"),
+        }
+    )
+    application = create_app(changed, clock=clock)
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        await app_ready(application)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dragon.test") as http:
+            yield http
+
+
+OLD_SECRET = "the-secret-being-retired-0123456789abcdef"
+NEW_SECRET = "the-secret-rolling-out-0123456789abcdef00"
+
+
+@pytest.mark.parametrize(
+    ("secret", "status"),
+    [
+        (OLD_SECRET, 202),
+        (NEW_SECRET, 202),
+        (WEBHOOK_SECRETS["github"], 401),
+        (f"{OLD_SECRET},{NEW_SECRET}", 401),
+    ],
+    ids=["old", "new", "neither", "both-joined"],
+)
+async def test_during_a_rotation_both_secrets_are_accepted_and_no_other(
+    rotating: httpx.AsyncClient, secret: str, status: int
+) -> None:
+    body = fixture_body("github", "workflow_run.completed.failure")
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    github = await rotating.post(
+        "/webhooks/github",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-github-event": "workflow_run",
+            "x-github-delivery": str(uuid.uuid4()),
+            "x-hub-signature-256": f"sha256={digest}",
+        },
+    )
+    gitlab = await post_gitlab(rotating, "pipeline.failed", "Pipeline Hook", token=secret)
+    assert (github.status_code, gitlab.status_code) == (status, status), (github.text, gitlab.text)
