@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fastapi import FastAPI  # noqa: E402
 from tests.fake_github import FakeGitHub  # noqa: E402
 
 from dragon.app import create_app  # noqa: E402 - after the path above
@@ -29,6 +30,20 @@ from dragon.services.decisions import Proposal  # noqa: E402
 from dragon.settings import Settings  # noqa: E402
 from dragon.store.migrate import upgrade  # noqa: E402
 from dragon.workers.runs import run_pass  # noqa: E402
+
+READY_SECONDS = 120.0
+
+
+async def ready(app: FastAPI) -> None:
+    """Wait until the app finished initialising (its first store check can be retried in the
+    background on a busy machine): proposals made before that would measure start-up."""
+    deadline = time.monotonic() + READY_SECONDS
+    while not getattr(app.state, "ready", False):
+        if getattr(app.state, "startup_failed", False):
+            raise SystemExit("the app gave up initialising")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the app was not ready within {READY_SECONDS:.0f} s")
+        await asyncio.sleep(0.05)
 
 
 async def main(database_url: str, decisions: int) -> None:
@@ -46,6 +61,7 @@ async def main(database_url: str, decisions: int) -> None:
         app = create_app(settings)
         services = app.state.services
         async with app.router.lifespan_context(app):
+            await ready(app)
             started = time.perf_counter()
             for i in range(decisions):
                 await services.decisions.propose(

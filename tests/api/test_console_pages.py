@@ -342,3 +342,22 @@ async def test_the_queue_shows_a_triaged_decisions_evidence_lines(
     assert "FAILED tests/test_cart.py::test_total_is_rounded" in queue
     assert re.search(r"<li>line \d+: <code>FAILED tests/test_cart\.py", queue)
     assert "(rule test_failure.pytest_failed_test, +7)" in queue
+
+
+async def test_an_incident_opened_by_hand_counts_no_signals_on_its_page_and_in_the_api(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    made = await client.post(
+        "/api/v1/incidents", json={"title": "disk full on db-1"}, headers=keys.of("developer")
+    )
+    assert made.status_code == 201, made.text
+    incident = made.json()
+    signals = await client.get(
+        f"/api/v1/incidents/{incident['id']}/signals", headers=keys.of("viewer")
+    )
+    assert (incident["signal_count"], signals.json()) == (0, [])
+
+    await log_in(client, keys.viewer)
+    detail = await page(client, f"/incidents/{incident['id']}")
+    assert detail.status_code == 200
+    assert re.search(r"<dt>Signals</dt>\s*<dd>0</dd>", detail.text), detail.text

@@ -87,3 +87,13 @@ def test_rate_limit_settings_name_the_bad_part() -> None:
         parse_rate_limits("playground=often")
     with pytest.raises(ValueError, match="is not a rate"):
         Settings(_env_file=None, rate_limits="x=often")  # type: ignore[call-arg]
+
+
+def test_the_default_rates_are_the_original_systems() -> None:
+    defaults = parse_rate_limits(Settings.model_fields["rate_limits"].default)
+    rates = {scope: (item.amount, item.GRANULARITY.name) for scope, item in defaults.items()}
+    assert rates == {
+        "approvals": (20, "hour"),
+        "generate": (50, "hour"),
+        "playground": (10, "hour"),
+    }

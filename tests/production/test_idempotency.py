@@ -178,3 +178,59 @@ async def test_an_issued_api_key_is_never_kept_for_a_replay(
     assert first.status_code == 201, first.text
     assert "idempotent-replayed" not in again.headers
     assert again.json().get("key") != first.json()["key"]
+
+
+EVENT = {"kind": "ci_failure", "title": "deploy failed", "repo": "acme/shop", "pipeline": "deploy"}
+
+
+async def post_event(
+    http: httpx.AsyncClient, keys: Keys, key: str, *, who: str = "developer", **change: Any
+) -> httpx.Response:
+    headers = {**keys.of(who), "Idempotency-Key": key}
+    return await http.post("/api/v1/events", json={**EVENT, **change}, headers=headers)
+
+
+async def deliveries(http: httpx.AsyncClient, keys: Keys) -> list[dict[str, Any]]:
+    listed = await http.get("/api/v1/deliveries", headers=keys.of("admin"))
+    items: list[dict[str, Any]] = listed.json()["items"]
+    return items
+
+
+@pytest.mark.parametrize("path", ["/api/v1/events", "/api/ci/event"])
+async def test_an_event_key_reused_with_another_body_is_refused_with_422(
+    client: httpx.AsyncClient, keys: Keys, path: str
+) -> None:
+    # Events are deduplicated by the inbox rather than the middleware, by the same rule.
+    bodies = {
+        "/api/v1/events": (EVENT, {**EVENT, "title": "another failure"}),
+        "/api/ci/event": (
+            {"repo": "acme/shop", "status": "failure", "workflow": "deploy"},
+            {"repo": "acme/shop", "status": "failure", "workflow": "lint"},
+        ),
+    }[path]
+    headers = {**keys.of("developer"), "Idempotency-Key": "event-reused"}
+    first = await client.post(path, json=bodies[0], headers=headers)
+    other = await client.post(path, json=bodies[1], headers=headers)
+    again = await client.post(path, json=bodies[0], headers=headers)
+
+    assert first.status_code == 202, first.text
+    assert other.status_code == 422, other.text
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert again.status_code == 200, again.text
+    assert again.json()["delivery_id"] == first.json()["delivery_id"]
+    assert len(await deliveries(client, keys)) == 1
+
+
+async def test_two_callers_sending_events_under_the_same_key_each_have_theirs_stored(
+    client: httpx.AsyncClient, services: Services, keys: Keys
+) -> None:
+    mine = await post_event(client, keys, "deploy-42")
+    theirs = await post_event(
+        client, keys, "deploy-42", who="developer2", title="lint failed", pipeline="lint"
+    )
+
+    assert (mine.status_code, theirs.status_code) == (202, 202), theirs.text
+    assert mine.json()["delivery_id"] != theirs.json()["delivery_id"]
+    await services.processor.run_due()
+    listed = await client.get("/api/v1/incidents", headers=keys.of("viewer"))
+    assert sorted(i["title"] for i in listed.json()["items"]) == ["deploy failed", "lint failed"]

@@ -240,3 +240,23 @@ async def test_metrics_follow_a_delivery_from_the_queue_to_dead_and_back_to_proc
     assert gauge(after, "dragon_deliveries", status="dead") == 0
     assert gauge(after, "dragon_deliveries", status="processed") == 1
     assert gauge(after, "dragon_queue_depth") == 0
+
+
+def query_count(text: str) -> float:
+    return sum(value for _, value in metric_samples(text)["dragon_db_query_duration_seconds_count"])
+
+
+async def test_every_query_is_timed_and_only_those_over_the_threshold_are_logged(
+    make_app: AppFactory, keys: Keys
+) -> None:
+    async with make_app(slow_query_ms=60_000) as (_, http):
+        first = query_count((await http.get("/metrics")).text)
+        # A scrape runs statements of its own: what one costs, to tell the request's apart.
+        scrape = query_count((await http.get("/metrics")).text) - first
+        with structlog.testing.capture_logs() as logged:
+            made = await http.post("/api/v1/incidents", json=INCIDENT, headers=keys.of("developer"))
+        after = query_count((await http.get("/metrics")).text)
+
+    assert made.status_code == 201
+    assert after - (first + scrape) - scrape >= 2  # the INSERT and its audit event at least
+    assert not [e for e in logged if e["event"] == "slow_query"]

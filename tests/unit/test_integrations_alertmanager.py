@@ -147,8 +147,17 @@ def test_a_resolved_alert_carries_its_firing_fingerprint_and_its_end_time() -> N
     assert result.signals[0].occurred_at == datetime(2024, 11, 22, 9, 20, 12, 345678, tzinfo=UTC)
 
 
-def test_each_alert_keeps_its_own_status_inside_a_firing_group() -> None:
+def test_an_alert_resolved_beside_one_still_firing_in_its_incident_gives_no_signal() -> None:
+    # One pod of two recovered: resolving the incident now would hide the other, still firing.
     result = normalize(load("mixed.json"))
+    assert [s.kind for s in result.signals] == [SignalKind.ALERT_FIRING]
+    assert result.ignored is None
+
+
+def test_a_resolved_alert_of_another_incident_beside_a_firing_one_is_kept() -> None:
+    mixed = load("mixed.json")
+    mixed["alerts"][1]["labels"]["service"] = "payments"  # another fingerprint: its own incident
+    result = normalize(mixed)
     assert [s.kind for s in result.signals] == [
         SignalKind.ALERT_FIRING,
         SignalKind.ALERT_RESOLVED,

@@ -5,6 +5,11 @@ A firing alert is ALERT_FIRING and a resolved one ALERT_RESOLVED; both carry the
 the alert name and the configured grouping labels, so a resolution finds its incident. The
 signal key is the alert's own Alertmanager fingerprint, status and start time: the repeat
 notifications Alertmanager sends for a still-firing alert add nothing new.
+
+A notification lists every alert of its group, firing and resolved. An alert resolved beside
+one still firing under the same fingerprint (one pod of two recovered) gives no signal: its
+resolution would resolve the incident while the other alert fires. The group's last alert to
+resolve does, in the notification where none fires any more.
 """
 
 from __future__ import annotations
@@ -75,12 +80,16 @@ def normalize(*, headers: Mapping[str, str], payload: Any, options: NormalizeOpt
     body = Fields.root(payload)
     items = body.array("alerts", required=True)
     external_url = body.text("externalURL")
-    signals = tuple(
+    alerts = [
         _alert(Fields(_object(item, f"alerts.{index}"), f"alerts.{index}"), options, external_url)
         for index, item in enumerate(items)
-    )
-    if not signals:
+    ]
+    if not alerts:
         return Normalized(event_type=event_type, ignored="the notification has no alerts")
+    firing = {a.fingerprint for a in alerts if a.kind is SignalKind.ALERT_FIRING}
+    signals = tuple(
+        a for a in alerts if a.kind is SignalKind.ALERT_FIRING or a.fingerprint not in firing
+    )
     return Normalized(event_type=event_type, signals=signals)
 
 

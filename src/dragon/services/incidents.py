@@ -56,6 +56,8 @@ class IncidentService:
             environment=new.environment,
             url=new.url,
             labels=dict(new.labels),
+            # Opened by hand, it has no signal: a count of 1 showed one the incident lacks.
+            signal_count=0,
             created_by=caller.principal.id,
             created_at=now,
             updated_at=now,

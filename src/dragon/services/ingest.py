@@ -7,6 +7,7 @@ Nothing is acknowledged before it is committed. Processing happens later, in the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ import orjson
 from dragon.domain.clock import Clock
 from dragon.domain.entities import Delivery
 from dragon.domain.enums import DeliveryStatus
-from dragon.domain.errors import Conflict, Malformed, NotFound
+from dragon.domain.errors import Conflict, Malformed, NotFound, ValidationFailed
 from dragon.domain.ids import new_id
 from dragon.domain.ports import (
     DeliveryInbox,
@@ -46,6 +47,7 @@ _KEPT_HEADERS = (
 # A delivery key or event type is stored as text and shown in the console: a control character
 # in one (a header or a Jenkins job name) is no vendor's, and PostgreSQL refuses NUL in text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_KEY = 200  # deliveries.delivery_key
 
 
 @dataclass(frozen=True)
@@ -151,16 +153,24 @@ class IngestService:
         )
 
     async def submit(self, caller: Caller, *, event: Mapping[str, Any], key: str | None) -> Receipt:
-        """Dragon's own normalized event (POST /api/v1/events); `key` deduplicates."""
+        """Dragon's own normalized event (POST /api/v1/events); `key` (the Idempotency-Key)
+        deduplicates, by the rule of every creating POST: scoped to the caller, and a key
+        repeated with another event is a 422, never that event dropped as a duplicate."""
         body = orjson.dumps(dict(event))
-        return await self._store(
+        receipt = await self._store(
             source="api",
-            key=key or new_id("evt", self._clock()),
+            key=caller_key(caller.principal.id, key) if key else new_id("evt", self._clock()),
             event_type=str(event.get("kind", "event")),
             headers={"x-dragon-principal": caller.principal.id},
             body=body,
             ignored=None,
         )
+        if receipt.duplicate and (await self.get(receipt.delivery_id)).body != body:
+            raise ValidationFailed(
+                "this Idempotency-Key was used for a different event; use a new key",
+                code="idempotency_key_reused",
+            )
+        return receipt
 
     async def _store(
         self,
@@ -250,6 +260,16 @@ class IngestService:
         for listener in self._listeners:
             listener()
         return delivery
+
+
+def caller_key(principal_id: str, key: str) -> str:
+    """An event's inbox key: the caller's Idempotency-Key under the caller's id, so that two
+    callers' keys never meet; at most 200 characters, a longer one ending in its SHA-256."""
+    scoped = f"{principal_id}:{key}"
+    if len(scoped) <= _MAX_KEY:
+        return scoped
+    digest = hashlib.sha256(scoped.encode()).hexdigest()
+    return f"{scoped[: _MAX_KEY - len(digest) - 1]}#{digest}"
 
 
 async def wait_for(event: asyncio.Event, seconds: float) -> None:
