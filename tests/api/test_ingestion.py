@@ -540,3 +540,43 @@ async def test_a_bad_delivery_does_not_hold_back_the_good_ones_processed_with_it
     assert good_now.json()["status"] == "processed"
     assert (bad_now.json()["status"], bad_now.json()["attempts"]) == ("pending", 1)
     assert len(await incidents(client, keys)) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (
+            "/api/ci/event",
+            {"repo": "acme/shop", "status": "failed", "branch": "main", "workflow": "deploy"},
+            {"repo": "acme/shop", "status": "passed", "branch": "main", "workflow": "deploy"},
+        ),
+        (
+            "/api/observability/alert",
+            {"alertname": "CheckoutErrors", "service": "checkout", "severity": "critical"},
+            {"alertname": "CheckoutErrors", "service": "checkout", "status": "resolved"},
+        ),
+    ],
+)
+async def test_the_original_routes_open_an_incident_and_their_recovery_resolves_it(
+    client: httpx.AsyncClient,
+    services: Services,
+    keys: Keys,
+    case: tuple[str, dict[str, Any], dict[str, Any]],
+) -> None:
+    path, failing, recovered = case
+    for body in (failing, failing):  # a repeat adds to the open incident
+        answer = await client.post(path, json=body, headers=keys.of("developer"))
+        assert answer.status_code == 202, answer.text
+        await services.processor.run_due()
+    [incident] = await incidents(client, keys)
+    assert (incident["status"], incident["signal_count"]) == ("open", 2)
+
+    answer = await client.post(path, json=recovered, headers=keys.of("developer"))
+    assert answer.status_code == 202, answer.text
+    await services.processor.run_due()
+    [resolved] = await incidents(client, keys)
+    assert (resolved["id"], resolved["status"], resolved["resolved_by"]) == (
+        incident["id"],
+        "resolved",
+        "system",
+    )

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from dragon.app import create_app
 from dragon.services.container import Services
 from dragon.settings import Settings
-from tests.api.test_ingestion import incidents
+from tests.api.test_ingestion import github_headers, incidents
 from tests.conftest import WEBHOOK_SECRETS, FakeClock, Keys
 from tests.support.readiness import app_ready
 
@@ -258,14 +258,16 @@ async def test_a_signature_over_another_body_is_refused(
 
 # --- Alertmanager -----------------------------------------------------------------------------
 
+ALERTMANAGER_BEARER = {
+    "content-type": "application/json",
+    "authorization": f"Bearer {WEBHOOK_SECRETS['alertmanager']}",
+}
+
 
 async def test_an_alertmanager_group_firing_twice_then_resolved_opens_and_resolves_one_incident(
     client: httpx.AsyncClient, services: Services, keys: Keys
 ) -> None:
-    bearer = {
-        "content-type": "application/json",
-        "authorization": f"Bearer {WEBHOOK_SECRETS['alertmanager']}",
-    }
+    bearer = ALERTMANAGER_BEARER
     firing = fixture_body("alertmanager", "firing")
     first = await client.post("/webhooks/alertmanager", content=firing, headers=bearer)
     # Alertmanager resends a group on every repeat interval; the same body is one delivery.
@@ -313,10 +315,7 @@ async def test_an_alertmanager_delivery_without_the_bearer_token_is_401_and_stor
 async def test_an_alert_resolved_while_another_of_its_incident_still_fires_leaves_it_open(
     client: httpx.AsyncClient, services: Services, keys: Keys
 ) -> None:
-    bearer = {
-        "content-type": "application/json",
-        "authorization": f"Bearer {WEBHOOK_SECRETS['alertmanager']}",
-    }
+    bearer = ALERTMANAGER_BEARER
     for name in ("firing", "mixed"):  # two pods fire; then one of them resolves
         answer = await client.post(
             "/webhooks/alertmanager", content=fixture_body("alertmanager", name), headers=bearer
@@ -374,15 +373,7 @@ async def test_during_a_rotation_both_secrets_are_accepted_and_no_other(
 ) -> None:
     body = fixture_body("github", "workflow_run.completed.failure")
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    github = await rotating.post(
-        "/webhooks/github",
-        content=body,
-        headers={
-            "content-type": "application/json",
-            "x-github-event": "workflow_run",
-            "x-github-delivery": str(uuid.uuid4()),
-            "x-hub-signature-256": f"sha256={digest}",
-        },
-    )
+    headers = {**github_headers(body, "workflow_run"), "x-hub-signature-256": f"sha256={digest}"}
+    github = await rotating.post("/webhooks/github", content=body, headers=headers)
     gitlab = await post_gitlab(rotating, "pipeline.failed", "Pipeline Hook", token=secret)
     assert (github.status_code, gitlab.status_code) == (status, status), (github.text, gitlab.text)

@@ -351,17 +351,28 @@ async def test_an_events_log_keeps_its_colour_codes_and_line_breaks(
     assert signal["log_excerpt"] == log
 
 
+def _with_nul(event: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(
+        (FIXTURES / "github" / f"{event}.completed.failure.json").read_text()
+    )
+    if event == "workflow_run":
+        payload["workflow_run"]["name"] = "Build\x00and test"
+    else:  # read around Fields.text: the check's output becomes the log excerpt
+        payload["check_run"]["name"] = "Build\x00and test"
+        payload["check_run"]["output"]["text"] = "binary\x00output"
+    return payload
+
+
+@pytest.mark.parametrize("event", ["workflow_run", "check_run"])
 async def test_a_nul_in_a_vendor_payloads_text_opens_the_incident_with_a_replacement_character(
-    client: httpx.AsyncClient, services: Services, keys: Keys
+    client: httpx.AsyncClient, services: Services, keys: Keys, event: str
 ) -> None:
     # A vendor's payload is the vendor's: refusing it would lose the failure it reports.
-    payload = json.loads((FIXTURES / "github" / "workflow_run.completed.failure.json").read_text())
-    payload["workflow_run"]["name"] = "Build\x00and test"
-    body = json.dumps(payload).encode()
+    body = json.dumps(_with_nul(event)).encode()
     answer = await client.post(
         "/webhooks/github",
         content=body,
-        headers=_signed_github(body, event=b"workflow_run", delivery=b"d-nul-in-body"),
+        headers=_signed_github(body, event=event.encode(), delivery=b"d-nul-in-body"),
     )
     assert answer.status_code == 202, answer.text
 

@@ -234,3 +234,14 @@ async def test_two_callers_sending_events_under_the_same_key_each_have_theirs_st
     await services.processor.run_due()
     listed = await client.get("/api/v1/incidents", headers=keys.of("viewer"))
     assert sorted(i["title"] for i in listed.json()["items"]) == ["deploy failed", "lint failed"]
+
+
+async def test_a_replayable_answer_is_kept_for_24_hours_by_default(
+    make_app: AppFactory, keys: Keys, redis: Redis, redis_prefix: str
+) -> None:
+    async with make_app(**redis_settings(redis_prefix)) as (_, http):
+        made = await create(http, keys, "kept-a-day")
+    assert made.status_code == 201
+
+    [kept] = [name async for name in redis.scan_iter(match=f"{redis_prefix}idem:*")]
+    assert 24 * 3600 - 120 < await redis.ttl(kept) <= 24 * 3600

@@ -226,7 +226,14 @@ def ci_signal(
     log_excerpt: str = "",
 ) -> SignalDraft:
     """A CI failure or recovery. Both get the same fingerprint, so a recovery finds the
-    incident its failure opened."""
+    incident its failure opened. Text read around `Fields.text` (a check run's output, a
+    step's name, identifiers) is made storable here."""
+    repo, branch, commit_sha, pipeline, job, url, environment = (
+        _storable(v) if v else v
+        for v in (repo, branch, commit_sha, pipeline, job, url, environment)
+    )
+    signal_key, log_excerpt = _storable(signal_key), _storable(log_excerpt)
+    labels = {_storable(k): _storable(v) for k, v in labels.items()}
     return SignalDraft(
         source=source,
         kind=kind,
