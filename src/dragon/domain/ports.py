@@ -27,6 +27,7 @@ from dragon.domain.entities import (
     Run,
     Runbook,
     Signal,
+    TriageClaim,
     TriageRun,
 )
 from dragon.domain.enums import (
@@ -94,7 +95,10 @@ class NewAuditEvent:
 
 
 class IncidentRepository(Protocol):
-    async def add(self, incident: Incident) -> None: ...
+    async def add(self, incident: Incident, *, triage: TriageClaim | None = None) -> None:
+        """Add the incident with its triage row: waiting for a claim, or claimed by `triage`."""
+        ...
+
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
     async def get_many(self, incident_ids: Collection[str]) -> list[Incident]: ...
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import structlog
 
 from dragon.domain.actions import action_spec
 from dragon.domain.clock import Clock
-from dragon.domain.entities import Decision, Incident, Principal, Signal
+from dragon.domain.entities import Decision, Incident, Principal, Signal, TriageClaim
 from dragon.domain.enums import PrincipalKind, Role
 from dragon.domain.errors import Conflict, DragonError
 from dragon.domain.ports import FailureAnalyzer, JobLogSource, UnitOfWorkFactory
@@ -163,15 +163,38 @@ class TriageService:
         it is CPU work of a few milliseconds per incident."""
         return self._logs is not None or not isinstance(self._analyzer, BuiltinAnalyzer)
 
-    async def run_for(self, incident_ids: Sequence[str], *, batch: int | None = None) -> int:
-        """Triage these incidents now, those still waiting for it (one triaged or claimed
-        elsewhere is skipped by the claim), `batch` at a time (the configured batch size
-        by default); returns how many were decided."""
-        waiting = list(dict.fromkeys(incident_ids))
+    def opening_claim(self) -> TriageClaim:
+        """A claim for the incidents a processing pass is about to open (written with them),
+        so `run_opened` triages them next without a claim transaction: the first attempt,
+        under this worker's token and the configured lease, as `claim_many` would take it."""
+        return TriageClaim(
+            token=secrets.token_hex(16), lease_until=self._clock() + self._settings.lease
+        )
+
+    async def run_opened(
+        self,
+        opened: Sequence[tuple[Incident, Sequence[Signal]]],
+        *,
+        claim: TriageClaim,
+        batch: int | None = None,
+    ) -> int:
+        """Triage incidents a committed pass opened under `claim`, from what the pass holds:
+        each incident and its signals (newest first; the pass's are all it has). Their claims
+        are checked by token when the decisions are stored, as for any claim, so one whose
+        lease ran out meanwhile is left to the worker that took it over. Returns how many
+        were decided, `batch` at a time (the configured batch size by default)."""
+        incidents = {incident.id: incident for incident, _ in opened}
+        evidence = {incident.id: list(signals[:SIGNALS_READ]) for incident, signals in opened}
         size = batch or self._settings.batch
         decided = 0
-        for start in range(0, len(waiting), size):
-            decided += len(await self._triage_batch(waiting[start : start + size]) or ())
+        ids = list(incidents)
+        for start in range(0, len(ids), size):
+            part = {i: incidents[i] for i in ids[start : start + size]}
+            decided += len(
+                await self._decide(
+                    part, evidence, attempts=dict.fromkeys(part, 1), token=claim.token
+                )
+            )
         return decided
 
     async def triage(self, incident_id: str) -> Decision | None:
@@ -212,6 +235,18 @@ class TriageService:
                 attempts=attempts[gone],
                 exc=Conflict(f"incident {gone} is gone", code="incident_not_found"),
             )
+        return await self._decide(incidents, evidence, attempts=attempts, token=token)
+
+    async def _decide(
+        self,
+        incidents: Mapping[str, Incident],
+        evidence: Mapping[str, list[Signal]],
+        *,
+        attempts: Mapping[str, int],
+        token: str,
+    ) -> list[Decision]:
+        """Analyze claimed incidents and store their decisions in one transaction; an
+        analysis or a store that fails releases its claim for a retry."""
         # Concurrently: with an LLM, analysis is a round trip of its own. Each holds its own
         # claim; they share nothing but the analyzer's client.
         slots = asyncio.Semaphore(self._settings.concurrency)
