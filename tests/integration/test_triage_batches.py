@@ -206,3 +206,29 @@ async def test_a_pass_without_a_claim_leaves_what_it_opens_waiting_for_the_triag
     assert settled.opened == ()
     assert len(settled.incident_ids) == 2
     assert await services.triage.run_pending() == 2
+
+
+async def test_a_batch_one_of_whose_claims_was_taken_over_decides_the_rest_and_leaves_that_one(
+    app: FastAPI, client: httpx.AsyncClient, services: Services, keys: Keys, clock: FakeClock
+) -> None:
+    await _report(client, keys, count=3)
+    claim = services.triage.opening_claim()
+    settled = await services.processor.settle_due(batch=3, triage=claim)
+    clock.advance(minutes=3)  # this worker outlived its lease ...
+    taker = triage_service(app, services, clock, BuiltinAnalyzer(), batch=1)
+    assert await taker.run_pending() == 1  # ... and another worker took one claim over
+
+    decided = await services.triage.run_opened(
+        [(o.incident, o.signals) for o in settled.opened], claim=claim
+    )
+
+    assert decided == 2
+    for opened in settled.opened:
+        assert len(await decisions_of(client, keys, opened.incident.id)) == 1
+    triaged = [
+        e.target_id
+        for e in await services.audit.find(AuditQuery(limit=1000))
+        if e.action == "incident.triaged"
+    ]
+    assert sorted(triaged) == sorted(o.incident.id for o in settled.opened)
+    assert (await services.audit.verify()).ok

@@ -345,8 +345,11 @@ class TriageRepository(Protocol):
         """Lock the claims `token` still holds until the transaction ends; returns them."""
         ...
 
-    async def complete_many(self, decided: Mapping[str, str], *, token: str, now: datetime) -> None:
-        """Mark held claims (incident id → decision id) done."""
+    async def complete_many(
+        self, decided: Mapping[str, str], *, token: str, now: datetime
+    ) -> set[str]:
+        """Mark done the claims (incident id → decision id) `token` still holds; returns the
+        incident ids of those it marked (a claim another worker took over is left alone)."""
         ...
 
     async def release(

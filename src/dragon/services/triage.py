@@ -83,6 +83,10 @@ class _Analyzed:
     trace_id: str | None  # for the log line written when the decision is stored
 
 
+class _ClaimLost(Exception):
+    """A claim of the batch being stored was taken over by another worker."""
+
+
 def _retry_in(attempts: int) -> timedelta:
     return min(timedelta(seconds=5 * 2 ** max(0, attempts - 1)), timedelta(minutes=10))
 
@@ -326,13 +330,29 @@ class TriageService:
 
     async def _store(self, analyzed: list[_Analyzed], *, token: str) -> list[Decision]:
         """The decisions of the claims this worker still holds, in one transaction: a claim
-        another worker took over after our lease ran out is left to it (it decides)."""
+        another worker took over after our lease ran out is left to it (it decides).
+
+        The claims are checked by the statement that marks them done; if one was lost (a
+        lease outlived: rare), that transaction is rolled back and the batch stored again,
+        its claims held first, so the rest are decided and the lost one left alone."""
         if not analyzed:
             return []
+        try:
+            return await self._store_claimed(analyzed, token=token, hold_first=False)
+        except _ClaimLost:
+            return await self._store_claimed(analyzed, token=token, hold_first=True)
+
+    async def _store_claimed(
+        self, analyzed: list[_Analyzed], *, token: str, hold_first: bool
+    ) -> list[Decision]:
         now = self._clock()
         decided: list[Decision] = []
         async with self._uow() as uow:
-            held = await uow.triages.hold([a.incident.id for a in analyzed], token=token, now=now)
+            claimed = [a.incident.id for a in analyzed]
+            if hold_first:
+                held = await uow.triages.hold(claimed, token=token, now=now)
+            else:
+                held = set(claimed)
             # Read once for the batch; each proposal below finds its incident loaded. Kept
             # referenced: the session's identity map holds its objects weakly, so a result
             # dropped here would be collected and every proposal would read its row again.
@@ -362,9 +382,10 @@ class TriageService:
                     },
                 )
                 decided.append(decision)
-            await uow.triages.complete_many(
-                {str(d.incident_id): d.id for d in decided}, token=token, now=now
-            )
+            completing = {str(d.incident_id): d.id for d in decided}
+            done = await uow.triages.complete_many(completing, token=token, now=now)
+            if done != set(completing):
+                raise _ClaimLost  # rolled back; stored again holding the claims first
             await uow.commit()
             del loaded
         stored = [a for a in analyzed if a.incident.id in held]
