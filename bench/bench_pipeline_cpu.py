@@ -117,7 +117,7 @@ class Meter:
         print(
             f"{label}: {done} in {wall:.2f} s wall, CPU {cpu / max(1, per) * 1000:.2f} ms "
             f"(PostgreSQL {database / max(1, per) * 1000:.2f} ms) and "
-            f"{(self.statements - before_n) / max(1, per):.1f} statements per delivery",
+            f"{(self.statements - before_n) / max(1, per):.2f} statements per delivery",
             flush=True,
         )
         if profiler:
