@@ -140,6 +140,33 @@ async def test_times_written_in_different_zones_sort_and_filter_as_instants(
 # Searching incidents
 
 
+# JSON columns
+
+
+async def test_json_columns_are_written_compact_by_orjson_and_read_back_as_written(
+    database: Database, uow: SqlUnitOfWorkFactory
+) -> None:
+    incident = incident_at(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    incident.labels = {"team": "payments", "note": "Grüße 🐉", "nested": [1.5, None, True]}
+    async with uow() as tx:
+        await tx.incidents.add(incident)
+        await tx.commit()
+
+    async with database.writer.connect() as connection:
+        text = (
+            await connection.execute(
+                sa.select(sa.cast(incidents.c.labels, sa.Text)).where(incidents.c.id == incident.id)
+            )
+        ).scalar_one()
+    async with uow(write=False) as tx:
+        stored = await tx.incidents.get(incident.id)
+
+    assert stored is not None
+    assert stored.labels == incident.labels
+    # orjson's compact text (the standard library's encoder puts a space after , and :).
+    assert text == '{"team":"payments","note":"Grüße 🐉","nested":[1.5,null,true]}'
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -199,6 +199,16 @@ class IncidentLink:
     created_at: datetime
 
 
+@dataclass(frozen=True, kw_only=True)
+class TriageClaim:
+    """A worker's claim on the triage of the incidents one transaction opens, taken with them:
+    their triage rows are written running under this token and lease, so the worker that
+    triages them next needs no claim of its own (docs/decisions/0024)."""
+
+    token: str
+    lease_until: datetime
+
+
 @dataclass(kw_only=True, eq=False)
 class TriageRun:
     """One incident's automatic triage. The row is the claim: one per incident, taken under a

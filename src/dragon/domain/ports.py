@@ -27,6 +27,7 @@ from dragon.domain.entities import (
     Run,
     Runbook,
     Signal,
+    TriageClaim,
     TriageRun,
 )
 from dragon.domain.enums import (
@@ -94,7 +95,10 @@ class NewAuditEvent:
 
 
 class IncidentRepository(Protocol):
-    async def add(self, incident: Incident) -> None: ...
+    async def add(self, incident: Incident, *, triage: TriageClaim | None = None) -> None:
+        """Add the incident with its triage row: waiting for a claim, or claimed by `triage`."""
+        ...
+
     async def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
     async def get_many(self, incident_ids: Collection[str]) -> list[Incident]: ...
     async def find(self, query: IncidentQuery) -> tuple[list[Incident], str | None]: ...
@@ -341,8 +345,11 @@ class TriageRepository(Protocol):
         """Lock the claims `token` still holds until the transaction ends; returns them."""
         ...
 
-    async def complete_many(self, decided: Mapping[str, str], *, token: str, now: datetime) -> None:
-        """Mark held claims (incident id → decision id) done."""
+    async def complete_many(
+        self, decided: Mapping[str, str], *, token: str, now: datetime
+    ) -> set[str]:
+        """Mark done the claims (incident id → decision id) `token` still holds; returns the
+        incident ids of those it marked (a claim another worker took over is left alone)."""
         ...
 
     async def release(

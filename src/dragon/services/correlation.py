@@ -7,9 +7,10 @@ on the same commit are linked across sources.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from dragon.domain.entities import Incident, IncidentLink, Signal
+from dragon.domain.entities import Incident, IncidentLink, Signal, TriageClaim
 from dragon.domain.enums import IncidentStatus, Severity
 from dragon.domain.ids import new_id
 from dragon.domain.ports import UnitOfWork
@@ -24,16 +25,30 @@ def _worse(a: Severity, b: Severity) -> Severity:
     return min(a, b, key=lambda s: s.value)  # SEV1 is the worst
 
 
+@dataclass(frozen=True, slots=True)
+class Correlated:
+    """Where one signal went: its incident, if any, and that incident when the signal
+    opened it."""
+
+    incident_id: str | None
+    opened: Incident | None = None
+
+
 async def correlate(
-    uow: UnitOfWork, draft: SignalDraft, signal: Signal, now: datetime
-) -> str | None:
-    """Apply one new signal to the incidents; returns the incident it belongs to, if any.
-    The caller holds the fingerprint's lock (services.processing locks a transaction's
-    fingerprints together, in sorted order)."""
+    uow: UnitOfWork,
+    draft: SignalDraft,
+    signal: Signal,
+    now: datetime,
+    *,
+    triage: TriageClaim | None = None,
+) -> Correlated:
+    """Apply one new signal to the incidents. The caller holds the fingerprint's lock
+    (services.processing locks a transaction's fingerprints together, in sorted order); an
+    incident this opens is claimed for triage by `triage`, when given."""
     current = await uow.correlation.open_incident(draft.fingerprint)
     if draft.kind.is_recovery:
         if current is None:
-            return None
+            return Correlated(None)
         transition_incident(
             current, IncidentStatus.RESOLVED, actor_id=SYSTEM_CALLER.principal.id, now=now
         )
@@ -54,7 +69,7 @@ async def correlate(
             incident=current,
             details={"reason": "recovered"},
         )
-        return current.id
+        return Correlated(current.id)
     if current is not None:
         current.signal_count += 1
         current.last_seen_at = max(current.last_seen_at, draft.occurred_at)
@@ -70,9 +85,9 @@ async def correlate(
             details={"signal_id": signal.id, "signal_count": current.signal_count},
         )
         await notify(uow, event="incident.updated", now=now, incident=current)
-        return current.id
+        return Correlated(current.id)
     incident = _incident_from(draft, now)
-    await uow.incidents.add(incident)
+    await uow.incidents.add(incident, triage=triage)
     await record(
         uow,
         SYSTEM_CALLER,
@@ -90,7 +105,7 @@ async def correlate(
     )
     await _link_related(uow, incident, draft, now)
     await notify(uow, event="incident.opened", now=now, incident=incident)
-    return incident.id
+    return Correlated(incident.id, opened=incident)
 
 
 def _incident_from(draft: SignalDraft, now: datetime) -> Incident:

@@ -12,7 +12,7 @@ from datetime import timedelta
 import structlog
 
 from dragon.domain.clock import Clock
-from dragon.domain.entities import Delivery, Signal
+from dragon.domain.entities import Delivery, Incident, Signal, TriageClaim
 from dragon.domain.enums import DeliveryStatus
 from dragon.domain.errors import DragonError
 from dragon.domain.ids import new_id
@@ -50,12 +50,23 @@ async def _prepare(uow: UnitOfWork, meanings: list[Normalized]) -> set[tuple[str
 
 
 @dataclass(frozen=True, slots=True)
+class Opened:
+    """An incident a pass opened under its triage claim, with the pass's signals of it,
+    newest first (all it has: no other transaction could see it before the pass committed)."""
+
+    incident: Incident
+    signals: tuple[Signal, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Settled:
-    """What one processing pass did: how many deliveries it took, and the incidents their
-    signals went to (none known when the batch fell back to one delivery at a time)."""
+    """What one processing pass did: how many deliveries it took, the incidents their
+    signals went to (none known when the batch fell back to one delivery at a time), and
+    those it opened claimed for triage (when the pass was given a claim)."""
 
     count: int
     incident_ids: tuple[str, ...] = ()
+    opened: tuple[Opened, ...] = ()
 
 
 class DeliveryProcessor:
@@ -81,11 +92,20 @@ class DeliveryProcessor:
         took (settled or rescheduled), so a caller can loop until nothing is left."""
         return (await self.settle_due(batch=batch, overdue=overdue)).count
 
-    async def settle_due(self, *, batch: int = 25, overdue: timedelta = timedelta(0)) -> Settled:
-        """`run_due`, also saying which incidents the pass's signals went to (for a caller
-        that triages them next)."""
+    async def settle_due(
+        self,
+        *,
+        batch: int = 25,
+        overdue: timedelta = timedelta(0),
+        triage: TriageClaim | None = None,
+    ) -> Settled:
+        """`run_due`, also saying which incidents the pass's signals went to, for a caller
+        that triages them next: with `triage`, the incidents the pass opens are claimed for
+        it in the pass's own transaction, and come back with their signals."""
         due = self._clock() - overdue
-        return await self._settle(lambda uow: uow.deliveries.claim_due(now=due, limit=batch))
+        return await self._settle(
+            lambda uow: uow.deliveries.claim_due(now=due, limit=batch), triage=triage
+        )
 
     async def await_scheduled(self) -> None:
         """Before a job engine's job reads the inbox: wait for the transactions that left
@@ -102,13 +122,19 @@ class DeliveryProcessor:
         settled = await self._settle(lambda uow: uow.deliveries.claim_many(delivery_ids, now=now))
         return settled.count
 
-    async def _settle(self, claim: Callable[[UnitOfWork], Awaitable[list[Delivery]]]) -> Settled:
+    async def _settle(
+        self,
+        claim: Callable[[UnitOfWork], Awaitable[list[Delivery]]],
+        *,
+        triage: TriageClaim | None = None,
+    ) -> Settled:
         """Claim a batch (workers sharing a store skip each other's rows) and settle it in one
         transaction, so one commit and one audit-chain append serve them all. Fingerprint
         locks are taken up front in sorted order, so two workers' batches cannot deadlock.
         If anything fails, the pass is rolled back and each delivery is processed on its own,
         so a bad delivery cannot hold back the others."""
         claimed: list[str] = []
+        opened: dict[str, tuple[Incident, list[Signal]]] = {}
         try:
             async with self._uow() as uow:
                 deliveries = await claim(uow)
@@ -116,7 +142,7 @@ class DeliveryProcessor:
                 meanings = [(d, self._meaning(d)) for d in deliveries]
                 known = await _prepare(uow, [m for _, m in meanings])
                 for delivery, meaning in meanings:
-                    await self._apply(uow, delivery, meaning, known)
+                    await self._apply(uow, delivery, meaning, known, triage=triage, opened=opened)
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001 - settled one by one below, each failure recorded
             log.warning(
@@ -127,7 +153,14 @@ class DeliveryProcessor:
             )
             return Settled(count=sum([await self.process(delivery_id) for delivery_id in claimed]))
         incident_ids = (i for d in deliveries for i in d.result.get("incident_ids", ()))
-        return Settled(count=len(claimed), incident_ids=tuple(dict.fromkeys(incident_ids)))
+        return Settled(
+            count=len(claimed),
+            incident_ids=tuple(dict.fromkeys(incident_ids)),
+            opened=tuple(
+                Opened(incident, tuple(sorted(of, key=lambda s: s.id, reverse=True)))
+                for incident, of in opened.values()
+            ),
+        )
 
     async def process(self, delivery_id: str) -> bool:
         """Process one delivery; False if it was settled meanwhile or another worker has it."""
@@ -162,6 +195,9 @@ class DeliveryProcessor:
         delivery: Delivery,
         meaning: Normalized,
         known: set[tuple[str, str]],
+        *,
+        triage: TriageClaim | None = None,
+        opened: dict[str, tuple[Incident, list[Signal]]] | None = None,
     ) -> None:
         # A child of the request that accepted the delivery, whichever process that was.
         with span(
@@ -170,7 +206,7 @@ class DeliveryProcessor:
             kind=CONSUMER,
             attributes={"dragon.delivery_id": delivery.id, "dragon.source": delivery.source},
         ):
-            await self._apply_traced(uow, delivery, meaning, known)
+            await self._apply_traced(uow, delivery, meaning, known, triage=triage, opened=opened)
 
     async def _apply_traced(
         self,
@@ -178,8 +214,12 @@ class DeliveryProcessor:
         delivery: Delivery,
         meaning: Normalized,
         known: set[tuple[str, str]],
+        *,
+        triage: TriageClaim | None,
+        opened: dict[str, tuple[Incident, list[Signal]]] | None,
     ) -> None:
-        """`known`: the (source, signal key) pairs stored already, this batch's included."""
+        """`known`: the (source, signal key) pairs stored already, this batch's included;
+        `opened`: the incidents this batch opened under `triage`, and their signals."""
         now = self._clock()
         trace_context = current_traceparent()
         signal_ids: list[str] = []
@@ -209,8 +249,13 @@ class DeliveryProcessor:
             if (signal.source, signal.signal_key) in known:
                 continue  # the same vendor event arrived before: its effects exist already
             known.add((signal.source, signal.signal_key))
-            incident_id = await correlate(uow, draft, signal, now)
-            signal.incident_id = incident_id
+            correlated = await correlate(uow, draft, signal, now, triage=triage)
+            incident_id = signal.incident_id = correlated.incident_id
+            if opened is not None and triage is not None:
+                if correlated.opened is not None:
+                    opened[correlated.opened.id] = (correlated.opened, [])
+                if incident_id is not None and incident_id in opened:
+                    opened[incident_id][1].append(signal)
             # After its incident, so the batch's new signals and incidents are one insert each.
             await uow.signals.add(signal)
             if incident_id:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import structlog
 
 from dragon.domain.actions import action_spec
 from dragon.domain.clock import Clock
-from dragon.domain.entities import Decision, Incident, Principal, Signal
+from dragon.domain.entities import Decision, Incident, Principal, Signal, TriageClaim
 from dragon.domain.enums import PrincipalKind, Role
 from dragon.domain.errors import Conflict, DragonError
 from dragon.domain.ports import FailureAnalyzer, JobLogSource, UnitOfWorkFactory
@@ -81,6 +81,10 @@ class _Analyzed:
     proposal: Proposal
     trace_context: str | None
     trace_id: str | None  # for the log line written when the decision is stored
+
+
+class _ClaimLost(Exception):
+    """A claim of the batch being stored was taken over by another worker."""
 
 
 def _retry_in(attempts: int) -> timedelta:
@@ -163,15 +167,38 @@ class TriageService:
         it is CPU work of a few milliseconds per incident."""
         return self._logs is not None or not isinstance(self._analyzer, BuiltinAnalyzer)
 
-    async def run_for(self, incident_ids: Sequence[str], *, batch: int | None = None) -> int:
-        """Triage these incidents now, those still waiting for it (one triaged or claimed
-        elsewhere is skipped by the claim), `batch` at a time (the configured batch size
-        by default); returns how many were decided."""
-        waiting = list(dict.fromkeys(incident_ids))
+    def opening_claim(self) -> TriageClaim:
+        """A claim for the incidents a processing pass is about to open (written with them),
+        so `run_opened` triages them next without a claim transaction: the first attempt,
+        under this worker's token and the configured lease, as `claim_many` would take it."""
+        return TriageClaim(
+            token=secrets.token_hex(16), lease_until=self._clock() + self._settings.lease
+        )
+
+    async def run_opened(
+        self,
+        opened: Sequence[tuple[Incident, Sequence[Signal]]],
+        *,
+        claim: TriageClaim,
+        batch: int | None = None,
+    ) -> int:
+        """Triage incidents a committed pass opened under `claim`, from what the pass holds:
+        each incident and its signals (newest first; the pass's are all it has). Their claims
+        are checked by token when the decisions are stored, as for any claim, so one whose
+        lease ran out meanwhile is left to the worker that took it over. Returns how many
+        were decided, `batch` at a time (the configured batch size by default)."""
+        incidents = {incident.id: incident for incident, _ in opened}
+        evidence = {incident.id: list(signals[:SIGNALS_READ]) for incident, signals in opened}
         size = batch or self._settings.batch
         decided = 0
-        for start in range(0, len(waiting), size):
-            decided += len(await self._triage_batch(waiting[start : start + size]) or ())
+        ids = list(incidents)
+        for start in range(0, len(ids), size):
+            part = {i: incidents[i] for i in ids[start : start + size]}
+            decided += len(
+                await self._decide(
+                    part, evidence, attempts=dict.fromkeys(part, 1), token=claim.token
+                )
+            )
         return decided
 
     async def triage(self, incident_id: str) -> Decision | None:
@@ -212,6 +239,18 @@ class TriageService:
                 attempts=attempts[gone],
                 exc=Conflict(f"incident {gone} is gone", code="incident_not_found"),
             )
+        return await self._decide(incidents, evidence, attempts=attempts, token=token)
+
+    async def _decide(
+        self,
+        incidents: Mapping[str, Incident],
+        evidence: Mapping[str, list[Signal]],
+        *,
+        attempts: Mapping[str, int],
+        token: str,
+    ) -> list[Decision]:
+        """Analyze claimed incidents and store their decisions in one transaction; an
+        analysis or a store that fails releases its claim for a retry."""
         # Concurrently: with an LLM, analysis is a round trip of its own. Each holds its own
         # claim; they share nothing but the analyzer's client.
         slots = asyncio.Semaphore(self._settings.concurrency)
@@ -291,13 +330,29 @@ class TriageService:
 
     async def _store(self, analyzed: list[_Analyzed], *, token: str) -> list[Decision]:
         """The decisions of the claims this worker still holds, in one transaction: a claim
-        another worker took over after our lease ran out is left to it (it decides)."""
+        another worker took over after our lease ran out is left to it (it decides).
+
+        The claims are checked by the statement that marks them done; if one was lost (a
+        lease outlived: rare), that transaction is rolled back and the batch stored again,
+        its claims held first, so the rest are decided and the lost one left alone."""
         if not analyzed:
             return []
+        try:
+            return await self._store_claimed(analyzed, token=token, hold_first=False)
+        except _ClaimLost:
+            return await self._store_claimed(analyzed, token=token, hold_first=True)
+
+    async def _store_claimed(
+        self, analyzed: list[_Analyzed], *, token: str, hold_first: bool
+    ) -> list[Decision]:
         now = self._clock()
         decided: list[Decision] = []
         async with self._uow() as uow:
-            held = await uow.triages.hold([a.incident.id for a in analyzed], token=token, now=now)
+            claimed = [a.incident.id for a in analyzed]
+            if hold_first:
+                held = await uow.triages.hold(claimed, token=token, now=now)
+            else:
+                held = set(claimed)
             # Read once for the batch; each proposal below finds its incident loaded. Kept
             # referenced: the session's identity map holds its objects weakly, so a result
             # dropped here would be collected and every proposal would read its row again.
@@ -327,9 +382,10 @@ class TriageService:
                     },
                 )
                 decided.append(decision)
-            await uow.triages.complete_many(
-                {str(d.incident_id): d.id for d in decided}, token=token, now=now
-            )
+            completing = {str(d.incident_id): d.id for d in decided}
+            done = await uow.triages.complete_many(completing, token=token, now=now)
+            if done != set(completing):
+                raise _ClaimLost  # rolled back; stored again holding the claims first
             await uow.commit()
             del loaded
         stored = [a for a in analyzed if a.incident.id in held]

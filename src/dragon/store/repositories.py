@@ -23,6 +23,7 @@ from dragon.domain.entities import (
     Incident,
     PolicyVersion,
     Principal,
+    TriageClaim,
     TriageRun,
 )
 from dragon.domain.enums import DecisionStatus, TriageStatus
@@ -74,18 +75,20 @@ class SqlIncidentRepository(SessionRepository):
         # One per process (the unit-of-work factory's); without it the sample is read each time.
         self._text_samples = text_samples or IncidentTextSamples(seconds=0)
 
-    async def add(self, incident: Incident) -> None:
+    async def add(self, incident: Incident, *, triage: TriageClaim | None = None) -> None:
         # Written at the next flush, with the rest of a batch's new incidents in one insert.
         self.session.add(incident)
         self._unflushed.add(incident.id)
-        # Its triage waits from the moment it exists, in the same transaction (store.triage).
+        # Its triage waits from the moment it exists, in the same transaction (store.triage),
+        # or is claimed already by the worker that will triage it next: the first attempt,
+        # under that worker's token and lease, as a claim would have written it.
         self.session.add(
             TriageRun(
                 incident_id=incident.id,
-                status=TriageStatus.PENDING,
-                token="",
-                attempts=0,
-                lease_until=incident.created_at,
+                status=TriageStatus.RUNNING if triage else TriageStatus.PENDING,
+                token=triage.token if triage else "",
+                attempts=1 if triage else 0,
+                lease_until=triage.lease_until if triage else incident.created_at,
                 created_at=incident.created_at,
                 updated_at=incident.created_at,
             )

@@ -187,29 +187,31 @@ class SqlTriageRepository(SessionRepository):
         )
         return {str(incident_id) for incident_id in held.scalars()}
 
-    async def complete_many(self, decided: Mapping[str, str], *, token: str, now: datetime) -> None:
+    async def complete_many(
+        self, decided: Mapping[str, str], *, token: str, now: datetime
+    ) -> set[str]:
         if not decided:
-            return
+            return set()
         await self.session.flush()  # the decisions the claims name exist first
         t = triage_runs.c
-        await self.session.execute(
+        # One statement for the batch (an executemany is a statement per row on the server),
+        # and the token checked by the same statement that settles the claim.
+        done = await self.session.execute(
             sa.update(triage_runs)
             .where(
-                t.incident_id == sa.bindparam("claimed_incident"),
+                t.incident_id.in_(list(decided)),
                 t.token == token,
                 t.status == TriageStatus.RUNNING.value,
             )
             .values(
                 status=TriageStatus.DONE.value,
-                decision_id=sa.bindparam("proposed_decision"),
+                decision_id=sa.case(dict(decided), value=t.incident_id),
                 last_error=None,
                 updated_at=now,
-            ),
-            [
-                {"claimed_incident": incident_id, "proposed_decision": decision_id}
-                for incident_id, decision_id in decided.items()
-            ],
+            )
+            .returning(t.incident_id)
         )
+        return {str(incident_id) for incident_id in done.scalars()}
 
     async def complete(
         self, incident_id: str, *, token: str, decision_id: str, now: datetime

@@ -64,6 +64,31 @@ def conninfo(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+async def settle_and_triage(services: Services, *, triage_inline: bool) -> Settled:
+    """One pass of a delivery job: whatever is due, up to JOB_BATCH deliveries, then, with
+    `triage_inline`, the triage of the incidents it opened (claimed in the pass's own
+    transaction, docs/decisions/0024); otherwise the triage worker is woken for them."""
+    claim = services.triage.opening_claim() if triage_inline else None
+    settled = await services.processor.settle_due(batch=JOB_BATCH, triage=claim)
+    if not settled.count:
+        return settled
+    if claim is None or not settled.incident_ids:
+        # No inline triage, or a batch that fell back to one delivery at a time (what it
+        # opened waits unclaimed): the triage worker's turn.
+        services.triage.nudge()
+        return settled
+    if not settled.opened:
+        return settled  # signals of incidents opened before: triaged when they opened
+    try:
+        # As one batch: a pass's incidents are a few milliseconds of analysis each.
+        await services.triage.run_opened(
+            [(o.incident, o.signals) for o in settled.opened], claim=claim, batch=JOB_BATCH
+        )
+    except Exception as exc:  # noqa: BLE001 - their leases run out, then the backstop
+        log.warning("delivery_job_triage_failed", error_type=type(exc).__name__)
+    return settled
+
+
 def job_app(
     services: Services, *, database_url: str, pool_size: int = 4, triage: bool = True
 ) -> App:
@@ -77,21 +102,11 @@ def job_app(
 
     drain = _Drain()
     # Triage of the incidents a pass opened runs right after it, in the same job, when it
-    # is CPU work alone: no polling, no claim of its own to find them, and the next pass
-    # gathers what arrived meanwhile. An analyzer or log source that calls out would hold
-    # processing up, so then the triage worker does it, woken at once.
+    # is CPU work alone: no polling, and no claim transaction (the pass claims what it opens
+    # in its own, and hands over the incidents and signals it holds, docs/decisions/0024);
+    # the next pass gathers what arrived meanwhile. An analyzer or log source that calls out
+    # would hold processing up, so then the triage worker does it, woken at once.
     triage_inline = triage and not services.triage.calls_out
-
-    async def triage_after(settled: Settled) -> None:
-        if not (triage_inline and settled.incident_ids):
-            services.triage.nudge()
-            return
-        try:
-            # As one batch: a pass's incidents are a few milliseconds of analysis each.
-            await services.triage.run_for(settled.incident_ids, batch=JOB_BATCH)
-        except Exception as exc:  # noqa: BLE001 - the triage worker takes them up instead
-            log.warning("delivery_job_triage_failed", error_type=type(exc).__name__)
-            services.triage.nudge()
 
     # Not retried by procrastinate: one job waits at a time (its queueing lock, see
     # store.inbox.JobQueue), so a retry could collide with the next one; what a failed job
@@ -120,10 +135,8 @@ def job_app(
             # the audit chain's head) many deliveries.
             while True:
                 drain.again = False
-                done = await services.processor.settle_due(batch=JOB_BATCH)
-                if done.count:
-                    settled += done.count
-                    await triage_after(done)
+                done = await settle_and_triage(services, triage_inline=triage_inline)
+                settled += done.count
                 if drain.again or done.count == JOB_BATCH:
                     continue
                 if not done.count or time.monotonic() - started > DRAIN_AT_MOST_SECONDS:
