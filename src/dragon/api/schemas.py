@@ -91,7 +91,8 @@ Branch = Annotated[
     AfterValidator(_git_branch),
 ]
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
-Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
+# No space and no control character: NUL cannot be stored in PostgreSQL text at all.
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00-\x1f\x7f]{1,2040}$")]
 Justification = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=2000),
