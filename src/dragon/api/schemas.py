@@ -194,7 +194,13 @@ class KeyCreate(Request):
     name: Name
     role: Role
     email: (
-        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+        Annotated[
+            str,
+            StringConstraints(
+                max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+            ),
+        ]
+        | None
     ) = None
 
 
