@@ -481,3 +481,22 @@ async def test_a_nul_in_any_text_field_of_a_creating_route_is_never_a_5xx(
         "/api/v1/deliveries", params={"status": "pending"}, headers=keys.of("admin")
     )
     assert pending.json()["items"] == []
+
+
+async def test_a_nul_in_a_runbook_runs_version_or_the_actions_switch_reason_is_a_422(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    manifest = CREATING_BODIES["/api/v1/runbooks"]
+    registered = await client.post("/api/v1/runbooks", json=manifest, headers=keys.of("admin"))
+    assert registered.status_code == 201, registered.text
+    run = await client.post(
+        f"/api/v1/runbooks/{manifest['name']}/runs",
+        json={"version": "1.0.0\x00", "parameters": {"service": "checkout"}},
+        headers=keys.of("admin"),
+    )
+    switch = await client.put(
+        "/api/v1/actions/switch",
+        json={"enabled": False, "reason": "freeze\x00"},
+        headers=keys.of("admin"),
+    )
+    assert (run.status_code, switch.status_code) == (422, 422), (run.text, switch.text)

@@ -100,6 +100,16 @@ Justification = Annotated[
 ]
 
 
+# Why an admin did something (the actions switch): one short printable text, kept in the audit.
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=500),
+    AfterValidator(_printable_text),
+]
+# A runbook version as its manifests give it (a semantic version), looked up as text.
+RunbookVersion = Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9A-Za-z.+-]+$")]
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("NUL characters are not allowed")
