@@ -383,3 +383,120 @@ async def test_a_nul_in_a_vendor_payloads_text_opens_the_incident_with_a_replace
     assert delivery.json()["status"] == "processed", delivery.json()
     [incident] = (await client.get("/api/v1/incidents", headers=keys.of("viewer"))).json()["items"]
     assert "Build\ufffdand test" in incident["title"]
+
+
+# A valid body for each creating route; each of its text fields in turn is given a NUL after
+# its text, which PostgreSQL cannot store in text.
+CREATING_BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/incidents": {
+        "title": "t",
+        "description": "d",
+        "url": "https://ci.example/run/1",
+        "repo": "acme/api",
+        "branch": "main",
+        "labels": {"team": "a"},
+    },
+    "/api/v1/decisions": {
+        "action": "comment",
+        "title": "t",
+        "rationale": "r",
+        "impact": "i",
+        "repo": "acme/api",
+        "params": {"body": "b", "pull_number": 1},
+        "risk": {"factors": [{"name": "f", "weight": 1, "detail": "d"}]},
+    },
+    "/api/decisions": {"action": "comment", "title": "t", "rationale": "r"},
+    "/api/v1/keys": {"name": "probe", "role": "viewer", "email": "a@b.example"},
+    "/api/v1/events": {
+        "kind": "ci_failure",
+        "title": "t",
+        "repo": "acme/api",
+        "url": "https://ci.example/run/1",
+        "pipeline": "p",
+        "log_excerpt": "l",
+    },
+    "/api/observability/alert": {"alertname": "A", "summary": "s", "url": "https://x.example/"},
+    "/api/generate": {"repo": "acme/api", "log": "l", "rationale": "r"},
+    "/api/pr": {"repo": "acme/api", "branch": "main", "description": "d"},
+    "/api/v1/triage": {"text": "error: x failed", "labels": {"a": "b"}},
+    "/api/support/evaluate": {"message": "m", "context": "c"},
+    "/api/v1/runbooks": {
+        "name": "hostile-input",
+        "version": "1.0.0",
+        "description": "d",
+        "parameters": [{"name": "service", "type": "string", "description": "s"}],
+        "steps": [{"id": "tell", "action": "notify", "with": {"message": "m"}}],
+    },
+}
+
+
+def _text_fields(body: dict[str, Any], prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found: list[tuple[Any, ...]] = []
+    for name, value in body.items():
+        if isinstance(value, str):
+            found.append((*prefix, name))
+        elif isinstance(value, dict):
+            found.extend(_text_fields(value, (*prefix, name)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    found.extend(_text_fields(item, (*prefix, name, index)))
+    return found
+
+
+def _nul_after(body: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
+    """`body` with a NUL after the text at `path`: what makes the value valid stays."""
+    changed = json.loads(json.dumps(body))
+    place = changed
+    for step in path[:-1]:
+        place = place[step]
+    place[path[-1]] += "\x00y"
+    return changed
+
+
+# What must differ from one request to the next so that a variant reaches the store instead of
+# being refused as a duplicate of the valid body (a runbook version, a key's name).
+UNIQUE_FIELDS = {"/api/v1/runbooks": "version", "/api/v1/keys": "name"}
+
+
+def _unique(path: str, body: dict[str, Any], n: int) -> dict[str, Any]:
+    field = UNIQUE_FIELDS.get(path)
+    if field is None:
+        return body
+    return {**body, field: f"1.{n}.0" if field == "version" else f"hostile-{n}"}
+
+
+@pytest.mark.parametrize("path", sorted(CREATING_BODIES))
+async def test_a_nul_in_any_text_field_of_a_creating_route_is_never_a_5xx(
+    client: httpx.AsyncClient, services: Services, keys: Keys, path: str
+) -> None:
+    body = CREATING_BODIES[path]
+    assert (await client.post(path, json=body, headers=keys.of("admin"))).status_code < 300
+    for n, field in enumerate(_text_fields(body), start=1):
+        hostile = _nul_after(_unique(path, body, n), field)
+        answer = await client.post(path, json=hostile, headers=keys.of("admin"))
+        assert answer.status_code < 500, (field, answer.text[:300])
+    await services.processor.run_due()  # what was accepted is processed, not left to die
+    pending = await client.get(
+        "/api/v1/deliveries", params={"status": "pending"}, headers=keys.of("admin")
+    )
+    assert pending.json()["items"] == []
+
+
+async def test_a_nul_in_a_runbook_runs_version_or_the_actions_switch_reason_is_a_422(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    manifest = CREATING_BODIES["/api/v1/runbooks"]
+    registered = await client.post("/api/v1/runbooks", json=manifest, headers=keys.of("admin"))
+    assert registered.status_code == 201, registered.text
+    run = await client.post(
+        f"/api/v1/runbooks/{manifest['name']}/runs",
+        json={"version": "1.0.0\x00", "parameters": {"service": "checkout"}},
+        headers=keys.of("admin"),
+    )
+    switch = await client.put(
+        "/api/v1/actions/switch",
+        json={"enabled": False, "reason": "freeze\x00"},
+        headers=keys.of("admin"),
+    )
+    assert (run.status_code, switch.status_code) == (422, 422), (run.text, switch.text)

@@ -91,12 +91,23 @@ Branch = Annotated[
     AfterValidator(_git_branch),
 ]
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
-Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
+# No space and no control character: NUL cannot be stored in PostgreSQL text at all.
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00-\x1f\x7f]{1,2040}$")]
 Justification = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=2000),
     AfterValidator(_printable_text),
 ]
+
+
+# Why an admin did something (the actions switch): one short printable text, kept in the audit.
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=500),
+    AfterValidator(_printable_text),
+]
+# A runbook version as its manifests give it (a semantic version), looked up as text.
+RunbookVersion = Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9A-Za-z.+-]+$")]
 
 
 def _no_nul(value: str) -> str:
@@ -193,7 +204,13 @@ class KeyCreate(Request):
     name: Name
     role: Role
     email: (
-        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+        Annotated[
+            str,
+            StringConstraints(
+                max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+            ),
+        ]
+        | None
     ) = None
 
 

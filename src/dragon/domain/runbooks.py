@@ -113,6 +113,9 @@ class _Checker:
         if not isinstance(value, str) or (pattern and not pattern.fullmatch(value)) or not value:
             self.add(f"{at}{key}", f"{value!r} does not match", expected, example)
             return None
+        if "\x00" in value:  # stored as text: PostgreSQL cannot hold NUL there
+            self.add(f"{at}{key}", "holds a NUL character", expected, example)
+            return None
         return value
 
 

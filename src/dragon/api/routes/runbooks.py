@@ -13,7 +13,15 @@ from starlette.responses import Response as HttpResponse
 from dragon.api.access import GuardedRoute, caller, services
 from dragon.api.decision_bodies import decision_response
 from dragon.api.responses import json_response
-from dragon.api.schemas import Branch, DecisionOut, Name, Repo, Request, Response
+from dragon.api.schemas import (
+    Branch,
+    DecisionOut,
+    Name,
+    Repo,
+    Request,
+    Response,
+    RunbookVersion,
+)
 from dragon.domain.entities import Runbook
 from dragon.services.container import Services
 from dragon.services.context import Caller
@@ -41,7 +49,7 @@ class RunbookList(Response):
 
 
 class RunbookRunIn(Request):
-    version: Annotated[str, Field(max_length=64)] | None = None
+    version: RunbookVersion | None = None
     parameters: dict[str, Any] = Field(default_factory=dict, max_length=30)
     incident_id: Name | None = None
     repo: Repo | None = None

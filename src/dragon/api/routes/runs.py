@@ -6,13 +6,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import StringConstraints
 from starlette.responses import Response as HttpResponse
 
 from dragon.api.access import GuardedRoute, caller, services
 from dragon.api.responses import json_response
 from dragon.api.routes.incidents import Cursor, Limit
-from dragon.api.schemas import Request, Response
+from dragon.api.schemas import Reason, Request, Response
 from dragon.domain.entities import Run
 from dragon.domain.enums import RunStatus
 from dragon.domain.execution import ActionsState
@@ -70,7 +69,7 @@ class ActionsStateOut(Response):
 
 class SwitchIn(Request):
     enabled: bool
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+    reason: Reason
 
 
 def _state(state: ActionsState, svc: Services) -> ActionsStateOut:
