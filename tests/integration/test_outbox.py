@@ -80,3 +80,22 @@ async def test_a_rolled_back_change_leaves_no_notification(
     listed, _ = await services.notifications.find(NotificationQuery())
     assert listed == []  # no channels configured: routed to nobody, nothing to send
     assert await unrouted(uow_factory) == []
+
+
+async def test_a_routing_pass_marks_each_of_its_events_routed_at_its_time(
+    store: tuple[Services, SqlUnitOfWorkFactory],
+) -> None:
+    services, uow_factory = store
+    for n in range(3):
+        await services.incidents.open(
+            SYSTEM_CALLER, NewIncident(title=f"disk full {n}", severity=Severity.SEV2)
+        )
+    async with uow_factory() as uow:
+        ids = [e.id for e in await uow.notifications.claim_unrouted(limit=10)]
+
+    assert await services.notifications.route_pending() == 3
+
+    assert await unrouted(uow_factory) == []
+    async with uow_factory() as uow:
+        events = [await uow.notifications.event_of(event_id) for event_id in ids]
+    assert [e.routed_at is not None for e in events if e] == [True, True, True]

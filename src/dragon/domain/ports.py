@@ -461,6 +461,10 @@ class NotificationRepository(Protocol):
         """Lock outbox events not routed yet, oldest first, skipping rows others hold."""
         ...
 
+    async def mark_routed(self, event_ids: Collection[str], *, now: datetime) -> None:
+        """Record that these (claimed) outbox events are routed, in one statement."""
+        ...
+
     async def add(self, notification: Notification) -> None: ...
     async def get(
         self, notification_id: str, *, for_update: bool = False

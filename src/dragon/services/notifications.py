@@ -116,7 +116,7 @@ class NotificationService:
             events = await uow.notifications.claim_unrouted(limit=batch)
             for event in events:
                 await self._route(uow, event)
-                event.routed_at = now
+            await uow.notifications.mark_routed([e.id for e in events], now=now)
             await uow.commit()
         return len(events)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from dragon.domain.entities import Decision, Notification, NotificationEvent
 from dragon.domain.enums import DecisionStatus, NotificationStatus
 from dragon.domain.ports import NotificationQuery
 from dragon.store.repositories import SessionRepository, keyset_page
+from dragon.store.tables import notification_events
 
 
 class SqlNotificationRepository(SessionRepository):
@@ -29,6 +31,18 @@ class SqlNotificationRepository(SessionRepository):
             .with_for_update(skip_locked=True)
         )
         return list(await self.session.scalars(stmt))
+
+    async def mark_routed(self, event_ids: Collection[str], *, now: datetime) -> None:
+        if not event_ids:
+            return
+        # One statement for the pass: set on each loaded event, the flush wrote one UPDATE
+        # per event (a statement each on the server).
+        await self.session.execute(
+            sa.update(notification_events)
+            .where(notification_events.c.id.in_(list(event_ids)))
+            .values(routed_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
     async def add(self, notification: Notification) -> None:
         await self._add(notification)
