@@ -34,6 +34,7 @@ from processes import ROOT, load_average, start_bare
 from production_cluster import Cluster, CpuMeter, stop_on_sigterm
 from production_figures import (
     Figures,
+    database_now,
     drain,
     listing,
     pending,
@@ -132,10 +133,11 @@ def ingest(cluster: Cluster, figures: Figures, args: argparse.Namespace, bare_ra
 
 def end_to_end(cluster: Cluster, figures: Figures, args: argparse.Namespace) -> None:
     meter = CpuMeter(cluster)
+    since = database_now(cluster)
     meter.start()
     cpu_before = time.process_time()
     sent = send(cluster, secret=SECRET, prefix="e2e", rate=args.e2e_rate, seconds=args.e2e_seconds)
-    queued = wait_queued(cluster, prefix="e2e", expected=sent.sent, seconds=args.drain)
+    wait_queued(cluster, since=since, expected=sent.sent, seconds=args.drain)
     spent = meter.stop()
     spent["sender"] = time.process_time() - cpu_before
     figures.add(
@@ -158,6 +160,7 @@ def end_to_end(cluster: Cluster, figures: Figures, args: argparse.Namespace) -> 
             if "queued" in label
             else "",
         )
+    queued = len(stages.queued)  # exactly the run's deliveries that got all the way
     # Per delivery that got all the way (all of them on a machine that keeps up); on one that
     # does not, the CPU spent on the unfinished rest makes this an upper bound.
     figures.add(
