@@ -70,7 +70,15 @@ class Cluster:
         recreate_database(self.database)
         self.stack.callback(drop_database, self.database)
 
-    def boot(self, *, secret: str, pool_size: int, concurrency: int, worker_nice: int = 0) -> None:
+    def boot(
+        self,
+        *,
+        secret: str,
+        pool_size: int,
+        concurrency: int,
+        worker_nice: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise SystemExit("the production bench needs redis-server (Debian package redis)")
@@ -89,6 +97,7 @@ class Cluster:
             "DRAGON_DB_POOL_SIZE": str(pool_size),
             "DRAGON_WORKER_CONCURRENCY": str(concurrency),
             "DRAGON_WORKER_NICE": str(worker_nice),
+            **(extra_env or {}),
         }
         migrated = subprocess.run(
             [str(DRAGON), "migrate"], env=self.env, capture_output=True, text=True, check=False

@@ -250,7 +250,10 @@ class Settings(BaseSettings):
         "X-Forwarded-For and X-Forwarded-Proto are believed; empty believes none",
     )
     live_poll_seconds: float = Field(
-        1.0, gt=0, le=60, description="how often each process looks for changes to push live"
+        1.0,
+        gt=0,
+        le=60,
+        description="how often a process with a console watching looks for changes to push live",
     )
     job_engine: Literal["auto", "inbox", "procrastinate"] = Field(
         "auto",

@@ -8,7 +8,7 @@ import httpx
 
 from dragon.domain.dashboard import WINDOW
 from dragon.services.container import Services
-from dragon.workers.live_feed import publish_if_changed
+from dragon.workers.live_feed import feed_step, publish_if_changed
 from tests.api.console_session import log_in, page
 from tests.conftest import FakeClock, Keys
 
@@ -133,6 +133,24 @@ async def test_the_live_feed_publishes_new_figures_only_when_something_changed(
         event = queue.get_nowait()
         assert event.topic == "dashboard"
         assert event.data["open_incidents"]["total"] == 1
+
+
+async def test_the_live_feed_asks_the_store_nothing_while_no_console_in_the_process_watches(
+    client: httpx.AsyncClient, keys: Keys, services: Services
+) -> None:
+    services.live.last.pop("dashboard", None)
+    await open_incident(client, keys)
+    # Nobody subscribed: the marker is not even read, and no figures are published.
+    assert await feed_step(services, None) is None
+    assert "dashboard" not in services.live.last
+
+    async with services.live.subscribe() as queue:
+        marker = await feed_step(services, None)
+        assert marker is not None
+        assert queue.get_nowait().data["open_incidents"]["total"] == 1
+    await open_incident(client, keys)
+    assert await feed_step(services, marker) == marker  # the watcher left: asked nothing
+    assert services.live.last["dashboard"].data["open_incidents"]["total"] == 1
 
 
 async def test_the_stream_asks_for_an_event_stream_accept_header(

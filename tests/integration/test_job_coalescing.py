@@ -168,3 +168,59 @@ async def test_the_inbox_defers_a_job_only_when_none_is_waiting(
     again = await post_github(client, payload, "workflow_run", key)
     assert again.json()["delivery_id"] == third_id
     assert [j[0] for j in await rows(engine, JOBS)] == ["doing"]
+
+
+async def test_a_job_holds_the_deferring_lock_for_no_round_trip_so_accepts_never_wait_on_the_worker(
+    engine: AsyncEngine,
+) -> None:
+    # A worker may run at a lower CPU priority than the API (DRAGON_WORKER_NICE): were the
+    # lock still held once the wait returned, every accept would wait for that worker to be
+    # scheduled again and commit.
+    async with engine.connect() as job:
+        await job.begin()
+        await DELIVERY_JOBS.await_deferring(job)
+        async with engine.connect() as accept:
+            await accept.begin()
+            taken = await accept.scalar(
+                sa.text("SELECT pg_try_advisory_xact_lock_shared(1146241351, 22)")
+            )
+            assert taken is True
+        await job.commit()
+
+
+async def test_the_wait_for_deferring_transactions_still_waits_for_one_in_flight(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as deferring:
+        await deferring.begin()
+        await deferring.execute(sa.text("SELECT pg_advisory_xact_lock_shared(1146241351, 22)"))
+        async with engine.connect() as job:
+            waiting = asyncio.create_task(DELIVERY_JOBS.await_deferring(job))
+            assert await wait_until(engine, DEFERRING_LOCK_WAITS) == 1
+            assert not waiting.done()
+            await deferring.commit()
+            await asyncio.wait_for(waiting, WAIT_SECONDS)
+
+
+async def test_a_job_cancelled_while_it_waits_leaves_the_deferring_lock_to_nobody(
+    engine: AsyncEngine,
+) -> None:
+    held_by_anyone = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid = 1146241351 AND objid = 22 AND objsubid = 2"
+    )
+    async with engine.connect() as deferring:
+        await deferring.begin()
+        await deferring.execute(sa.text("SELECT pg_advisory_xact_lock_shared(1146241351, 22)"))
+        async with engine.connect() as job:
+            waiting = asyncio.create_task(DELIVERY_JOBS.await_deferring(job))
+            assert await wait_until(engine, DEFERRING_LOCK_WAITS) == 1
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        await deferring.commit()
+    # An accept's shared lock and a later job's exclusive one are both free to take.
+    [(held,)] = await rows(engine, held_by_anyone)
+    assert held == 0
+    async with engine.connect() as later_job:
+        await asyncio.wait_for(DELIVERY_JOBS.await_deferring(later_job), WAIT_SECONDS)

@@ -278,6 +278,11 @@ class LiveUpdates(Protocol):
 
     last: dict[str, LiveEvent]
 
+    @property
+    def subscribers(self) -> int:
+        """How many streams of this process are subscribed now."""
+        ...
+
     async def publish(self, event: LiveEvent) -> None: ...
     def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[LiveEvent]]: ...
     def close(self) -> None:

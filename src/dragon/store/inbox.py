@@ -467,11 +467,23 @@ class JobQueue:
 
     @staticmethod
     async def await_deferring(conn: AsyncConnection) -> None:
-        """Wait for every transaction still deferring onto a waiting job; the caller commits
-        at once (the lock is held until then and every accept waits behind it)."""
-        await conn.exec_driver_sql(
-            "SELECT pg_advisory_xact_lock($1::int, $2::int)", _DEFERRING_LOCK
-        )
+        """Wait for every transaction still deferring onto a waiting job.
+
+        The lock is taken and released in the one statement, inside the database: every
+        accept that asks for it meanwhile waits behind it, so it must not stay held for a
+        round trip to the worker (the result, then a COMMIT), whose process may run at a
+        lower CPU priority than the API's (DRAGON_WORKER_NICE) and be descheduled."""
+        try:
+            await conn.exec_driver_sql(
+                "WITH held AS MATERIALIZED (SELECT pg_advisory_lock($1::int, $2::int)) "
+                "SELECT pg_advisory_unlock($1::int, $2::int) FROM held",
+                _DEFERRING_LOCK,
+            )
+        except BaseException:
+            # A statement cut between the two (a cancel) would leave the session's lock on a
+            # pooled connection, and every accept waiting on it: closed, it is released.
+            await conn.invalidate()
+            raise
 
 
 class _InsertSql:

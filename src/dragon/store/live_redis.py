@@ -37,6 +37,10 @@ class RedisLiveUpdates:
         self.last = local.last
         self.connected = asyncio.Event()
 
+    @property
+    def subscribers(self) -> int:
+        return self._local.subscribers
+
     async def publish(self, event: LiveEvent) -> None:
         await self._local.publish(event)
         message = orjson.dumps({"origin": self.origin, "topic": event.topic, "data": event.data})

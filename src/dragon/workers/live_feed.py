@@ -1,4 +1,5 @@
-"""Publishes the dashboard's figures on the live feed whenever the store changed."""
+"""Publishes the dashboard's figures on the live feed whenever the store changed, while a
+console in this process watches."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ async def publish_if_changed(services: Services, last_marker: int | None) -> int
     return marker
 
 
+async def feed_step(services: Services, last_marker: int | None) -> int | None:
+    """One period of the feed: nothing is asked of the store while no stream of this process
+    is subscribed. Each dashboard stream computes the figures it opens with, and a process
+    with a watcher runs its own feed, so the consoles on every replica still get each change;
+    an API process nobody watches (and under load that is most of them) spends neither its
+    own time nor the database's on aggregates over every incident of the window."""
+    if not services.live.subscribers:
+        return last_marker
+    return await publish_if_changed(services, last_marker)
+
+
 async def run_dashboard_feed(services: Services, *, every_seconds: float) -> None:
     """One poll per process, however many people watch: the store is asked once per period
     and every open stream gets the same figures. The period stretches to FEED_DUTY times what
@@ -35,7 +47,7 @@ async def run_dashboard_feed(services: Services, *, every_seconds: float) -> Non
     while True:
         started = loop.time()
         try:
-            marker = await publish_if_changed(services, marker)
+            marker = await feed_step(services, marker)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - keep the feed alive; the next period retries
