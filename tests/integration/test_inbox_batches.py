@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -96,3 +97,28 @@ async def test_the_batch_insert_is_timed_in_the_query_metric(database: Database)
     finally:
         await inbox.close()
     assert (REGISTRY.get_sample_value(name, labels) or 0.0) > before
+
+
+class _FailsAfterStoring(GroupCommitInbox):
+    """An inbox whose driver call stores the batch and then fails, as when the connection
+    breaks after the commit, before the answer arrives."""
+
+    async def _store_through_driver(self, sql: Any, batch: list[NewDelivery]) -> Any:
+        await super()._store_through_driver(sql, batch)
+        raise ConnectionResetError("the answer to the insert was lost")
+
+
+async def test_a_batch_stored_by_a_failed_first_attempt_still_counts_as_new(
+    database: Database, database_url: str
+) -> None:
+    inbox = _FailsAfterStoring(database)
+    try:
+        outcomes = await asyncio.gather(
+            *(inbox.add(delivery(f"dlv_{n}", f"key-{n}")) for n in range(3))
+        )
+    finally:
+        await inbox.close()
+    # Stored once, by the first attempt; the engine's second attempt found them under their
+    # own ids, so each is new (202), not a redelivery of itself (200).
+    assert outcomes == [None, None, None]
+    assert await stored_rows(database_url) == {f"key-{n}": f"dlv_{n}" for n in range(3)}

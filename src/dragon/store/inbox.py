@@ -337,59 +337,102 @@ class GroupCommitInbox:
     async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
         sql = self._sql or _InsertSql(self._engine.dialect, jobs=self._jobs)
         self._sql = sql
+        try:
+            return await self._store_through_driver(sql, batch)
+        except Exception:  # noqa: BLE001 - the engine's attempt says what failed
+            # The driver's own errors say less than the engine's: SQLAlchemy's types tell an
+            # unreachable store (503) from a bad statement, and it discards the pool's
+            # connections when one was broken. So the batch goes again through the engine,
+            # which answers for it; a row the first attempt did store is found with its own
+            # id, so it still counts as new (and its job was deferred with it).
+            return await self._store_through_engine(sql, batch)
+
+    async def _store_through_driver(
+        self, sql: _InsertSql, batch: list[NewDelivery]
+    ) -> list[Delivery | None]:
+        """The batch as one statement, its own transaction, sent to the writer connection's
+        driver: committed when it returns, as before the 202.
+
+        On PostgreSQL the statement also defers the batch's job: one round trip instead of
+        four (BEGIN, insert, defer, COMMIT). SQLAlchemy's statement machinery around it cost
+        the API process more per batch than the round trip (most of what storing a delivery
+        cost at a low rate, a delivery a batch); asyncpg keeps the plan prepared.
+
+        On SQLite the statement runs outside BEGIN, so SQLite commits it as it completes
+        (durably: synchronous=FULL), with the write lock taken at its start as BEGIN
+        IMMEDIATE would; one call to aiosqlite's thread. Through the engine, BEGIN, the
+        insert, its RETURNING rows and COMMIT took a dozen, each a hand-off between that
+        thread and the busy event loop (every returned row a GIL round trip). The count of
+        rows stored says whether every delivery was new, as it nearly always is.
+
+        Only when some were not are the batch's keys read back, to tell new from existing:
+        rows already there were committed before the insert returned (on PostgreSQL a
+        conflict with an uncommitted row waits for it), so the read sees them."""
+        text, params = self._statement(sql, batch)
+        async with self._engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            started = time.perf_counter()
+            try:
+                if self._postgres:
+                    if driver.is_in_transaction():
+                        raise RuntimeError("the writer connection is in a transaction")
+                    stored = len(await driver.fetch(text, *params))
+                else:
+                    if driver.in_transaction:
+                        raise RuntimeError("the writer connection is in a transaction")
+                    cursor = await driver.execute(text, params)
+                    stored = cursor.rowcount
+                    await cursor.close()
+                    if driver.in_transaction:
+                        raise RuntimeError("the batch's insert did not commit")
+            except Exception:
+                if self._postgres:
+                    await conn.invalidate()  # not back to the pool in whatever state it is
+                raise
+            self._record_statement(text, time.perf_counter() - started)
+            if stored == len(batch):
+                return [None] * len(batch)
+            reader = (
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if self._postgres
+                else conn
+            )
+            return _outcomes(batch, await _existing(reader, batch))
+
+    def _statement(self, sql: _InsertSql, batch: list[NewDelivery]) -> tuple[str, tuple[Any, ...]]:
         if self._postgres:
             # Rows in key order: batches from several API processes that share keys (a
             # redelivered burst) take the unique index's locks in the same order, so none
-            # waits on another in a cycle (a deadlock would fail the whole batch). One
-            # statement, which stores the rows and defers their job, is its own transaction:
-            # one round trip instead of four (BEGIN, insert, defer, COMMIT), committed when
-            # it returns, as before the 202.
-            async with self._engine.connect() as conn:
-                own = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                inserted = await own.exec_driver_sql(*sql.statement(sorted(batch, key=_unique_key)))
-                new_ids = set(inserted.scalars().all())
-                # Rows already there were committed before the insert returned (a conflict
-                # with an uncommitted row waits for it): any read now sees them.
-                existing = await _existing(own, [d for d in batch if d.id not in new_ids])
-            return [
-                None if d.id in new_ids else existing[(d.source, d.delivery_key)] for d in batch
-            ]
-        return await self._store_on_sqlite(sql, batch)
+            # waits on another in a cycle (a deadlock would fail the whole batch).
+            return sql.statement(sorted(batch, key=_unique_key))
+        return sql.statement(batch)
 
-    async def _store_on_sqlite(
+    async def _store_through_engine(
         self, sql: _InsertSql, batch: list[NewDelivery]
     ) -> list[Delivery | None]:
-        """The batch as one statement run outside BEGIN, so SQLite commits it as it completes
-        (durably: synchronous=FULL) and takes the write lock at its start, as BEGIN IMMEDIATE
-        would; sent to the writer connection's driver in one call to its thread. Through the
-        engine, BEGIN, the insert, its RETURNING rows and COMMIT took a dozen calls to that
-        thread, each a hand-off between it and the event loop (and every returned row a GIL
-        round trip), so a batch waited on the busy event loop many times over. The count of
-        rows stored says whether every delivery was new, as it nearly always is; only when
-        some were not are the batch's keys read back, to tell the new from the existing."""
-        statement, params = sql.statement(batch)
-        async with self._engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            if driver is None or driver.in_transaction:
-                raise RuntimeError("the writer connection is not idle: the batch would not commit")
-            started = time.perf_counter()
-            cursor = await driver.execute(statement, params)
-            stored = cursor.rowcount
-            await cursor.close()
-            self._record_statement(statement, time.perf_counter() - started)
-            if driver.in_transaction:
-                raise RuntimeError("the batch's insert did not commit")
-            if stored == len(batch):
-                return [None] * len(batch)
-            # Committed: the read sees every row the batch conflicted with.
-            found = await _existing(conn, batch)
-        return [None if found[_unique_key(d)].id == d.id else found[_unique_key(d)] for d in batch]
+        """The same statement through SQLAlchemy (PostgreSQL: its own transaction; SQLite:
+        BEGIN IMMEDIATE, then the read of the batch's keys, then COMMIT)."""
+        if self._postgres:
+            async with self._engine.connect() as conn:
+                own = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await own.exec_driver_sql(*self._statement(sql, batch))
+                return _outcomes(batch, await _existing(own, batch))
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(*self._statement(sql, batch))
+            return _outcomes(batch, await _existing(conn, batch))
+
+
+def _outcomes(
+    batch: list[NewDelivery], stored: Mapping[tuple[str, str], Delivery]
+) -> list[Delivery | None]:
+    """None for each delivery stored under its own id, else the delivery stored before it."""
+    return [None if (found := stored[_unique_key(d)]).id == d.id else found for d in batch]
 
 
 async def _existing(
     conn: AsyncConnection, missing: list[NewDelivery]
 ) -> dict[tuple[str, str], Delivery]:
-    """The stored deliveries that these (not inserted) share their source and key with."""
+    """The stored deliveries that share their source and key with these."""
     if not missing:
         return {}
     found = await conn.execute(
