@@ -14,6 +14,7 @@ runs in autocommit, without the BEGIN and ROLLBACK round trips (`sessions(snapsh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class Database:
     reader: AsyncEngine
     # For reads of one statement; the reader when the store has nothing cheaper.
     statement_reader: AsyncEngine | None = None
+    # Times (and logs when slow) a statement sent to the writer's driver past the engine,
+    # as the engine's own statements are.
+    record_statement: Callable[[str, float], None] = lambda _statement, _seconds: None
 
     @property
     def dialect(self) -> str:
@@ -169,9 +173,9 @@ def connect(
         )
         _prepare_sqlite(writer, immediate=True)
         _prepare_sqlite(reader, immediate=False)
-        instrument(writer, slow_query_ms=slow_query_ms)
+        record_statement = instrument(writer, slow_query_ms=slow_query_ms)
         instrument(reader, slow_query_ms=slow_query_ms)
-        return Database(url=url, writer=writer, reader=reader)
+        return Database(url=url, writer=writer, reader=reader, record_statement=record_statement)
     # No pre-ping on every checkout: SQLAlchemy's asyncpg ping is a transaction of its own
     # (BEGIN, ";", ROLLBACK), three round trips, 0.5 ms of client CPU and 1.2 ms of a 3 ms
     # incident page. Only a connection idle in the pool for a second is pinged (below). One the
@@ -188,12 +192,18 @@ def connect(
     )
     _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
     _prepare_postgres(engine)
-    instrument(engine, slow_query_ms=slow_query_ms)
+    record_statement = instrument(engine, slow_query_ms=slow_query_ms)
     # The same pool: a connection's isolation level is set as it is checked out for reading and
     # restored when it goes back.
     reader = engine.execution_options(isolation_level="REPEATABLE READ")
     statement_reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return Database(url=url, writer=engine, reader=reader, statement_reader=statement_reader)
+    return Database(
+        url=url,
+        writer=engine,
+        reader=reader,
+        statement_reader=statement_reader,
+        record_statement=record_statement,
+    )
 
 
 def unavailable_cause(exc: BaseException | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -317,6 +318,7 @@ class GroupCommitInbox:
         self._arrived = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._postgres = database.dialect == "postgresql"
+        self._record_statement = database.record_statement
         self._sql: _InsertSql | None = None
 
     async def add(self, delivery: NewDelivery) -> Delivery | None:
@@ -357,32 +359,102 @@ class GroupCommitInbox:
     async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
         sql = self._sql or _InsertSql(self._engine.dialect, jobs=self._jobs)
         self._sql = sql
+        try:
+            return await self._store_through_driver(sql, batch)
+        except Exception:  # noqa: BLE001 - the engine's attempt says what failed
+            # The driver's own errors say less than the engine's: SQLAlchemy's types tell an
+            # unreachable store (503) from a bad statement, and it discards the pool's
+            # connections when one was broken. So the batch goes again through the engine,
+            # which answers for it; a row the first attempt did store is found with its own
+            # id, so it still counts as new (and its job was deferred with it).
+            return await self._store_through_engine(sql, batch)
+
+    async def _store_through_driver(
+        self, sql: _InsertSql, batch: list[NewDelivery]
+    ) -> list[Delivery | None]:
+        """The batch as one statement, its own transaction, sent to the writer connection's
+        driver: committed when it returns, as before the 202.
+
+        On PostgreSQL the statement also defers the batch's job: one round trip instead of
+        four (BEGIN, insert, defer, COMMIT). SQLAlchemy's statement machinery around it cost
+        the API process more per batch than the round trip (most of what storing a delivery
+        cost at a low rate, a delivery a batch); asyncpg keeps the plan prepared.
+
+        On SQLite the statement runs outside BEGIN, so SQLite commits it as it completes
+        (durably: synchronous=FULL), with the write lock taken at its start as BEGIN
+        IMMEDIATE would; one call to aiosqlite's thread. Through the engine, BEGIN, the
+        insert, its RETURNING rows and COMMIT took a dozen, each a hand-off between that
+        thread and the busy event loop (every returned row a GIL round trip). The count of
+        rows stored says whether every delivery was new, as it nearly always is.
+
+        Only when some were not are the batch's keys read back, to tell new from existing:
+        rows already there were committed before the insert returned (on PostgreSQL a
+        conflict with an uncommitted row waits for it), so the read sees them."""
+        text, params = self._statement(sql, batch)
+        async with self._engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            started = time.perf_counter()
+            try:
+                if self._postgres:
+                    if driver.is_in_transaction():
+                        raise RuntimeError("the writer connection is in a transaction")
+                    stored = len(await driver.fetch(text, *params))
+                else:
+                    if driver.in_transaction:
+                        raise RuntimeError("the writer connection is in a transaction")
+                    cursor = await driver.execute(text, params)
+                    stored = cursor.rowcount
+                    await cursor.close()
+                    if driver.in_transaction:
+                        raise RuntimeError("the batch's insert did not commit")
+            except Exception:
+                if self._postgres:
+                    await conn.invalidate()  # not back to the pool in whatever state it is
+                raise
+            self._record_statement(text, time.perf_counter() - started)
+            if stored == len(batch):
+                return [None] * len(batch)
+            reader = (
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if self._postgres
+                else conn
+            )
+            return _outcomes(batch, await _existing(reader, batch))
+
+    def _statement(self, sql: _InsertSql, batch: list[NewDelivery]) -> tuple[str, tuple[Any, ...]]:
         if self._postgres:
             # Rows in key order: batches from several API processes that share keys (a
             # redelivered burst) take the unique index's locks in the same order, so none
-            # waits on another in a cycle (a deadlock would fail the whole batch). One
-            # statement, which stores the rows and defers their job, is its own transaction:
-            # one round trip instead of four (BEGIN, insert, defer, COMMIT), committed when
-            # it returns, as before the 202.
+            # waits on another in a cycle (a deadlock would fail the whole batch).
+            return sql.statement(sorted(batch, key=_unique_key))
+        return sql.statement(batch)
+
+    async def _store_through_engine(
+        self, sql: _InsertSql, batch: list[NewDelivery]
+    ) -> list[Delivery | None]:
+        """The same statement through SQLAlchemy (PostgreSQL: its own transaction; SQLite:
+        BEGIN IMMEDIATE, then the read of the batch's keys, then COMMIT)."""
+        if self._postgres:
             async with self._engine.connect() as conn:
                 own = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                inserted = await own.exec_driver_sql(*sql.statement(sorted(batch, key=_unique_key)))
-                new_ids = set(inserted.scalars().all())
-                # Rows already there were committed before the insert returned (a conflict
-                # with an uncommitted row waits for it): any read now sees them.
-                existing = await _existing(own, [d for d in batch if d.id not in new_ids])
-        else:
-            async with self._engine.begin() as conn:
-                inserted = await conn.exec_driver_sql(*sql.statement(batch))
-                new_ids = set(inserted.scalars().all())
-                existing = await _existing(conn, [d for d in batch if d.id not in new_ids])
-        return [None if d.id in new_ids else existing[(d.source, d.delivery_key)] for d in batch]
+                await own.exec_driver_sql(*self._statement(sql, batch))
+                return _outcomes(batch, await _existing(own, batch))
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(*self._statement(sql, batch))
+            return _outcomes(batch, await _existing(conn, batch))
+
+
+def _outcomes(
+    batch: list[NewDelivery], stored: Mapping[tuple[str, str], Delivery]
+) -> list[Delivery | None]:
+    """None for each delivery stored under its own id, else the delivery stored before it."""
+    return [None if (found := stored[_unique_key(d)]).id == d.id else found for d in batch]
 
 
 async def _existing(
     conn: AsyncConnection, missing: list[NewDelivery]
 ) -> dict[tuple[str, str], Delivery]:
-    """The stored deliveries that these (not inserted) share their source and key with."""
+    """The stored deliveries that share their source and key with these."""
     if not missing:
         return {}
     found = await conn.execute(
@@ -508,7 +580,8 @@ class _InsertSql:
         self._no_result = self._encode["result"]({})
         names = ", ".join(column.name for column in deliveries.columns)
         self._prefix = f"INSERT INTO deliveries ({names}) "
-        self._suffix = " ON CONFLICT (source, delivery_key) DO NOTHING RETURNING id"
+        self._conflict = " ON CONFLICT (source, delivery_key) DO NOTHING"
+        self._suffix = f"{self._conflict} RETURNING id"
         if self._postgres:
             arrays = ", ".join(
                 f"${n}::{_PG_ARRAY_TYPES[column.name]}[]"
@@ -559,7 +632,8 @@ class _InsertSql:
         if self._postgres:
             columns = tuple(list(column) for column in zip(*rows, strict=True))
             return self._postgres_sql, columns + self._job_params
-        sql = self._prefix + "VALUES " + ", ".join(self._row for _ in rows) + self._suffix
+        # SQLite: no RETURNING (the count of rows stored says enough; see GroupCommitInbox).
+        sql = self._prefix + "VALUES " + ", ".join(self._row for _ in rows) + self._conflict
         return sql, tuple(value for row in rows for value in row)
 
 

@@ -7,6 +7,7 @@ Statements are logged without their parameters: parameters carry what callers se
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -24,10 +25,30 @@ _STATEMENT_LOGGED = 500  # characters of a slow statement kept in its log line
 log = structlog.get_logger("dragon.store")
 
 
-def instrument(engine: AsyncEngine, *, slow_query_ms: float) -> None:
-    """Time every statement the engine runs; log those over `slow_query_ms`."""
-    observe = QUERY_SECONDS.labels(dialect=engine.dialect.name).observe
+def statement_recorder(dialect: str, *, slow_query_ms: float) -> Callable[[str, float], None]:
+    """Records one statement's duration in the metric, and logs it when it took
+    `slow_query_ms` or more: what `instrument` does for every statement an engine runs, for
+    a statement sent to the driver directly (the SQLite inbox's batch insert)."""
+    observe = QUERY_SECONDS.labels(dialect=dialect).observe
     threshold = slow_query_ms / 1000
+
+    def record(statement: str, elapsed: float) -> None:
+        observe(elapsed)
+        if elapsed >= threshold:
+            log.warning(
+                "slow_query",
+                duration_ms=round(elapsed * 1000, 2),
+                threshold_ms=slow_query_ms,
+                statement=" ".join(statement.split())[:_STATEMENT_LOGGED],
+            )
+
+    return record
+
+
+def instrument(engine: AsyncEngine, *, slow_query_ms: float) -> Callable[[str, float], None]:
+    """Time every statement the engine runs; log those over `slow_query_ms`. Returns the
+    recorder, for statements sent past the engine to its driver."""
+    record = statement_recorder(engine.dialect.name, slow_query_ms=slow_query_ms)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _started(
@@ -42,12 +63,6 @@ def instrument(engine: AsyncEngine, *, slow_query_ms: float) -> None:
         started = getattr(context, "_dragon_started", None)
         if started is None:
             return
-        elapsed = time.perf_counter() - started
-        observe(elapsed)
-        if elapsed >= threshold:
-            log.warning(
-                "slow_query",
-                duration_ms=round(elapsed * 1000, 2),
-                threshold_ms=slow_query_ms,
-                statement=" ".join(statement.split())[:_STATEMENT_LOGGED],
-            )
+        record(statement, time.perf_counter() - started)
+
+    return record
