@@ -19,6 +19,8 @@ import pytest
 
 from dragon.api.access import ACCESS
 from dragon.services.container import Services
+from tests.api.test_ingestion import github_headers
+from tests.api.test_webhook_receivers import ALERTMANAGER_BEARER, jenkins_signed
 from tests.conftest import WEBHOOK_SECRETS, Keys
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -512,39 +514,11 @@ def _overlong_deliveries() -> list[tuple[str, bytes, dict[str, str]]]:
     alerts = json.loads((FIXTURES / "alertmanager" / "firing.json").read_text())
     alerts["alerts"][0]["labels"]["env"] = "e" * 100
     alerts["alerts"][1]["labels"]["commit"] = "c" * 100
-    bodies = {
-        name: json.dumps(p).encode()
-        for name, p in (("github", github), ("jenkins", jenkins), ("alertmanager", alerts))
-    }
-    jenkins_key = WEBHOOK_SECRETS["jenkins"].encode()
+    github_body, jenkins_body = json.dumps(github).encode(), json.dumps(jenkins).encode()
     return [
-        (
-            "github",
-            bodies["github"],
-            {
-                k.decode(): v.decode()
-                for k, v in _signed_github(
-                    bodies["github"], event=b"workflow_run", delivery=b"d-long"
-                )
-            },
-        ),
-        (
-            "jenkins",
-            bodies["jenkins"],
-            {
-                "content-type": "application/json",
-                "x-jenkins-signature": "sha256="
-                + hmac.new(jenkins_key, bodies["jenkins"], hashlib.sha256).hexdigest(),
-            },
-        ),
-        (
-            "alertmanager",
-            bodies["alertmanager"],
-            {
-                "content-type": "application/json",
-                "authorization": f"Bearer {WEBHOOK_SECRETS['alertmanager']}",
-            },
-        ),
+        ("github", github_body, github_headers(github_body, "workflow_run")),
+        ("jenkins", jenkins_body, jenkins_signed(jenkins_body)),
+        ("alertmanager", json.dumps(alerts).encode(), ALERTMANAGER_BEARER),
     ]
 
 
