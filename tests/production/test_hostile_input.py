@@ -19,6 +19,8 @@ import pytest
 
 from dragon.api.access import ACCESS
 from dragon.services.container import Services
+from tests.api.test_ingestion import github_headers
+from tests.api.test_webhook_receivers import ALERTMANAGER_BEARER, jenkins_signed
 from tests.conftest import WEBHOOK_SECRETS, Keys
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -500,3 +502,60 @@ async def test_a_nul_in_a_runbook_runs_version_or_the_actions_switch_reason_is_a
         headers=keys.of("admin"),
     )
     assert (run.status_code, switch.status_code) == (422, 422), (run.text, switch.text)
+
+
+def _overlong_deliveries() -> list[tuple[str, bytes, dict[str, str]]]:
+    """A delivery from each vendor with texts wider than a signal keeps."""
+    github = json.loads((FIXTURES / "github" / "workflow_run.completed.failure.json").read_text())
+    github["workflow_run"]["name"] = "w" * 250
+    github["workflow_run"]["head_branch"] = "b" * 300
+    jenkins = json.loads((FIXTURES / "jenkins" / "completed.failure.json").read_text())
+    jenkins["build"]["scm"]["branch"] = "origin/" + "b" * 300
+    alerts = json.loads((FIXTURES / "alertmanager" / "firing.json").read_text())
+    alerts["alerts"][0]["labels"]["env"] = "e" * 100
+    alerts["alerts"][1]["labels"]["commit"] = "c" * 100
+    github_body, jenkins_body = json.dumps(github).encode(), json.dumps(jenkins).encode()
+    return [
+        ("github", github_body, github_headers(github_body, "workflow_run")),
+        ("jenkins", jenkins_body, jenkins_signed(jenkins_body)),
+        ("alertmanager", json.dumps(alerts).encode(), ALERTMANAGER_BEARER),
+    ]
+
+
+@pytest.mark.parametrize("delivery", _overlong_deliveries(), ids=lambda d: d[0])
+async def test_a_vendor_text_wider_than_a_signal_keeps_is_cut_and_the_incident_opens(
+    client: httpx.AsyncClient,
+    services: Services,
+    keys: Keys,
+    delivery: tuple[str, bytes, dict[str, str]],
+) -> None:
+    # PostgreSQL refuses a text wider than its column: uncut, the delivery failed until dead.
+    source, body, headers = delivery
+    answer = await client.post(f"/webhooks/{source}", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    await services.processor.run_due()
+    stored = await client.get(
+        f"/api/v1/deliveries/{answer.json()['delivery_id']}", headers=keys.of("admin")
+    )
+    assert stored.json()["status"] == "processed", stored.json()
+    [incident] = (await client.get("/api/v1/incidents", headers=keys.of("viewer"))).json()["items"]
+    assert len(incident["branch"] or "") <= 255
+    assert len(incident["environment"] or "") <= 64
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/events", {"kind": "ci_failure", "title": "t", "source": "s" * 33}),
+        ("/api/ci/event", {"repo": "acme/shop", "status": "failure", "provider": "p" * 33}),
+        ("/api/v1/incidents", {"title": "t", "source": "s" * 33}),
+        ("/api/v1/incidents", {"title": "t", "repo": "acme/" + "r" * 200}),
+        ("/api/v1/decisions", {"action": "comment", "title": "t", "repo": "acme/" + "r" * 200}),
+    ],
+)
+async def test_an_api_text_wider_than_the_store_keeps_is_a_422(
+    client: httpx.AsyncClient, keys: Keys, path: str, body: dict[str, Any]
+) -> None:
+    answer = await client.post(path, json=body, headers=keys.of("developer"))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "validation_failed"

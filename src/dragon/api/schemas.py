@@ -62,7 +62,13 @@ OptionalTitle = Annotated[
     AfterValidator(_one_line),
 ]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Repo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){1,4}$")]
+# Where a signal or an incident comes from (`github`, `api`, a tool's name): a Name of at most
+# 32 characters, as wide as the store keeps it.
+Source = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
+Repo = Annotated[
+    str,
+    StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){1,4}$"),
+]
 
 
 _BRANCH_CHARS = re.compile(r"[A-Za-z0-9._/+@-]+")
@@ -131,7 +137,7 @@ class Request(BaseModel):
 class IncidentCreate(Request):
     title: Title
     severity: Severity = Severity.SEV3
-    source: Name = "api"
+    source: Source = "api"
     description: Text = ""
     repo: Repo | None = None
     branch: Branch | None = None
@@ -169,7 +175,7 @@ class DecisionCreate(Request):
     repo: Repo | None = None
     branch: Branch | None = None
     environment: Name | None = None
-    source: Name | None = None
+    source: Source | None = None
 
     @field_validator("params")
     @classmethod

@@ -31,6 +31,7 @@ from dragon.domain.signals import (
 from dragon.integrations.normalization import (
     Fields,
     bounded_key,
+    fitted,
     invalid,
     log_tail,
     parse_time,
@@ -117,7 +118,7 @@ def _alert(alert: Fields, options: NormalizeOptions, external_url: str | None) -
     identity = alert.text("fingerprint") or fingerprint(
         *(f"{k}={v}" for k, v in sorted(labels.items()))
     )
-    return SignalDraft(
+    draft = SignalDraft(
         source=SOURCE,
         kind=kind,
         signal_key=bounded_key(f"{identity}:{status}:{starts_at}"),
@@ -135,3 +136,4 @@ def _alert(alert: Fields, options: NormalizeOptions, external_url: str | None) -
         labels=labels,
         log_excerpt=log_tail(annotations.get("description")),
     )
+    return fitted(draft)

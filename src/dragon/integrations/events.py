@@ -25,6 +25,7 @@ from dragon.domain.signals import (
 from dragon.integrations.normalization import (
     Fields,
     bounded_key,
+    fitted,
     invalid,
     log_tail,
     parse_time,
@@ -84,7 +85,7 @@ def normalize_event(
         labels=labels,
         log_excerpt=log_tail(event.text("log_excerpt")),
     )
-    return Normalized(event_type=kind.value, signals=(signal,))
+    return Normalized(event_type=kind.value, signals=(fitted(signal),))
 
 
 def _kind(event: Fields) -> SignalKind:

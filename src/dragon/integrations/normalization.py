@@ -8,6 +8,7 @@ that is absent reads as None.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
@@ -183,6 +184,32 @@ def title_text(text: str) -> str:
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1] + "…"
 
 
+# The longest texts a signal keeps (its incident's and the store's columns are as wide): a
+# vendor's longer branch or label is cut here, never a reason for its delivery to fail
+# processing (PostgreSQL refuses what does not fit) until it is dead.
+_WIDTHS = {
+    "source": 32,
+    "repo": 200,
+    "branch": 255,
+    "commit_sha": 64,
+    "pipeline": 200,
+    "job": 200,
+    "url": 2048,
+    "environment": 64,
+}
+
+
+def fitted(draft: SignalDraft) -> SignalDraft:
+    """`draft` with each text cut to the width a signal keeps; its fingerprint, made from the
+    whole texts, stays as it was."""
+    cut = {
+        name: value[:width]
+        for name, width in _WIDTHS.items()
+        if (value := getattr(draft, name)) and len(value) > width
+    }
+    return dataclasses.replace(draft, **cut) if cut else draft
+
+
 def log_tail(text: str | None) -> str:
     """The end of a log, where the error usually is."""
     if not text:
@@ -234,7 +261,7 @@ def ci_signal(
     )
     signal_key, log_excerpt = _storable(signal_key), _storable(log_excerpt)
     labels = {_storable(k): _storable(v) for k, v in labels.items()}
-    return SignalDraft(
+    draft = SignalDraft(
         source=source,
         kind=kind,
         signal_key=bounded_key(signal_key),
@@ -254,3 +281,4 @@ def ci_signal(
         labels=labels,
         log_excerpt=log_tail(log_excerpt),
     )
+    return fitted(draft)

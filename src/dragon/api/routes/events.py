@@ -21,6 +21,7 @@ from dragon.api.schemas import (
     Repo,
     Request,
     Sha,
+    Source,
     Title,
     Url,
 )
@@ -42,7 +43,7 @@ Labels = dict[Name, LabelValue]
 
 
 class EventIn(Request):
-    source: Name = "api"
+    source: Source = "api"
     kind: SignalKind
     title: Title
     repo: Repo | None = None
@@ -84,7 +85,7 @@ class LegacyCiEvent(Request):
     commit: Sha | None = None
     workflow: EventName | None = None
     job: EventName | None = None
-    provider: Name = "api"
+    provider: Source = "api"
     url: Url | None = None
     log: LogExcerpt = ""
     title: Title | None = None
