@@ -77,6 +77,12 @@ def test_dragon_containers_are_read_only_unprivileged_and_get_secrets_from_the_e
             assert "://" not in str(value), name
 
 
+def test_on_one_host_the_workers_weigh_less_than_the_api_for_the_cpu() -> None:
+    # Containers are cgroups: nice inside one does not order it against the others.
+    services = compose()["services"]
+    assert services["worker"]["cpu_shares"] < services["api"].get("cpu_shares", 1024)
+
+
 def test_the_env_file_example_names_only_real_settings_and_holds_no_value() -> None:
     fields = {f"DRAGON_{name.upper()}" for name in Settings.model_fields}
     for line in (ROOT / "deploy/dragon.env.example").read_text().splitlines():
