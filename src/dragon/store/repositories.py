@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dragon.domain.audit import GENESIS_HASH, event_hash
@@ -288,42 +287,6 @@ class SqlPolicyRepository(SessionRepository):
         return await self.session.scalar(stmt)
 
 
-# The chain's events and its new head in one statement, while the head is locked: one round trip
-# less for every audited transaction, and the events as one insert of arrays (an executemany is
-# a statement per event on the server, and multi-row VALUES a statement text per batch size).
-_APPEND_ON_POSTGRES = sa.text(
-    "WITH head AS (UPDATE audit_head SET seq = :head_seq, hash = :head_hash WHERE id = :head_id)"
-    " INSERT INTO audit_events (seq, occurred_at, actor_id, actor_name, action, target_type,"
-    " target_id, details, correlation_id, client_address, prev_hash, hash)"
-    " SELECT seq, occurred_at, actor_id, actor_name, action, target_type, target_id,"
-    " CAST(details AS json), correlation_id, client_address, prev_hash, hash FROM unnest("
-    "CAST(:seq AS bigint[]), CAST(:occurred_at AS timestamptz[]), CAST(:actor_id AS varchar[]),"
-    " CAST(:actor_name AS varchar[]), CAST(:action AS varchar[]),"
-    " CAST(:target_type AS varchar[]), CAST(:target_id AS varchar[]),"
-    " CAST(:details AS text[]), CAST(:correlation_id AS varchar[]),"
-    " CAST(:client_address AS varchar[]), CAST(:prev_hash AS varchar[]), CAST(:hash AS varchar[])"
-    ") AS e(seq, occurred_at, actor_id, actor_name, action, target_type, target_id, details,"
-    " correlation_id, client_address, prev_hash, hash)"
-)
-
-
-def _append_on_postgres(rows: list[dict[str, Any]], *, dialect: Dialect) -> sa.TextClause:
-    """`rows` (chained, in order) as one statement that also moves the head to the last."""
-    columns: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in _APPEND_COLUMNS}
-    # Through the columns' own types: times checked and made UTC, details as JSON text, as
-    # the insert by column would write them.
-    for name in ("occurred_at", "details"):
-        bind = audit_events.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if bind is not None:
-            columns[name] = [bind(value) for value in columns[name]]
-    return _APPEND_ON_POSTGRES.bindparams(
-        head_id=_HEAD_ID, head_seq=rows[-1]["seq"], head_hash=rows[-1]["hash"], **columns
-    )
-
-
-_APPEND_COLUMNS = [column.name for column in audit_events.columns]
-
-
 class SqlAuditRepository(SessionRepository):
     async def head(self) -> tuple[int, str]:
         row = (await self.session.execute(sa.select(audit_head.c.seq, audit_head.c.hash))).first()
@@ -371,16 +334,12 @@ class SqlAuditRepository(SessionRepository):
             digest = event_hash(seq=seq, prev_hash=prev_hash, **fields)
             rows.append({"seq": seq, "prev_hash": prev_hash, "hash": digest, **fields})
             prev_hash = digest
-        dialect = self.session.get_bind().dialect
-        if dialect.name == "postgresql":
-            await self.session.execute(_append_on_postgres(rows, dialect=dialect))
-        else:
-            await self.session.execute(sa.insert(audit_events), rows)
-            await self.session.execute(
-                sa.update(audit_head)
-                .where(audit_head.c.id == _HEAD_ID)
-                .values(seq=rows[-1]["seq"], hash=prev_hash)
-            )
+        await self.session.execute(sa.insert(audit_events), rows)
+        await self.session.execute(
+            sa.update(audit_head)
+            .where(audit_head.c.id == _HEAD_ID)
+            .values(seq=rows[-1]["seq"], hash=prev_hash)
+        )
         self._pending.clear()
 
     async def find(self, query: AuditQuery) -> list[AuditEvent]:
