@@ -118,3 +118,5 @@ async def test_a_batch_of_one_source_is_looked_up_by_both_index_columns_in_a_you
     assert conditions, plan
     assert all("signal_key" in line for line in conditions), plan
     assert "Rows Removed by Filter" not in plan, plan
+    assert "Seq Scan on signals" not in plan, plan
+    assert "Hash" not in plan, plan

@@ -15,7 +15,7 @@ from dragon.app import build_services
 from dragon.domain.entities import Approval, Incident
 from dragon.domain.enums import ApprovalChannel, Role, Severity, Verdict
 from dragon.domain.errors import Conflict
-from dragon.domain.ports import IncidentQuery
+from dragon.domain.ports import AuditQuery, IncidentQuery, NewAuditEvent
 from dragon.services.container import Services
 from dragon.services.context import SYSTEM_CALLER, Caller
 from dragon.services.decisions import Proposal
@@ -138,6 +138,57 @@ async def test_times_written_in_different_zones_sort_and_filter_as_instants(
 
 
 # Searching incidents
+
+
+# Audit chain
+
+
+async def test_a_transactions_audit_events_are_stored_field_for_field_and_move_the_head(
+    uow: SqlUnitOfWorkFactory, store_services: Services
+) -> None:
+    moment = datetime(2026, 11, 22, 14, 30, 0, 123456, tzinfo=timezone(timedelta(hours=5)))
+    written = [
+        NewAuditEvent(
+            occurred_at=moment + timedelta(microseconds=n),
+            actor_id="prn_alice",
+            actor_name="alice",
+            action=f"incident.step_{n}",
+            target_type="incident",
+            target_id=f"inc_{n}",
+            details={"n": n, "note": "Grüße 🐉", "nested": {"ok": True, "list": [1.5, None]}},
+            correlation_id="corr-1" if n else None,
+            client_address=None if n else "10.0.0.1",
+        )
+        for n in range(3)
+    ]
+    for batch in (written[:1], written[1:]):
+        async with uow() as tx:
+            for event in batch:
+                await tx.audit.append(event)
+            await tx.commit()
+
+    async with uow(write=False) as tx:
+        head = await tx.audit.head()
+        stored = list(reversed(await tx.audit.find(AuditQuery(limit=10))))
+
+    assert [e.seq for e in stored] == [1, 2, 3]
+    assert head == (3, stored[-1].hash)
+    assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
+    for event, new in zip(stored, written, strict=True):
+        assert event.occurred_at == new.occurred_at
+        assert event.occurred_at.tzinfo == UTC
+        assert (event.actor_id, event.actor_name, event.action) == (
+            new.actor_id,
+            new.actor_name,
+            new.action,
+        )
+        assert (event.target_type, event.target_id) == (new.target_type, new.target_id)
+        assert event.details == new.details
+        assert (event.correlation_id, event.client_address) == (
+            new.correlation_id,
+            new.client_address,
+        )
+    assert (await store_services.audit.verify()).ok
 
 
 # JSON columns

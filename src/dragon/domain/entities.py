@@ -203,7 +203,7 @@ class IncidentLink:
 class TriageClaim:
     """A worker's claim on the triage of the incidents one transaction opens, taken with them:
     their triage rows are written running under this token and lease, so the worker that
-    triages them next needs no claim of its own (docs/decisions/0024)."""
+    triages them next needs no claim of its own (docs/decisions/0025)."""
 
     token: str
     lease_until: datetime

@@ -84,16 +84,18 @@ class SqlDeliveryRepository(SessionRepository):
         return await keyset_page(self.session, stmt, entity.id, query.page)
 
 
-# Each pair asks the unique (source, signal key) index for both columns. Written as a row-wise
-# IN, pairs that share a source were planned by PostgreSQL as `source = ...` with the keys left
-# to a filter whenever the table was not analyzed yet (a young store, or its first busy hours):
-# every signal of the source was read for each batch. Arrays also make it one statement
-# whatever the batch's size.
+# Each pair asks the unique (source, signal key) index for both columns, one lookup per pair:
+# the LATERAL subquery with its LIMIT cannot be turned into a join, so no statistics can make
+# the planner read the table whole. Written as a row-wise IN, pairs that share a source were
+# planned by PostgreSQL as `source = ...` with the keys left to a filter whenever the table
+# was not analyzed yet (a young store, or its first busy hours), and as an EXISTS, as a hash
+# join over every signal: either way every signal of the source was read for each batch.
+# Arrays also make it one statement whatever the batch's size.
 _KNOWN_ON_POSTGRES = sa.text(
     "SELECT k.source, k.signal_key"
     " FROM unnest(CAST(:sources AS varchar[]), CAST(:keys AS varchar[])) AS k(source, signal_key)"
-    " WHERE EXISTS (SELECT 1 FROM signals AS s"
-    " WHERE s.source = k.source AND s.signal_key = k.signal_key)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM signals AS s"
+    " WHERE s.source = k.source AND s.signal_key = k.signal_key LIMIT 1) AS stored"
 )
 
 

@@ -67,7 +67,7 @@ def conninfo(database_url: str) -> str:
 async def settle_and_triage(services: Services, *, triage_inline: bool) -> Settled:
     """One pass of a delivery job: whatever is due, up to JOB_BATCH deliveries, then, with
     `triage_inline`, the triage of the incidents it opened (claimed in the pass's own
-    transaction, docs/decisions/0024); otherwise the triage worker is woken for them."""
+    transaction, docs/decisions/0025); otherwise the triage worker is woken for them."""
     claim = services.triage.opening_claim() if triage_inline else None
     settled = await services.processor.settle_due(batch=JOB_BATCH, triage=claim)
     if not settled.count:
@@ -103,7 +103,7 @@ def job_app(
     drain = _Drain()
     # Triage of the incidents a pass opened runs right after it, in the same job, when it
     # is CPU work alone: no polling, and no claim transaction (the pass claims what it opens
-    # in its own, and hands over the incidents and signals it holds, docs/decisions/0024);
+    # in its own, and hands over the incidents and signals it holds, docs/decisions/0025);
     # the next pass gathers what arrived meanwhile. An analyzer or log source that calls out
     # would hold processing up, so then the triage worker does it, woken at once.
     triage_inline = triage and not services.triage.calls_out
