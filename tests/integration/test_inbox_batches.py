@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog.testing
 from prometheus_client import REGISTRY
 
 from dragon.api.problems import dragon_problem
@@ -143,14 +144,15 @@ async def test_a_row_the_store_refuses_fails_alone_and_its_batch_neighbours_are_
     try:
         assert await inbox.add(delivery("dlv_earlier", "key-earlier")) is None
         # Queued together, so the writer tries them as one batch first.
-        outcomes = await asyncio.gather(
-            inbox.add(delivery("dlv_a", "key-a")),
-            inbox.add(delivery("dlv_again", "key-earlier")),
-            inbox.add(refused("dlv_bad", "key-bad", dialect=database.dialect)),
-            inbox.add(delivery("dlv_b", "key-b")),
-            inbox.add(delivery("dlv_c", "key-c")),
-            return_exceptions=True,
-        )
+        with structlog.testing.capture_logs() as logged:
+            outcomes = await asyncio.gather(
+                inbox.add(delivery("dlv_a", "key-a")),
+                inbox.add(delivery("dlv_again", "key-earlier")),
+                inbox.add(refused("dlv_bad", "key-bad", dialect=database.dialect)),
+                inbox.add(delivery("dlv_b", "key-b")),
+                inbox.add(delivery("dlv_c", "key-c")),
+                return_exceptions=True,
+            )
         # Each good delivery is committed when its waiter is answered; the refused one is
         # not there at all.
         assert await stored_rows(database_url) == {
@@ -170,6 +172,11 @@ async def test_a_row_the_store_refuses_fails_alone_and_its_batch_neighbours_are_
     assert bad.code == "delivery_refused"
     assert dragon_problem(bad, correlation_id="c").status_code == 422
     assert "e" * 65 not in bad.message
+    # The refused row is logged by its id, without its body, headers or the database's
+    # message (which may quote the row).
+    refusals = [entry for entry in logged if entry["event"] == "delivery_refused_by_store"]
+    assert [entry["delivery_id"] for entry in refusals] == ["dlv_bad"]
+    assert all("completed" not in repr(entry) and "e" * 65 not in repr(entry) for entry in logged)
 
 
 @pytest.mark.parametrize("value", ["missing", "too_wide"])
