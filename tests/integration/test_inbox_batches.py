@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 import structlog.testing
@@ -170,7 +171,11 @@ async def test_a_row_the_store_refuses_fails_alone_and_its_batch_neighbours_are_
     # The refused one's sender gets a clear 4xx problem, not a 500 and not a retry-later.
     assert isinstance(bad, ValidationFailed)
     assert bad.code == "delivery_refused"
-    assert dragon_problem(bad, correlation_id="c").status_code == 422
+    answer = dragon_problem(bad, correlation_id="c")
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "retry-after" not in answer.headers
+    assert orjson.loads(bytes(answer.body))["code"] == "delivery_refused"
     assert "e" * 65 not in bad.message
     # The refused row is logged by its id, without its body, headers or the database's
     # message (which may quote the row).
