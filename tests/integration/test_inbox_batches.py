@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from dragon.api.problems import dragon_problem
 from dragon.domain.entities import Delivery
-from dragon.domain.errors import ValidationFailed
+from dragon.domain.errors import Unavailable, ValidationFailed
 from dragon.domain.ports import NewDelivery
 from dragon.store.database import Database, connect
 from dragon.store.inbox import GroupCommitInbox
@@ -203,3 +203,32 @@ async def test_a_lone_refused_delivery_gets_the_clear_error(
         await inbox.close()
     assert refusal.value.code == "delivery_refused"
     assert await stored_rows(database_url) == {"key-a": "dlv_a"}
+
+
+class _Unreachable(GroupCommitInbox):
+    """An inbox whose store cannot be reached (the engine's error for a refused connection)."""
+
+    tries = 0
+
+    async def _store(self, batch: list[NewDelivery]) -> Any:
+        self.tries += 1
+        raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("refused"))
+
+
+async def test_an_unreachable_store_fails_the_whole_batch_with_retry_later_once(
+    database: Database,
+) -> None:
+    inbox = _Unreachable(database)
+    try:
+        outcomes = await asyncio.gather(
+            *(inbox.add(delivery(f"dlv_{n}", f"key-{n}")) for n in range(4)),
+            return_exceptions=True,
+        )
+    finally:
+        await inbox.close()
+    # Not tried again row by row: every sender is told to retry, as the one attempt failed.
+    assert inbox.tries == 1
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes)
+    assert {outcome.code for outcome in outcomes if isinstance(outcome, Unavailable)} == {
+        "database_unavailable"
+    }
