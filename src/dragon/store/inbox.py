@@ -13,15 +13,20 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+import structlog
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dragon.domain.entities import Delivery, Incident, IncidentLink, Signal
 from dragon.domain.enums import DeliveryStatus, IncidentStatus
+from dragon.domain.errors import ValidationFailed
 from dragon.domain.ports import DeliveryQuery, NewDelivery
 from dragon.store.database import Database, unavailable, unavailable_cause
 from dragon.store.repositories import SessionRepository, keyset_page
 from dragon.store.tables import deliveries, incident_links, incidents, signals
+
+log = structlog.get_logger("dragon.store")
 
 
 class SqlDeliveryRepository(SessionRepository):
@@ -346,17 +351,40 @@ class GroupCommitInbox:
                 await self._arrived.wait()
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            try:
-                outcomes = await self._store([delivery for delivery, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
-                failure: Exception = unavailable() if unavailable_cause(exc) else exc
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(failure)
-                continue
-            for (_, done), outcome in zip(batch, outcomes, strict=True):
+            await self._answer(batch)
+
+    async def _answer(
+        self, batch: list[tuple[NewDelivery, asyncio.Future[Delivery | None]]]
+    ) -> None:
+        """Stores the batch and answers each of its waiters once its outcome is committed.
+
+        A batch the store refuses for a row's values (a data or integrity error: a value
+        wider than its column, a missing one; never an unreachable store) goes again in
+        halves, each its own statement and commit, down to the rows refused alone: their
+        waiters get `delivery_refused`, the others are stored and answered as ever. The
+        statement is all or nothing, so a refused batch left nothing behind. A batch that
+        is stored costs nothing more."""
+        try:
+            outcomes = await self._store([delivery for delivery, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
+            refused = _refused_values(exc)
+            if refused and len(batch) > 1:
+                middle = len(batch) // 2
+                await self._answer(batch[:middle])
+                await self._answer(batch[middle:])
+                return
+            failure: Exception = exc
+            if unavailable_cause(exc):
+                failure = unavailable()
+            elif refused:
+                failure = _refusal(exc, batch[0][0])
+            for _, done in batch:
                 if not done.done():
-                    done.set_result(outcome)
+                    done.set_exception(failure)
+            return
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            if not done.done():
+                done.set_result(outcome)
 
     async def _store(self, batch: list[NewDelivery]) -> list[Delivery | None]:
         sql = self._sql or _InsertSql(self._engine.dialect, jobs=self._jobs)
@@ -444,6 +472,40 @@ class GroupCommitInbox:
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql(*self._statement(sql, batch))
             return _outcomes(batch, await _existing(conn, batch))
+
+
+def _refused_values(exc: Exception) -> bool:
+    """Whether the store refused the statement for the values of its rows (some row's):
+    SQLSTATE class 22 (data exception) or 23 (integrity constraint violation). SQLAlchemy's
+    asyncpg adapter raises a plain DBAPIError for class 22, so the state is read too."""
+    if unavailable_cause(exc):
+        return False
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, sa_exc.DBAPIError) and isinstance(state, str) and state[:2] in _REFUSED
+
+
+# SQLSTATE classes that name a row's values as the statement's problem.
+_REFUSED = ("22", "23")
+
+
+def _refusal(exc: Exception, delivery: NewDelivery) -> ValidationFailed:
+    """The refused delivery's error, logged without its body, headers or the database's
+    message (which may quote the row)."""
+    cause = getattr(exc, "orig", None)
+    log.warning(
+        "delivery_refused_by_store",
+        delivery_id=delivery.id,
+        source=delivery.source,
+        error_type=type(cause or exc).__name__,
+        sqlstate=getattr(cause, "sqlstate", None),
+    )
+    return ValidationFailed(
+        "the database refused to store this delivery (a value is missing or too large for "
+        "the inbox); it was not stored, and sending it again unchanged fails the same way",
+        code="delivery_refused",
+    )
 
 
 def _outcomes(
