@@ -68,7 +68,10 @@ class Cluster:
 
     def create_database(self) -> None:
         recreate_database(self.database)
-        self.stack.callback(drop_database, self.database)
+        # DRAGON_BENCH_KEEP_DATABASE=1 leaves it for EXPLAIN (ANALYZE) on the grown tables;
+        # the next run recreates it.
+        if os.environ.get("DRAGON_BENCH_KEEP_DATABASE") != "1":
+            self.stack.callback(drop_database, self.database)
 
     def boot(
         self,
