@@ -150,6 +150,7 @@ decisions = sa.Table(
     sa.Column("decided_at", UTCDateTime()),
     sa.Column("trace_context", sa.String(64)),
     sa.Index("ix_decisions_status_id", "status", "id"),
+    sa.Index("ix_decisions_status_action_id", "status", "action", "id"),
     sa.Index("ix_decisions_status_expires_at", "status", "expires_at"),
     sa.Index("ix_decisions_created_at", "created_at"),
 )
@@ -350,7 +351,13 @@ notification_events = sa.Table(
     sa.Column("subject", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("routed_at", UTCDateTime()),
-    sa.Index("ix_notification_events_routed_at_id", "routed_at", "id"),
+    # Only the unrouted events' ids (migration 0012): the router's claim reads no routed ones.
+    sa.Index(
+        "ix_notification_events_unrouted",
+        "id",
+        sqlite_where=sa.text("routed_at IS NULL"),
+        postgresql_where=sa.text("routed_at IS NULL"),
+    ),
     sa.Index("ix_notification_events_decision_event", "decision_id", "event"),
 )
 
